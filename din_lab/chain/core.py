@@ -1,0 +1,350 @@
+"""``connect(...)`` -> :class:`Chain`: one object over web3 whatever the backend.
+
+Backends:
+- ``"embedded"``: py-evm in this process via eth-tester (coincurve makes signature recovery
+  native). The lab's accounts are funded in the genesis state, so 1,000 accounts cost well
+  under a second. Genesis timestamp is fixed, so runs are reproducible.
+- a JSON-RPC URL (``http://127.0.0.1:8545``): anvil (the test target), geth, a testnet.
+  On anvil the lab's accounts are funded with ``anvil_setBalance``; elsewhere pass
+  ``funder_key`` (a funded private key) and each account receives ``fund_eth``.
+
+Transactions are signed locally, sent with explicit gas, and their receipts decoded into
+:attr:`Chain.events`. A reverted transaction raises the exception named after its Solidity
+custom error (:mod:`din_lab.chain.reverts`).
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak, to_checksum_address
+from web3 import Web3
+from web3.contract import Contract
+from web3.contract.contract import ContractFunction
+from web3.exceptions import ContractLogicError, Web3RPCError
+
+from din_lab.chain.artifacts import load_artifact
+from din_lab.chain.events import ChainEvent, EventIndex
+from din_lab.chain.reverts import decode_revert
+from din_lab.errors import ChainError, ConfigError, ContractRevert
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GAS = 12_000_000
+MAX_FEE = 100 * 10**9
+PRIORITY_FEE = 10**9
+GENESIS_ETH = 10**6
+GENESIS_TIMESTAMP = 1_767_225_600  # 2026-01-01T00:00:00Z: fixed so embedded runs reproduce
+
+
+def lab_accounts(count: int, *, seed: int = 0) -> list[LocalAccount]:
+    """``count`` deterministic accounts (private key i = keccak("din-lab", seed, i))."""
+    keys = [keccak(b"din-lab" + seed.to_bytes(8, "big") + i.to_bytes(8, "big")) for i in range(count)]
+    return [Account.from_key(k) for k in keys]
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """A mined transaction: what the ledger widgets and benchmarks read."""
+
+    tx_hash: str
+    block: int
+    gas_used: int
+    sender: str
+    to: str | None
+    function: str
+    events: tuple[ChainEvent, ...]
+    contract_address: str | None = None
+
+    def event(self, name: str) -> ChainEvent:
+        for e in self.events:
+            if e.event == name:
+                return e
+        raise ChainError(f"transaction {self.tx_hash} emitted no {name} event")
+
+
+class Chain:
+    """A connected chain: accounts, deployment, transactions, events and time travel."""
+
+    def __init__(self, w3: Web3, *, backend: str, accounts: Sequence[LocalAccount], tester: Any = None) -> None:
+        self.w3 = w3
+        self.backend = backend
+        self.accounts: list[LocalAccount] = list(accounts)
+        self.events = EventIndex()
+        self.receipts: list[Receipt] = []
+        self._tester = tester
+        self._nonces: dict[str, int] = {}
+        self.chain_id = int(w3.eth.chain_id)
+        w3.eth.default_account = self.accounts[0].address  # calls come from a funded account
+        self._snapshots: dict[Any, tuple[int, int]] = {}
+
+    # ----------------------------------------------------------- contracts
+    def deploy(self, name: str, *args: Any, sender: LocalAccount, gas: int = DEFAULT_GAS) -> Contract:
+        art = load_artifact(name)
+        factory = self.w3.eth.contract(abi=art.abi, bytecode=art.bytecode)
+        data = factory.constructor(*args).data_in_transaction
+        receipt = self._send(sender=sender, to=None, data=data, gas=gas, function=f"deploy {name}")
+        assert receipt.contract_address is not None
+        self.events.names[receipt.contract_address] = name
+        # the constructor's events were decoded before the name was known
+        return self.at(name, receipt.contract_address)
+
+    def at(self, name: str, address: str) -> Contract:
+        address = to_checksum_address(address)
+        self.events.names.setdefault(address, name)
+        return self.w3.eth.contract(address=address, abi=load_artifact(name).abi)
+
+    def transact(
+        self, fn: ContractFunction, *, sender: LocalAccount, gas: int = DEFAULT_GAS, value: int = 0
+    ) -> Receipt:
+        """Send ``fn`` from ``sender``; raise the named revert if it fails."""
+        data = fn._encode_transaction_data()
+        return self._send(sender=sender, to=fn.address, data=data, gas=gas, value=value, function=fn.fn_name)
+
+    def call(self, fn: ContractFunction, *, sender: LocalAccount | str | None = None) -> Any:
+        tx: dict[str, Any] = {}
+        if sender is not None:
+            tx["from"] = sender if isinstance(sender, str) else sender.address
+        try:
+            return fn.call(tx)
+        except Exception as e:  # web3 revert errors, or eth-tester's TransactionFailed
+            raise self._revert_from_exception(e, context=fn.fn_name) from e
+
+    # ----------------------------------------------------------- transactions
+    def nonce(self, address: str) -> int:
+        if address not in self._nonces:
+            self._nonces[address] = int(self.w3.eth.get_transaction_count(address, "pending"))
+        return self._nonces[address]
+
+    def sign(self, *, sender: LocalAccount, to: str | None, data: bytes | str, gas: int, value: int = 0) -> bytes:
+        """Sign a transaction with the next nonce of ``sender`` (advances the local nonce)."""
+        tx: dict[str, Any] = {
+            "type": 2,
+            "chainId": self.chain_id,
+            "nonce": self.nonce(sender.address),
+            "gas": gas,
+            "maxFeePerGas": MAX_FEE,
+            "maxPriorityFeePerGas": PRIORITY_FEE,
+            "value": value,
+            "data": data,
+        }
+        if to is not None:
+            tx["to"] = to
+        signed = sender.sign_transaction(tx)
+        self._nonces[sender.address] += 1
+        return bytes(signed.raw_transaction)
+
+    def _send(
+        self, *, sender: LocalAccount, to: str | None, data: bytes | str, gas: int, function: str, value: int = 0,
+        preflight: bool = True,
+    ) -> Receipt:
+        if preflight:
+            # run it as a call on the pending state first: a revert then raises its named error
+            # with exact data (block-dependent checks included) and nothing is mined
+            self._preflight(sender=sender, to=to, data=data, value=value, gas=gas, function=function)
+        raw = self.sign(sender=sender, to=to, data=data, gas=gas, value=value)
+        try:
+            tx_hash = self.w3.eth.send_raw_transaction(raw)
+        except (ContractLogicError, Web3RPCError, ValueError) as e:
+            self._nonces.pop(sender.address, None)
+            raise self._revert_from_exception(e, context=function) from e
+        except Exception as e:  # eth-tester validation and transport errors
+            self._nonces.pop(sender.address, None)
+            raise ChainError(f"{function}: could not send transaction: {e}") from e
+        raw_receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120, poll_latency=0.01)
+        hx = "0x" + bytes(tx_hash).hex()
+        if raw_receipt["status"] != 1:
+            raise self._replay_revert(sender=sender, to=to, data=data, value=value, gas=gas,
+                                      block=int(raw_receipt["blockNumber"]), tx_hash=hx, function=function)
+        events = self.events.ingest(raw_receipt)
+        created = raw_receipt.get("contractAddress")
+        receipt = Receipt(
+            tx_hash=hx,
+            block=int(raw_receipt["blockNumber"]),
+            gas_used=int(raw_receipt["gasUsed"]),
+            sender=sender.address,
+            to=to,
+            function=function,
+            events=events,
+            contract_address=to_checksum_address(created) if created else None,
+        )
+        self.receipts.append(receipt)
+        log.debug("%s by %s: gas %d, block %d", function, sender.address, receipt.gas_used, receipt.block)
+        return receipt
+
+    def _preflight(self, *, sender: LocalAccount, to: str | None, data: Any, value: int, gas: int,
+                   function: str) -> None:
+        tx: dict[str, Any] = {"from": sender.address, "data": data, "value": value, "gas": gas}
+        if to is not None:
+            tx["to"] = to
+        try:
+            self.w3.eth.call(tx, "pending")
+        except Exception as e:  # web3 revert errors, or eth-tester's TransactionFailed
+            raise self._revert_from_exception(e, context=function) from e
+
+    def _replay_revert(self, *, sender: LocalAccount, to: str | None, data: Any, value: int, gas: int,
+                       block: int, tx_hash: str, function: str) -> ContractRevert:
+        """Re-run a failed transaction as a call on its parent state to read the revert data."""
+        tx: dict[str, Any] = {"from": sender.address, "data": data, "value": value, "gas": gas}
+        if to is not None:
+            tx["to"] = to
+        try:
+            self.w3.eth.call(tx, block - 1)
+        except Exception as e:
+            err = self._revert_from_exception(e, context=function)
+            err.tx_hash = tx_hash
+            return err
+        return ContractRevert(f"{function}: transaction {tx_hash} failed (out of gas?)", tx_hash=tx_hash)
+
+    @staticmethod
+    def _revert_from_exception(e: BaseException, *, context: str) -> ChainError:
+        raw = _tester_revert_bytes(e)
+        if raw is not None:
+            return decode_revert(raw, context=context)
+        data = getattr(e, "data", None)
+        if isinstance(data, dict):
+            data = data.get("data")
+        if data is None and isinstance(e, Web3RPCError) and isinstance(e.rpc_response, dict):
+            data = (e.rpc_response.get("error") or {}).get("data")
+        if isinstance(data, str) and data.startswith("0x"):
+            return decode_revert(bytes.fromhex(data[2:]), context=context)
+        if isinstance(data, (bytes, bytearray)):
+            return decode_revert(bytes(data), context=context)
+        if isinstance(e, ContractLogicError):
+            return decode_revert(b"", context=context)
+        return ChainError(f"{context}: {e}")
+
+    # ----------------------------------------------------------- blocks and time travel
+    @property
+    def block_number(self) -> int:
+        return int(self.w3.eth.block_number)
+
+    def mine(self, blocks: int = 1) -> int:
+        """Mine ``blocks`` empty blocks; returns the new block number."""
+        if blocks < 0:
+            raise ConfigError("cannot mine a negative number of blocks")
+        if blocks:
+            if self._tester is not None:
+                self._tester.mine_blocks(blocks)
+            else:
+                self.w3.provider.make_request("anvil_mine", [hex(blocks)])
+        return self.block_number
+
+    def mine_to(self, block: int) -> int:
+        """Mine until the chain head is ``block`` (no-op if already past it)."""
+        return self.mine(max(0, block - self.block_number))
+
+    def snapshot(self) -> Any:
+        if self._tester is not None:
+            sid = self._tester.take_snapshot()
+        else:
+            sid = self.w3.provider.make_request("evm_snapshot", [])["result"]
+        self._snapshots[sid] = (len(self.events), len(self.receipts))
+        return sid
+
+    def revert(self, snapshot_id: Any) -> None:
+        """Return to a snapshot (events and receipts after it are forgotten)."""
+        if snapshot_id not in self._snapshots:
+            raise ChainError(f"unknown snapshot {snapshot_id!r}")
+        if self._tester is not None:
+            self._tester.revert_to_snapshot(snapshot_id)
+        else:
+            ok = self.w3.provider.make_request("evm_revert", [snapshot_id]).get("result")
+            if not ok:
+                raise ChainError(f"the node refused to revert to snapshot {snapshot_id!r}")
+        n_events, n_receipts = self._snapshots[snapshot_id]
+        self.events.truncate(n_events)
+        del self.receipts[n_receipts:]
+        self._nonces.clear()
+
+    def eth_balance(self, address: str) -> int:
+        return int(self.w3.eth.get_balance(address))
+
+
+def _tester_revert_bytes(e: BaseException | None) -> bytes | None:
+    """eth-tester raises TransactionFailed(bytes) then re-raises it as text: find the bytes."""
+    seen = 0
+    while e is not None and seen < 5:
+        if type(e).__name__ == "TransactionFailed" and e.args:
+            arg = e.args[0]
+            if isinstance(arg, (bytes, bytearray)):
+                return bytes(arg)
+            if isinstance(arg, str):
+                text = arg.removeprefix("execution reverted: ")
+                if text.startswith(("b'", 'b"')):
+                    try:
+                        value = ast.literal_eval(text)
+                    except (ValueError, SyntaxError):
+                        return None
+                    return bytes(value) if isinstance(value, bytes) else None
+                if text in ("", "execution reverted"):
+                    return b""
+        e = e.__context__ or e.__cause__
+        seen += 1
+    return None
+
+
+def connect(
+    backend: str | None = None,
+    *,
+    accounts: int = 20,
+    seed: int = 0,
+    funder_key: str | None = None,
+    fund_eth: int = 100,
+) -> Chain:
+    """Connect to a chain. ``backend`` is ``"embedded"`` or a JSON-RPC URL; by default the
+    ``DIN_LAB_CHAIN`` environment variable, else ``"embedded"``."""
+    backend = backend or os.environ.get("DIN_LAB_CHAIN") or "embedded"
+    if accounts < 1:
+        raise ConfigError("accounts must be at least 1")
+    keys = lab_accounts(accounts, seed=seed)
+    if backend == "embedded":
+        return _connect_embedded(keys)
+    if backend.startswith(("http://", "https://")):
+        return _connect_rpc(backend, keys, funder_key=funder_key, fund_eth=fund_eth)
+    raise ConfigError(f"unknown chain backend {backend!r}: use 'embedded' or an http(s):// JSON-RPC URL")
+
+
+def _connect_embedded(keys: list[LocalAccount]) -> Chain:
+    try:
+        from eth_tester import EthereumTester, PyEVMBackend
+        from web3.providers.eth_tester import EthereumTesterProvider
+    except ImportError as e:  # pragma: no cover - part of the pinned stack
+        raise ChainError("the embedded chain needs eth-tester[py-evm]: pip install 'eth-tester[py-evm]'") from e
+    genesis_state = {
+        bytes.fromhex(a.address[2:]): {"balance": GENESIS_ETH * 10**18, "nonce": 0, "code": b"", "storage": {}}
+        for a in keys
+    }
+    params = PyEVMBackend.generate_genesis_params(overrides={"timestamp": GENESIS_TIMESTAMP, "gas_limit": 30_000_000})
+    backend = PyEVMBackend(genesis_parameters=params, genesis_state=genesis_state)
+    tester = EthereumTester(backend=backend)
+    w3 = Web3(EthereumTesterProvider(tester))
+    return Chain(w3, backend="embedded", accounts=keys, tester=tester)
+
+
+def _connect_rpc(url: str, keys: list[LocalAccount], *, funder_key: str | None, fund_eth: int) -> Chain:
+    w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 60}))
+    try:
+        client = w3.client_version
+    except Exception as e:
+        raise ChainError(f"no JSON-RPC node answers at {url}: {e}") from e
+    chain = Chain(w3, backend=url, accounts=keys)
+    if "anvil" in client.lower():
+        amount = hex(GENESIS_ETH * 10**18)
+        for a in keys:
+            w3.provider.make_request("anvil_setBalance", [a.address, amount])
+    elif funder_key is not None:
+        funder = Account.from_key(funder_key)
+        for a in keys:
+            chain._send(sender=funder, to=a.address, data=b"", gas=21_000, value=fund_eth * 10**18,
+                        function="fund account")
+    else:
+        log.warning("%s is not anvil and no funder_key was given: the lab's accounts are not funded", client)
+    return chain

@@ -1,0 +1,170 @@
+"""The DIN contracts on a :class:`~din_lab.chain.core.Chain`: deployment, task creation, and
+the off-chain halves of on-chain checks (commitments, EIP-712 signatures).
+
+The contracts themselves are in ``contracts/src``; the Python names follow them
+(``register``, ``submitUpdate``, ``commitResult``, ``revealResult``, ``finalizeSubgroup``, ...),
+called as ``chain.transact(task.functions.commitResult(...), sender=evaluator)``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import astuple, dataclass
+
+from eth_abi import encode as abi_encode
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
+from web3.contract import Contract
+
+from din_lab.chain.core import Chain
+from din_lab.cid import EMPTY_CHAIN_CID, Cid
+from din_lab.errors import ConfigError
+
+WAD = 10**18
+ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+
+
+class Phase:
+    """DINTask.Phase."""
+
+    REGISTRATION = 0
+    TRAINING = 1
+    SCORING = 2
+    FINISHED = 3
+    CANCELLED = 4
+    NAMES = ("Registration", "Training", "Scoring", "Finished", "Cancelled")
+
+
+class SubgroupStatus:
+    PENDING = 0
+    ACCEPTED = 1
+    FAILED = 2
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskParams:
+    """What a Model Owner fixes when creating a task (DINTask's TaskParams struct)."""
+
+    genesis_model: Cid
+    reward_deposit: int
+    fee_budget: int
+    evaluator_fee: int
+    slash_amount: int
+    rounds: int
+    subgroup_size: int
+    evaluators_per_subgroup: int
+    public_goods_bps: int
+    public_goods_fund: str
+    submission_window: int = 5
+    commit_window: int = 5
+    reveal_window: int = 5
+    identity_registry: str = ZERO_ADDRESS
+
+    def to_chain(self) -> tuple:
+        values = list(astuple(self))
+        values[0] = self.genesis_model.to_chain()
+        return tuple(values)
+
+
+@dataclass(frozen=True)
+class DinDeployment:
+    """The shared contracts of one DIN network."""
+
+    token: Contract
+    registry: Contract
+    factory: Contract
+    implementation: Contract
+    deployer: str
+
+
+def deploy(
+    chain: Chain,
+    *,
+    deployer: LocalAccount,
+    supply: int = 10**9 * WAD,
+    min_stake: int = 100 * WAD,
+    unstake_cooldown: int = 50,
+) -> DinDeployment:
+    """Deploy token, evaluator registry, task implementation and factory, and wire them."""
+    if supply <= 0 or min_stake < 0 or unstake_cooldown < 0:
+        raise ConfigError("supply must be positive; min_stake and unstake_cooldown non-negative")
+    token = chain.deploy("DINToken", deployer.address, supply, sender=deployer)
+    registry = chain.deploy("EvaluatorRegistry", token.address, min_stake, unstake_cooldown, deployer.address,
+                            sender=deployer)
+    implementation = chain.deploy("DINTask", sender=deployer)
+    factory = chain.deploy("DINTaskFactory", token.address, registry.address, implementation.address,
+                           sender=deployer)
+    chain.transact(registry.functions.setFactory(factory.address), sender=deployer)
+    return DinDeployment(token=token, registry=registry, factory=factory, implementation=implementation,
+                         deployer=deployer.address)
+
+
+def create_task(chain: Chain, din: DinDeployment, params: TaskParams, *, owner: LocalAccount,
+                approve: bool = True) -> Contract:
+    """The owner approves the factory for the deposit and creates the task; returns the task."""
+    if approve:
+        chain.transact(din.token.functions.approve(din.factory.address, params.reward_deposit + params.fee_budget),
+                       sender=owner)
+    receipt = chain.transact(din.factory.functions.createTask(params.to_chain()), sender=owner)
+    return chain.at("DINTask", receipt.event("TaskCreated").args["task"])
+
+
+def cid_arg(cid: Cid | None) -> tuple[bytes, int]:
+    """The on-chain tuple for an optional CID."""
+    return EMPTY_CHAIN_CID if cid is None else cid.to_chain()
+
+
+def new_salt() -> bytes:
+    return os.urandom(32)
+
+
+def result_commitment(result: Cid, salt: bytes, evaluator: str) -> bytes:
+    """keccak256(abi.encode(result.digest, result.kind, salt, evaluator)) as commitResult expects."""
+    digest, kind = result.to_chain()
+    return keccak(abi_encode(["bytes32", "uint16", "bytes32", "address"], [digest, kind, salt, evaluator]))
+
+
+def scores_commitment(scores: Sequence[int], salt: bytes, evaluator: str) -> bytes:
+    """keccak256(abi.encode(scores, salt, evaluator)) as commitScores expects."""
+    return keccak(abi_encode(["uint256[]", "bytes32", "address"], [list(scores), salt, evaluator]))
+
+
+def to_wad(score: float) -> int:
+    """A score in [0, 1] as 18-decimal fixed point (what the contract stores)."""
+    if not 0.0 <= score <= 1.0:
+        raise ConfigError(f"score {score} outside [0, 1]")
+    return round(score * WAD)
+
+
+def sign_update(
+    *, participant: LocalAccount, task: Contract, chain_id: int, round_: int, update: Cid, aux: Cid | None = None
+) -> tuple:
+    """An EIP-712 signed update for ``submitUpdatesRelayed`` (compact EIP-2098 signature)."""
+    aux_digest, aux_kind = cid_arg(aux)
+    upd_digest, upd_kind = update.to_chain()
+    typed = {
+        "types": {
+            "EIP712Domain": [
+                {"name": "name", "type": "string"},
+                {"name": "version", "type": "string"},
+                {"name": "chainId", "type": "uint256"},
+                {"name": "verifyingContract", "type": "address"},
+            ],
+            "Update": [
+                {"name": "round", "type": "uint256"},
+                {"name": "updateDigest", "type": "bytes32"},
+                {"name": "updateKind", "type": "uint16"},
+                {"name": "auxDigest", "type": "bytes32"},
+                {"name": "auxKind", "type": "uint16"},
+            ],
+        },
+        "primaryType": "Update",
+        "domain": {"name": "DINTask", "version": "1", "chainId": chain_id, "verifyingContract": task.address},
+        "message": {"round": round_, "updateDigest": upd_digest, "updateKind": upd_kind,
+                    "auxDigest": aux_digest, "auxKind": aux_kind},
+    }
+    signed = participant.sign_typed_data(full_message=typed)
+    r = signed.r.to_bytes(32, "big")
+    vs = signed.s | ((signed.v - 27) << 255)
+    return (participant.address, (upd_digest, upd_kind), (aux_digest, aux_kind), r, vs.to_bytes(32, "big"))

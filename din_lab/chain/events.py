@@ -1,0 +1,118 @@
+"""The in-process event index: every log of every receipt, decoded as it arrives.
+
+Never ``get_logs(from_block=0)``: on py-evm history reads slow down as the chain grows
+(NOTES.md). The chain decodes each receipt once and appends here, in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from eth_abi import decode as abi_decode
+from eth_utils import keccak, to_checksum_address
+
+from din_lab.chain.artifacts import abi_type, all_abi_entries
+
+
+@dataclass(frozen=True)
+class ChainEvent:
+    """One decoded contract event."""
+
+    block: int
+    tx_hash: str
+    log_index: int
+    address: str
+    contract: str  # contract name, or "unknown"
+    event: str
+    args: dict[str, Any]
+
+
+class _Decoder:
+    def __init__(self) -> None:
+        self._by_topic: dict[bytes, dict[str, Any]] = {}
+        for _contract, entry in all_abi_entries("event"):
+            types = ",".join(abi_type(i) for i in entry["inputs"])
+            topic = keccak(text=f"{entry['name']}({types})")
+            self._by_topic.setdefault(topic, entry)
+
+    def decode(self, log: Any) -> tuple[str, dict[str, Any]] | None:
+        topics = [bytes(t) for t in log["topics"]]
+        if not topics or topics[0] not in self._by_topic:
+            return None
+        entry = self._by_topic[topics[0]]
+        indexed = [i for i in entry["inputs"] if i["indexed"]]
+        plain = [i for i in entry["inputs"] if not i["indexed"]]
+        args: dict[str, Any] = {}
+        for inp, topic in zip(indexed, topics[1:], strict=False):
+            t = abi_type(inp)
+            if t in ("string", "bytes") or t.endswith("]") or t.startswith("("):
+                args[inp["name"]] = topic  # dynamic indexed values are stored as their hash
+            else:
+                (args[inp["name"]],) = abi_decode([t], topic)
+        values = abi_decode([abi_type(i) for i in plain], bytes(log["data"]))
+        for inp, v in zip(plain, values, strict=True):
+            args[inp["name"]] = v
+        for k, v in args.items():
+            if isinstance(v, str) and v.startswith("0x") and len(v) == 42:
+                args[k] = to_checksum_address(v)
+        return entry["name"], args
+
+
+class EventIndex:
+    """Ordered, append-only (except on snapshot revert) list of decoded events."""
+
+    def __init__(self) -> None:
+        self._events: list[ChainEvent] = []
+        self._decoder = _Decoder()
+        self.names: dict[str, str] = {}  # checksum address -> contract name
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def __iter__(self) -> Iterator[ChainEvent]:
+        return iter(self._events)
+
+    def __getitem__(self, i: int) -> ChainEvent:
+        return self._events[i]
+
+    def ingest(self, receipt: Any) -> tuple[ChainEvent, ...]:
+        out = []
+        tx_hash = "0x" + bytes(receipt["transactionHash"]).hex()
+        for log in receipt["logs"]:
+            decoded = self._decoder.decode(log)
+            if decoded is None:
+                continue
+            name, args = decoded
+            address = to_checksum_address(log["address"])
+            ev = ChainEvent(
+                block=int(receipt["blockNumber"]),
+                tx_hash=tx_hash,
+                log_index=int(log["logIndex"]),
+                address=address,
+                contract=self.names.get(address, "unknown"),
+                event=name,
+                args=args,
+            )
+            if name == "TaskCreated":
+                self.names[to_checksum_address(args["task"])] = "DINTask"
+            out.append(ev)
+        self._events.extend(out)
+        return tuple(out)
+
+    def truncate(self, length: int) -> None:
+        del self._events[length:]
+
+    def where(self, event: str | None = None, *, address: str | None = None, **match: Any) -> list[ChainEvent]:
+        """Events with the given name (and address, and argument values)."""
+        out = []
+        for e in self._events:
+            if event is not None and e.event != event:
+                continue
+            if address is not None and e.address != to_checksum_address(address):
+                continue
+            if any(e.args.get(k) != v for k, v in match.items()):
+                continue
+            out.append(e)
+        return out

@@ -1,0 +1,1 @@
+"""din_lab.experiment (see DESIGN.md section 3)."""

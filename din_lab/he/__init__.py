@@ -1,0 +1,1 @@
+"""din_lab.he (see DESIGN.md section 3)."""

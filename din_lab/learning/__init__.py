@@ -1,0 +1,1 @@
+"""din_lab.learning (see DESIGN.md section 3)."""

@@ -1,0 +1,1 @@
+"""din_lab.protocol (see DESIGN.md section 3)."""

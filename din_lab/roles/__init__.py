@@ -1,0 +1,1 @@
+"""din_lab.roles (see DESIGN.md section 3)."""

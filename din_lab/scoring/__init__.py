@@ -1,0 +1,1 @@
+"""din_lab.scoring (see DESIGN.md section 3)."""

@@ -1,0 +1,1 @@
+"""din_lab.secagg (see DESIGN.md section 3)."""

@@ -1,0 +1,1 @@
+"""din_lab.storage (see DESIGN.md section 3)."""

@@ -1,0 +1,1 @@
+"""din_lab.widgets (see DESIGN.md section 3)."""
