@@ -1,0 +1,51 @@
+# DIN Lab: two commands from a bare clone (README.md):
+#   make demo   set up, then run a scripted DIN task lifecycle on the embedded chain
+#   make test   set up, then lint (ruff, import-linter) and run the whole test suite
+# Both are idempotent: set-up steps rerun only when their inputs change.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+NODE_MODULES := contracts/node_modules
+PYTEST_ARGS ?=
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export PIP_NO_INPUT := 1
+
+.PHONY: demo test lint setup contracts check-contracts bench clean
+
+setup: $(VENV)/.installed $(NODE_MODULES)/.installed
+
+# torch first, on its own: any other order pulls several GB of CUDA wheels (NOTES.md)
+$(VENV)/.installed: constraints.txt requirements-lab.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q "torch==2.13.0"
+	$(PIP) install -q -r requirements-lab.txt -c constraints.txt
+	$(PIP) install -q --no-deps -e .
+	touch $@
+
+$(NODE_MODULES)/.installed: contracts/package.json contracts/package-lock.json
+	cd contracts && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+demo: setup
+	$(VENV)/bin/din-lab demo --out results/demo.json
+
+lint: setup
+	$(VENV)/bin/ruff check din_lab tests benchmarks
+	$(VENV)/bin/lint-imports
+
+test: lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+contracts: $(NODE_MODULES)/.installed
+	cd contracts && node build.js
+
+check-contracts: $(NODE_MODULES)/.installed
+	cd contracts && node build.js --check
+
+bench: setup
+	$(PY) benchmarks/gas.py
+
+clean:
+	rm -rf $(VENV) $(NODE_MODULES) results test-artifacts .pytest_cache .hypothesis

@@ -1,0 +1,87 @@
+"""Shared fixtures: the DIN contracts deployed once per chain backend (embedded py-evm and
+anvil), each test running from a snapshot that is reverted afterwards."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from din_lab.chain import connect
+
+ROOT = Path(__file__).resolve().parents[1]
+ANVIL = ROOT / "contracts" / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
+BACKENDS = os.environ.get("DIN_LAB_TEST_BACKENDS", "embedded,anvil").split(",")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def anvil_url():
+    """anvil from the npm package, on 127.0.0.1 and a free port; stopped by its PID."""
+    binary = shutil.which("anvil") if not ANVIL.exists() else str(ANVIL)
+    if binary is None:
+        pytest.fail(f"anvil binary missing at {ANVIL}: run `make setup` (npm ci in contracts/)")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [binary, "--host", "127.0.0.1", "--port", str(port), "--hardfork", "prague", "--accounts", "1",
+         "--gas-limit", "30000000", "--silent"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+        except OSError:
+            if proc.poll() is not None:
+                pytest.fail(f"anvil exited with code {proc.returncode}")
+            time.sleep(0.05)
+    else:
+        proc.kill()
+        pytest.fail("anvil did not start within 20 s")
+    yield f"http://127.0.0.1:{port}"
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def deployed(request):
+    """(backend name, chain, deployment) with the DIN contracts deployed once."""
+    from tests.helpers import deploy_network
+
+    backend = request.param
+    url = "embedded" if backend == "embedded" else request.getfixturevalue("anvil_url")
+    chain = connect(url, accounts=40)
+    return backend, chain, deploy_network(chain)
+
+
+@pytest.fixture
+def net(deployed):
+    """A fresh view of the deployed network; everything a test does is reverted after it."""
+    from tests.helpers import Net
+
+    backend, chain, din = deployed
+    snap = chain.snapshot()
+    try:
+        yield Net(chain=chain, din=din, backend=backend)
+    finally:
+        chain.revert(snap)
+
+
+@pytest.fixture
+def embedded_chain():
+    return connect("embedded", accounts=40)
