@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from eth_abi import decode as abi_decode
-from eth_utils import keccak
+from eth_utils import keccak, to_checksum_address
 
 from din_lab.chain.artifacts import abi_type, all_abi_entries
 from din_lab.errors import ContractRevert, Panic, RevertedWithReason
@@ -74,7 +74,7 @@ def decode_revert(data: bytes, *, tx_hash: str | None = None, context: str = "")
     if selector in _by_selector:
         cls, types, names = _by_selector[selector]
         values = abi_decode(types, body)
-        args: dict[str, Any] = {n: _plain(v) for n, v in zip(names, values, strict=True)}
+        args: dict[str, Any] = {n: _plain(v, t) for n, v, t in zip(names, values, types, strict=True)}
         shown = ", ".join(f"{k}={_show(v)}" for k, v in args.items())
         return cls(f"{cls.error_name}({shown}){where}", args_by_name=args, tx_hash=tx_hash, data=data)
     if not data:
@@ -82,9 +82,9 @@ def decode_revert(data: bytes, *, tx_hash: str | None = None, context: str = "")
     return ContractRevert(f"reverted with unknown error data{where}: 0x{data.hex()}", tx_hash=tx_hash, data=data)
 
 
-def _plain(v: Any) -> Any:
-    if isinstance(v, tuple):
-        return tuple(_plain(x) for x in v)
+def _plain(v: Any, t: str) -> Any:
+    if t == "address":
+        return to_checksum_address(v)
     return v
 
 
