@@ -116,7 +116,7 @@ class Net:
         return create_task(self.chain, self.din, self.params, owner=self.owner)
 
     def register(self, task, participants=None):
-        for i, p in enumerate(participants if participants is not None else self.participants[:6]):
+        for p in participants if participants is not None else self.participants[:6]:
             self.tx(task.functions.register(hashlib.sha256(f"pk {p.address}".encode()).digest()), p)
 
     def started_task(self, n_participants: int = 6, **overrides):

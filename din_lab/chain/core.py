@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import ast
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +32,7 @@ from web3.exceptions import ContractLogicError, Web3RPCError
 from din_lab.chain.artifacts import load_artifact
 from din_lab.chain.events import ChainEvent, EventIndex
 from din_lab.chain.reverts import decode_revert
+from din_lab.config import ChainConfig
 from din_lab.errors import ChainError, ConfigError, ContractRevert
 
 log = logging.getLogger(__name__)
@@ -301,18 +301,47 @@ def connect(
 ) -> Chain:
     """Connect to a chain. ``backend`` is ``"embedded"`` or a JSON-RPC URL; by default the
     ``DIN_LAB_CHAIN`` environment variable, else ``"embedded"``."""
-    backend = backend or os.environ.get("DIN_LAB_CHAIN") or "embedded"
-    if accounts < 1:
-        raise ConfigError("accounts must be at least 1")
-    keys = lab_accounts(accounts, seed=seed)
-    if backend == "embedded":
-        return _connect_embedded(keys)
-    if backend.startswith(("http://", "https://")):
-        return _connect_rpc(backend, keys, funder_key=funder_key, fund_eth=fund_eth)
-    raise ConfigError(f"unknown chain backend {backend!r}: use 'embedded' or an http(s):// JSON-RPC URL")
+    config = ChainConfig.from_env(backend=backend, accounts=accounts, seed=seed)
+    keys = lab_accounts(config.accounts, seed=config.seed)
+    if config.backend == "embedded":
+        return _connect_embedded(keys, seed=config.seed)
+    return _connect_rpc(config.backend, keys, funder_key=funder_key, fund_eth=fund_eth)
 
 
-def _connect_embedded(keys: list[LocalAccount]) -> Chain:
+BLOCK_TIME = 12
+
+
+def _reproducible_backend(seed: int, **kwargs: Any) -> Any:
+    """A PyEVMBackend whose blocks are reproducible: eth-tester draws each block's
+    ``prevrandao`` from os.urandom and its timestamp from the wall clock; here prevrandao is
+    keccak(seed, number) and blocks are BLOCK_TIME seconds apart from the fixed genesis."""
+    from eth.vm.forks import ParisVM, PragueVM
+    from eth_tester import PyEVMBackend
+
+    class ReproduciblePyEVMBackend(PyEVMBackend):  # type: ignore[misc]
+        def _pin_pending_timestamp(self) -> None:
+            head = self.chain.get_canonical_head()
+            self.chain.header = self.chain.header.copy(timestamp=head.timestamp + BLOCK_TIME)
+
+        def mine_blocks(self, num_blocks: int = 1, coinbase: bytes = b"\0" * 20) -> tuple[bytes, ...]:
+            hashes = []
+            for _ in range(num_blocks):
+                kwargs: dict[str, Any] = {"coinbase": coinbase}
+                number = self.chain.header.block_number
+                if isinstance(self.chain.get_vm(), ParisVM):
+                    kwargs["mix_hash"] = keccak(seed.to_bytes(8, "big") + number.to_bytes(8, "big"))
+                if isinstance(self.chain.get_vm(), PragueVM):
+                    kwargs["blob_gas_used"] = 0  # the lab sends no blob transactions
+                hashes.append(self.chain.mine_block(**kwargs).hash)
+                self._pin_pending_timestamp()
+            return tuple(hashes)
+
+    backend = ReproduciblePyEVMBackend(**kwargs)
+    backend._pin_pending_timestamp()
+    return backend
+
+
+def _connect_embedded(keys: list[LocalAccount], *, seed: int = 0) -> Chain:
     try:
         from eth_tester import EthereumTester, PyEVMBackend
         from web3.providers.eth_tester import EthereumTesterProvider
@@ -323,7 +352,7 @@ def _connect_embedded(keys: list[LocalAccount]) -> Chain:
         for a in keys
     }
     params = PyEVMBackend.generate_genesis_params(overrides={"timestamp": GENESIS_TIMESTAMP, "gas_limit": 30_000_000})
-    backend = PyEVMBackend(genesis_parameters=params, genesis_state=genesis_state)
+    backend = _reproducible_backend(seed, genesis_parameters=params, genesis_state=genesis_state)
     tester = EthereumTester(backend=backend)
     w3 = Web3(EthereumTesterProvider(tester))
     return Chain(w3, backend="embedded", accounts=keys, tester=tester)

@@ -78,15 +78,20 @@ class EventIndex:
         return self._events[i]
 
     def ingest(self, receipt: Any) -> tuple[ChainEvent, ...]:
-        out = []
         tx_hash = "0x" + bytes(receipt["transactionHash"]).hex()
+        decoded = []
         for log in receipt["logs"]:
-            decoded = self._decoder.decode(log)
-            if decoded is None:
+            d = self._decoder.decode(log)
+            if d is None:
                 continue
-            name, args = decoded
+            name, args = d
+            if name == "TaskCreated":  # a new task clone: its own events in this receipt come first
+                self.names[to_checksum_address(args["task"])] = "DINTask"
+            decoded.append((log, name, args))
+        out = []
+        for log, name, args in decoded:
             address = to_checksum_address(log["address"])
-            ev = ChainEvent(
+            out.append(ChainEvent(
                 block=int(receipt["blockNumber"]),
                 tx_hash=tx_hash,
                 log_index=int(log["logIndex"]),
@@ -94,10 +99,7 @@ class EventIndex:
                 contract=self.names.get(address, "unknown"),
                 event=name,
                 args=args,
-            )
-            if name == "TaskCreated":
-                self.names[to_checksum_address(args["task"])] = "DINTask"
-            out.append(ev)
+            ))
         self._events.extend(out)
         return tuple(out)
 

@@ -1,0 +1,48 @@
+"""Validated configuration values shared by every layer.
+
+Issue by issue this grows into the lab's Scenario / ExperimentConfig (DESIGN.md section 3);
+today it holds the chain backend choice, read from arguments or the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from din_lab.errors import ConfigError
+
+CHAIN_ENV = "DIN_LAB_CHAIN"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChainConfig:
+    """Which chain to use: ``"embedded"`` (py-evm in process) or a JSON-RPC URL."""
+
+    backend: str = "embedded"
+    accounts: int = 20
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.backend != "embedded" and not self.backend.startswith(("http://", "https://")):
+            raise ConfigError(f"unknown chain backend {self.backend!r}: use 'embedded' or an http(s):// JSON-RPC URL")
+        if self.accounts < 1:
+            raise ConfigError("accounts must be at least 1")
+        if self.seed < 0:
+            raise ConfigError("seed must be non-negative")
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> ChainConfig:
+        backend = overrides.pop("backend", None) or os.environ.get(CHAIN_ENV) or "embedded"
+        return cls(backend=backend, **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ChainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"unknown chain settings: {', '.join(sorted(unknown))}")
+        return cls(**data)
