@@ -281,6 +281,14 @@ contract DINTask is EIP712, ReentrancyGuard {
         uint256 groups = _participants.length / _params.subgroupSize;
         Round storage R = _rounds[r];
         R.seed = seed;
+        // pre-touch this round's storage (bitmap words get sentinel bit 255, the digest starts
+        // at the seed) so that no submission pays for a zero-to-nonzero write: the cost of a
+        // submission is then the same for every participant (flat per-participant gas)
+        R.submissionsDigest = seed;
+        uint256 words = (_participants.length + 254) / 255;
+        for (uint256 w = 0; w < words; ++w) {
+            _submittedBits[r][w] = 1 << 255;
+        }
         R.numSubgroups = uint32(groups);
         R.pendingSubgroups = uint32(groups);
         uint64 deadline = uint64(block.number) + _params.submissionWindow;
@@ -346,8 +354,8 @@ contract DINTask is EIP712, ReentrancyGuard {
     function _record(Round storage R, uint256 round, uint256 index, address who, Cid calldata update, Cid calldata aux)
         private
     {
-        uint256 word = index >> 8;
-        uint256 bit = 1 << (index & 0xff);
+        uint256 word = index / 255;
+        uint256 bit = 1 << (index % 255);
         uint256 bits = _submittedBits[round][word];
         if (bits & bit != 0) revert AlreadySubmitted(who, round);
         _submittedBits[round][word] = bits | bit;
@@ -759,7 +767,7 @@ contract DINTask is EIP712, ReentrancyGuard {
     function hasSubmitted(uint256 round, address participant) external view returns (bool) {
         uint256 idx = _indexPlusOne[participant];
         if (idx == 0) return false;
-        return _submittedBits[round][(idx - 1) >> 8] & (1 << ((idx - 1) & 0xff)) != 0;
+        return _submittedBits[round][(idx - 1) / 255] & (1 << ((idx - 1) % 255)) != 0;
     }
 
     /// @notice The participants of `subgroup` in `round`, in position order.
