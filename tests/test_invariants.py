@@ -16,7 +16,6 @@ from collections import Counter, defaultdict
 
 import eth  # noqa: F401 - py-evm raises the recursion limit on import: let it before hypothesis runs
 import pytest
-
 from eth_utils import to_checksum_address
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
