@@ -5,19 +5,22 @@ claim, committee, slashing and round invariants checked after every step.
 The network is deployed once per process; every example creates one small task from a
 snapshot that is reverted afterwards. Calls that revert raise a ContractRevert subclass and
 are part of the game, except a Panic (overflow, bounds), which is a contract bug. Besides the
-one-call rules, two macro rules play the protocol honestly (a stage, or to the end), so many
-examples reach Scoring and Finished with the random calls interleaved.
+one-call rules, macro rules play the protocol (one window with some committee slots silent,
+dissenting or mis-revealing; a few honest windows; honestly to the end), so many examples
+reach Scoring and Finished with the random calls interleaved.
 """
 
 from __future__ import annotations
 
 import functools
+import threading
 from collections import Counter, defaultdict
 
 import eth  # noqa: F401 - py-evm raises the recursion limit on import: let it before hypothesis runs
 import pytest
 from eth_utils import to_checksum_address
 from hypothesis import HealthCheck, event, settings
+from hypothesis import Phase as HPhase
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
@@ -35,9 +38,9 @@ from din_lab.chain.din import (
 )
 from din_lab.cid import Cid
 from din_lab.errors import ContractRevert, Panic
-from tests.helpers import cid, deploy_network, salt
+from tests.helpers import COOLDOWN, cid, deploy_network, salt
 
-pytestmark = pytest.mark.stateful  # unfinished: not yet part of make test (see the closing note)
+pytestmark = pytest.mark.stateful  # deselected by pyproject's addopts: run with -m stateful
 
 OWNER, FUND = 1, 2
 PARTICIPANTS = list(range(3, 9))
@@ -54,8 +57,8 @@ R, T, S, F, C = Phase.REGISTRATION, Phase.TRAINING, Phase.SCORING, Phase.FINISHE
 REACHABLE = {R: {R, T, S, F, C}, T: {T, S, F}, S: {S, F}, F: {F}, C: {C}}
 
 # roundInfo / subgroupInfo tuple positions
-SEED, SUBMISSION_DEADLINE, NUM_SUBGROUPS, PENDING = 0, 3, 4, 5
-COMMIT_START, COMMIT_DEADLINE, REVEAL_DEADLINE, STATUS, COHORT, RESULT = range(6)
+SUBMISSION_DEADLINE, NUM_SUBGROUPS, PENDING, GLOBAL_MODEL = 3, 4, 5, 7
+COMMIT_START, COMMIT_DEADLINE, REVEAL_DEADLINE, STATUS, COHORT = range(5)
 
 
 @functools.cache
@@ -92,6 +95,8 @@ class DinTaskMachine(RuleBasedStateMachine):
         self.prev_phase, self.prev_round = R, 0
         self.committees: dict[tuple[int, int, int], list[str]] = {}
         self.index_of = {a.address: i for i, a in enumerate(self.A)}
+        self.members: dict[tuple[int, int], list[str]] = {}  # subgroupMembers by (round, subgroup)
+        self.transfers_seen = -1  # Transfer events at the last balance sweep
         self.chose_other: set[tuple[int, int, int, int]] = set()  # result commitments to the other result
         self.score_choice: dict[tuple[int, int], list[int]] = {}  # committed scores by (subgroup, actor)
         # event replay (invariants 3 and 4)
@@ -172,10 +177,10 @@ class DinTaskMachine(RuleBasedStateMachine):
         rounds=st.integers(1, 2),
         window=st.integers(4, 7),
         deposit=st.sampled_from([1_000 * WAD, 999_999]),
-        fee=st.sampled_from([0, 2 * WAD, 7 * WAD]),
-        fee_budget=st.sampled_from([0, 10 * WAD, 100 * WAD]),
+        fee=st.sampled_from([2 * WAD, 7 * WAD, 0]),  # hypothesis favours the first value
+        fee_budget=st.sampled_from([100 * WAD, 10 * WAD, 0]),
         slash=st.sampled_from([50 * WAD, 600 * WAD]),
-        bps=st.sampled_from([0, 1_000, 10_000]),
+        bps=st.sampled_from([1_000, 0, 10_000]),
         preset=st.sampled_from(["training", "training", "registered", "none"]),
     )
     def create(self, n_target, subgroup, rounds, window, deposit, fee, fee_budget, slash, bps, preset):
@@ -216,8 +221,9 @@ class DinTaskMachine(RuleBasedStateMachine):
         update = (bytes(32), 0x55) if bad_cid else cid(f"update r{r} by {who}").to_chain()
         self.send(self.F.submitUpdate(r, update, cid_arg(None)), who)
 
-    @rule(n=st.integers(1, 8))
+    @rule(n=st.sampled_from([1, 1, 2, 3, 4, 5, 6, 8, COOLDOWN]))
     def mine(self, n):
+        """Mostly a few blocks (windows are 4-7 blocks); sometimes a whole unstaking cooldown."""
         self.chain.mine(n)
 
     def _commit_result(self, who: int, r: int, g: int, res: Cid):
@@ -277,7 +283,12 @@ class DinTaskMachine(RuleBasedStateMachine):
 
     def _scores(self, who: int, g: int, style: str) -> list[int]:
         final = self.v(self.F.finalRound())
-        n = len(self.view_or(self.F.subgroupMembers(final, g), [0, 0]))
+        if (final, g) not in self.members:  # the shuffle is costly on py-evm: read each subgroup once
+            members = self.view_or(self.F.subgroupMembers(final, g), None)
+            if members is None:  # no such subgroup (yet): any length will do
+                return [WAD // 2] * 2
+            self.members[(final, g)] = members
+        n = len(self.members[(final, g)])
         if style == "outlier":
             return [WAD] * n  # 1/2 or more from the honest median: slashed at finalizeScores
         if style == "short":
@@ -298,7 +309,7 @@ class DinTaskMachine(RuleBasedStateMachine):
         if tamper == "salt":
             s = salt(("wrong salt", g, who))
         elif tamper == "scores" and scores:
-            scores[0] = WAD - scores[0]
+            scores[0] = scores[0] + 1 if scores[0] < WAD else scores[0] - 1
         elif tamper == "range" and scores:
             scores[0] = WAD + 1
         return self.send(self.F.revealScores(g, scores, s), who)
@@ -330,7 +341,7 @@ class DinTaskMachine(RuleBasedStateMachine):
         self.send(self.F.finalizeScores(g, reports), who)
 
     # ------------------------------------------------------------------ claims
-    def _claim(self, who: int) -> None:
+    def _claim(self, who: int) -> bool:
         a = self.addr(who)
         before = self.v(self.F.claimable(a))
         share = 0
@@ -343,12 +354,13 @@ class DinTaskMachine(RuleBasedStateMachine):
         if rc is None:
             assert expected == 0, f"claim by {a} reverted ({err}) with {expected} owed"
             assert err.error_name == "NothingToClaim", err
-            return
+            return False
         paid = rc.event("Claimed").args["amount"]
         assert paid == expected, f"claim paid {paid}, owed claimable {before} + reward share {share}"
         if share:
             assert a not in self.reward_paid, f"reward of {a} paid twice"
             self.reward_paid[a] = share
+        return True
 
     @rule(who=st.sampled_from(EVERYONE))
     def claim(self, who):
@@ -369,6 +381,14 @@ class DinTaskMachine(RuleBasedStateMachine):
     def withdraw(self, who):
         self.send(self.din.registry.functions.withdraw(), who)
 
+    @rule(who=st.sampled_from(EVALUATORS[:6]))
+    def leave_registry(self, who):
+        """requestUnstake, wait out the cooldown, withdraw (each step may revert)."""
+        reg = self.din.registry.functions
+        self.send(reg.requestUnstake(), who)
+        self.chain.mine_to(self.v(reg.evaluators(self.addr(who)))[1])
+        self.send(reg.withdraw(), who)
+
     # ------------------------------------------------------------------ protocol macro steps
     def _mine_until(self, boundaries: list[int]) -> bool:
         """Mine so the next transaction lands in the earliest future boundary block."""
@@ -379,10 +399,11 @@ class DinTaskMachine(RuleBasedStateMachine):
         self.chain.mine_to(min(future) - 1)
         return True
 
-    def _training_tick(self, r: int, silent=frozenset(), wrong=frozenset()) -> bool:
+    def _training_tick(self, r: int, silent=frozenset(), wrong=frozenset(), mismatch=frozenset()) -> bool:
         """One window of round ``r`` played by the protocol: submit, commit, reveal or finalize
         whatever is due now, else mine to the next window. Committee slot k in ``silent`` never
-        reveals; in ``wrong`` it commits to another result. False when nothing is left to do."""
+        reveals; in ``wrong`` it commits to another result; in ``mismatch`` its reveal does not match
+        its commitment (and reverts). False when nothing is left to do."""
         if self.phase() != T or self.current_round() != r:
             return False
         info = self.v(self.F.roundInfo(r))
@@ -421,7 +442,7 @@ class DinTaskMachine(RuleBasedStateMachine):
                     if rc is not None and k in wrong:
                         self.chose_other.add((r, g, cohort, who))
                 else:
-                    self._reveal_result(who, r, g)
+                    self._reveal_result(who, r, g, "salt" if k in mismatch else None)
             self._sync_events()
             acted = True
         if acted:
@@ -429,7 +450,7 @@ class DinTaskMachine(RuleBasedStateMachine):
         return self._mine_until([b + 1 for s in pending.values()
                                  for b in (s[COMMIT_START], s[COMMIT_DEADLINE], s[REVEAL_DEADLINE])])
 
-    def _scoring_tick(self, silent=frozenset(), outliers=frozenset()) -> bool:
+    def _scoring_tick(self, silent=frozenset(), outliers=frozenset(), mismatch=frozenset()) -> bool:
         """One window of the scoring phase (publish the evaluation set, commit, reveal, finalize)."""
         if self.phase() != S:
             return False
@@ -462,11 +483,11 @@ class DinTaskMachine(RuleBasedStateMachine):
                 if action == "commit":
                     self._commit_scores(who, g, "outlier" if k in outliers else "honest")
                 else:
-                    self._reveal_scores(who, g)
+                    self._reveal_scores(who, g, "scores" if k in mismatch else None)
             self._sync_events()
         return bool(todo) or self._mine_until([commit_deadline + 1, reveal_deadline + 1])
 
-    def _tick(self, silent=frozenset(), wrong=frozenset()) -> bool:
+    def _tick(self, silent=frozenset(), wrong=frozenset(), mismatch=frozenset()) -> bool:
         """One protocol step from the current phase; False when nothing could be done."""
         ph = self.phase()
         if ph == R:
@@ -478,32 +499,34 @@ class DinTaskMachine(RuleBasedStateMachine):
             return rc is not None
         if ph == T:
             r = self.current_round()
-            if self._training_tick(r, silent, wrong):
+            if self._training_tick(r, silent, wrong, mismatch):
                 return True
             if self.phase() == T and r < self.v(self.F.finalRound()):
                 rc, _ = self.send(self.F.publishGlobalModel(r, cid(f"global {r}").to_chain()), OWNER)
                 return rc is not None
             return False
         if ph == S:
-            return self._scoring_tick(silent, wrong)
+            return self._scoring_tick(silent, wrong, mismatch)
         if ph == F:
             acted = False
+            registered = self.registered()
             for who in [OWNER, FUND, *PARTICIPANTS, *STRANGERS[:2], *EVALUATORS]:
                 a = self.addr(who)
-                if self.v(self.F.claimable(a)) or (a in self.registered() and self.v(self.F.rewardOf(a))):
-                    self._claim(who)
-                    acted = True
+                unclaimed = a in registered and not self.v(self.F.rewardClaimed(registered.index(a)))
+                if self.v(self.F.claimable(a)) or (unclaimed and self.v(self.F.rewardOf(a))):
+                    acted |= self._claim(who)
             final = self.v(self.F.finalRound())
-            if self.v(self.F.roundInfo(final))[7][1] == 0:
+            if self.v(self.F.roundInfo(final))[GLOBAL_MODEL][1] == 0:  # kind 0: not published yet
                 rc, _ = self.send(self.F.publishGlobalModel(final, cid("final model").to_chain()), OWNER)
                 acted |= rc is not None
             return acted
         return False
 
-    @rule(silent=st.frozensets(st.integers(0, 2), max_size=2), wrong=st.frozensets(st.integers(0, 2), max_size=1))
-    def protocol_step(self, silent, wrong):
-        """One window of the protocol, some committee slots silent or dissenting."""
-        self._tick(silent, wrong)
+    @rule(silent=st.frozensets(st.integers(0, 2), max_size=2), wrong=st.frozensets(st.integers(0, 2), max_size=1),
+          mismatch=st.frozensets(st.integers(0, 2), max_size=1))
+    def protocol_step(self, silent, wrong, mismatch):
+        """One window of the protocol, some committee slots silent, dissenting or mis-revealing."""
+        self._tick(silent, wrong, mismatch)
 
     @rule(steps=st.integers(1, 6))
     def protocol_steps(self, steps):
@@ -584,16 +607,19 @@ class DinTaskMachine(RuleBasedStateMachine):
         if self.task is None or not self.fresh("supply"):
             return
         token, registry = self.din.token.functions, self.din.registry.functions
-        holders = {a.address for a in self.A} | {self.din.token.address, self.din.registry.address,
-                                                 self.din.factory.address, self.din.implementation.address,
-                                                 self.task.address}
-        holders |= {e.args["to"] for e in self.chain.events.where("Transfer")}
-        balances = {h: self.v(token.balanceOf(h)) for h in holders}
-        assert sum(balances.values()) == self.v(token.totalSupply())
+        transfers = self.chain.events.where("Transfer")
+        if len(transfers) != self.transfers_seen:  # no Transfer event, no balance moved: skip the sweep
+            self.transfers_seen = len(transfers)
+            holders = {a.address for a in self.A} | {self.din.token.address, self.din.registry.address,
+                                                     self.din.factory.address, self.din.implementation.address,
+                                                     self.task.address}
+            holders |= {e.args["to"] for e in transfers}
+            assert sum(self.v(token.balanceOf(h)) for h in holders) == self.v(token.totalSupply())
         stakers = {e.args["evaluator"] for e in self.chain.events.where("Staked")}
         staked = self.v(registry.totalStaked())
-        assert balances[self.din.registry.address] == staked == sum(self.v(registry.stakeOf(e)) for e in stakers)
-        assert balances[self.task.address] == self.v(self.F.liabilities())
+        assert self.v(token.balanceOf(self.din.registry.address)) == staked == sum(
+            self.v(registry.stakeOf(e)) for e in stakers)
+        assert self.v(token.balanceOf(self.task.address)) == self.v(self.F.liabilities())
 
     @invariant()
     def claims_are_paid_once(self):
@@ -711,10 +737,33 @@ class DinTaskMachine(RuleBasedStateMachine):
 SETTINGS = settings(
     max_examples=25, stateful_step_count=40, deadline=None, database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    # no explain phase: it replays the failing example under a tracer, which is slow on py-evm
+    # (hypothesis caps shrinking at five minutes by itself)
+    phases=[HPhase.explicit, HPhase.generate, HPhase.target, HPhase.shrink],
 )
+
+
+def _in_fresh_thread(fn) -> None:
+    """Run ``fn`` on a new thread and re-raise what it raised. CPython 3.11 grows the frame
+    stack in mmap'ed chunks: at pytest's stack depth py-evm's hot loop straddles a chunk
+    boundary and every call maps and unmaps one (measured: twice the run time, most of it
+    system time). A new thread starts from an empty frame stack."""
+    raised: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            fn()
+        except BaseException as e:  # handed to the test's thread below
+            raised.append(e)
+
+    worker = threading.Thread(target=target, name="din-invariants")
+    worker.start()
+    worker.join()
+    if raised:
+        raise raised[0]
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_task_invariants_under_random_calls():
-    run_state_machine_as_test(DinTaskMachine, settings=SETTINGS)
+    _in_fresh_thread(lambda: run_state_machine_as_test(DinTaskMachine, settings=SETTINGS))
