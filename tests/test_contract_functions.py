@@ -448,6 +448,7 @@ def test_rewards_follow_the_median_scores(net):
         net.tx(F.claim(), a)
         assert net.balance(a.address) == before + share
         expect_revert(net, F.claim(), a, reverts.NothingToClaim)  # no double claim
+        assert net.call(F.rewardOf(a.address)) == 0
     assert net.call(F.participantPoolRemaining()) == 0
 
 

@@ -40,7 +40,7 @@ from din_lab.cid import Cid
 from din_lab.errors import ContractRevert, Panic
 from tests.helpers import COOLDOWN, cid, deploy_network, salt
 
-pytestmark = pytest.mark.stateful  # deselected by pyproject's addopts: run with -m stateful
+pytestmark = pytest.mark.stateful
 
 OWNER, FUND = 1, 2
 PARTICIPANTS = list(range(3, 9))
@@ -648,7 +648,7 @@ class DinTaskMachine(RuleBasedStateMachine):
             credits[self.addr(OWNER)] += p.reward_deposit + p.fee_budget
         registered = self.registered()
         finished = self.phase() == F
-        shares = {a: self.v(self.F.rewardOf(a)) for a in registered} if finished else {}
+        shares = {a: self.v(self.F.allocationOf(a)) for a in registered} if finished else {}
         taken = {a for i, a in enumerate(registered) if finished and self.v(self.F.rewardClaimed(i))}
         owed = 0
         for a in set(credits) | set(claimed) | {self.addr(OWNER), p.public_goods_fund}:

@@ -672,14 +672,22 @@ contract DINTask is EIP712, ReentrancyGuard {
         emit RewardsSettled(pool, totalScore, publicGoods, refund);
     }
 
-    /// @notice A participant's share of the pool: floor(pool*(before+score)/S) - floor(pool*before/S),
-    /// so the shares add up to the pool exactly and no token is left as dust.
-    function rewardOf(address participant) public view returns (uint256) {
+    /// @notice A participant's share of the pool, claimed or not:
+    /// floor(pool*(before+score)/S) - floor(pool*before/S), so the shares add up to the pool
+    /// exactly and no token is left as dust.
+    function allocationOf(address participant) public view returns (uint256) {
         uint256 idx = _indexPlusOne[participant];
         if (idx == 0 || phase != Phase.Finished || totalScore == 0) return 0;
         Reward memory w = _rewards[idx - 1];
         uint256 before = w.cumulativeBefore;
         return (participantPool * (before + w.score)) / totalScore - (participantPool * before) / totalScore;
+    }
+
+    /// @notice What a participant can still claim as its reward (zero once claimed).
+    function rewardOf(address participant) public view returns (uint256) {
+        uint256 idx = _indexPlusOne[participant];
+        if (idx == 0 || rewardClaimed[idx - 1]) return 0;
+        return allocationOf(participant);
     }
 
     /// @notice Pull payment of everything owed to the caller: fees, refunds, public-goods funds,

@@ -54,10 +54,16 @@ class _Decoder:
         values = abi_decode([abi_type(i) for i in plain], bytes(log["data"]))
         for inp, v in zip(plain, values, strict=True):
             args[inp["name"]] = v
-        for k, v in args.items():
-            if isinstance(v, str) and v.startswith("0x") and len(v) == 42:
-                args[k] = to_checksum_address(v)
-        return entry["name"], args
+        return entry["name"], {k: _checksum(v) for k, v in args.items()}
+
+
+def _checksum(v: Any) -> Any:
+    """Checksum every address, also inside lists and tuples (CommitteeDrawn.members)."""
+    if isinstance(v, str) and v.startswith("0x") and len(v) == 42:
+        return to_checksum_address(v)
+    if isinstance(v, (list, tuple)):
+        return type(v)(_checksum(x) for x in v)
+    return v
 
 
 class EventIndex:
