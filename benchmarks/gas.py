@@ -49,7 +49,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from din_lab.chain import Chain, Receipt, connect, lab_accounts
+from din_lab.chain import Chain, Receipt, connect
 from din_lab.chain import assignment as assign
 from din_lab.chain.din import (
     WAD,
@@ -62,7 +62,7 @@ from din_lab.chain.din import (
     scores_commitment,
     sign_update,
 )
-from din_lab.cid import V1_RAW, Cid
+from din_lab.cid import Cid
 
 log = logging.getLogger("benchmarks.gas")
 
@@ -85,7 +85,7 @@ N_FIXED = 5  # deployer, owner, public-goods fund, relayer, finalizer
 
 
 def cid(text: str) -> Cid:
-    return Cid(digest=hashlib.sha256(text.encode()).digest(), kind=V1_RAW)
+    return Cid.of_raw_block(text.encode())
 
 
 def salt(*parts: Any) -> bytes:
@@ -133,38 +133,11 @@ class Recorder:
         return receipt
 
 
-def embedded_chain(accounts: int, block_gas_limit: int) -> Chain:
-    """``connect("embedded")``, or the same chain with a larger block gas limit. A transaction's
-    gas does not depend on the block gas limit; only whether it fits in a block does."""
-    if block_gas_limit == PROJECT_BLOCK_GAS_LIMIT:
-        return connect("embedded", accounts=accounts)
-    from eth_tester import EthereumTester, PyEVMBackend
-    from web3 import Web3
-    from web3.providers.eth_tester import EthereumTesterProvider
-
-    from din_lab.chain import core
-
-    keys = lab_accounts(accounts)
-    state = {bytes.fromhex(k.address[2:]): {"balance": core.GENESIS_ETH * 10**18, "nonce": 0, "code": b"",
-                                            "storage": {}} for k in keys}
-    params = PyEVMBackend.generate_genesis_params(overrides={"timestamp": core.GENESIS_TIMESTAMP,
-                                                             "gas_limit": block_gas_limit})
-    # connect("embedded") has no block-gas-limit setting: build the same backend (reproducible
-    # prevrandao and block times where this version of din_lab has them) with a larger limit
-    reproducible = getattr(core, "_reproducible_backend", None)
-    if reproducible is not None:
-        backend = reproducible(0, genesis_parameters=params, genesis_state=state)
-    else:
-        backend = PyEVMBackend(genesis_parameters=params, genesis_state=state)
-    tester = EthereumTester(backend=backend)
-    return Chain(Web3(EthereumTesterProvider(tester)), backend="embedded", accounts=keys, tester=tester)
-
-
 def run_size(n: int, *, direct_sample: int | None, claim_sample: int | None, block_gas_limit: int,
              subgroup_size: int = SUBGROUP_SIZE, seed: int = 0) -> dict[str, Any]:
     """One complete task with ``n`` participants; returns the gas of every action."""
     t0 = time.perf_counter()
-    chain = embedded_chain(n + N_FIXED + EVALUATORS, block_gas_limit)
+    chain = connect("embedded", accounts=n + N_FIXED + EVALUATORS, block_gas_limit=block_gas_limit)
     a = chain.accounts
     deployer, owner, fund, relayer, finalizer = a[:N_FIXED]
     evals = a[N_FIXED:N_FIXED + EVALUATORS]

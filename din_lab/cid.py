@@ -10,6 +10,7 @@ dag-pb) or ``0x0155`` (CIDv1 raw). Only sha2-256 multihashes are supported, whic
 from __future__ import annotations
 
 import base64
+import hashlib
 from dataclasses import dataclass
 
 from din_lab.errors import MalformedCidError
@@ -91,6 +92,12 @@ class Cid:
         if kind == 0 and not any(digest):
             return None
         return cls(digest=digest, kind=kind)
+
+    @classmethod
+    def of_raw_block(cls, data: bytes) -> Cid:
+        """The CIDv1 (raw codec) of one block of ``data``: its sha2-256 digest, by definition of
+        the raw codec. What ``ipfs add --cid-version=1`` prints for content under one chunk."""
+        return cls(digest=hashlib.sha256(data).digest(), kind=V1_RAW)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Cid:

@@ -22,6 +22,8 @@ class ChainConfig:
     backend: str = "embedded"
     accounts: int = 20
     seed: int = 0
+    block_gas_limit: int = 30_000_000  # embedded chain only; a node by URL keeps its own
+
 
     def __post_init__(self) -> None:
         if self.backend != "embedded" and not self.backend.startswith(("http://", "https://")):
@@ -30,6 +32,8 @@ class ChainConfig:
             raise ConfigError("accounts must be at least 1")
         if self.seed < 0:
             raise ConfigError("seed must be non-negative")
+        if self.block_gas_limit < 21_000:
+            raise ConfigError("block_gas_limit must be at least 21000")
 
     @classmethod
     def from_env(cls, **overrides: Any) -> ChainConfig:

@@ -18,7 +18,7 @@ from din_lab.chain.din import (
     result_commitment,
     scores_commitment,
 )
-from din_lab.cid import V1_RAW, Cid
+from din_lab.cid import Cid
 
 N_PARTICIPANTS = 20
 N_EVALUATORS = 10
@@ -29,7 +29,7 @@ COOLDOWN = 50
 
 
 def cid(text: str) -> Cid:
-    return Cid(digest=hashlib.sha256(text.encode()).digest(), kind=V1_RAW)
+    return Cid.of_raw_block(text.encode())
 
 
 def salt(i: Any) -> bytes:

@@ -585,17 +585,23 @@ contract DINTask is EIP712, ReentrancyGuard {
         (uint256 start, uint256 end) = _scoringSubgroup(subgroup);
         address[] storage c = _committees[finalRound][subgroup][0];
         if (reports.length != c.length) revert ScoresLengthMismatch(reports.length, c.length);
+        // who counts: revealed and not banned (one registry look-up per member)
+        bool[] memory counts = new bool[](c.length);
+        bool[] memory banned = new bool[](c.length);
         uint256 counted = 0;
         for (uint256 k = 0; k < c.length; ++k) {
-            if (_counts(subgroup, c[k])) {
-                if (keccak256(abi.encode(reports[k])) != _scoreVotes[subgroup][c[k]].reportHash) revert ReportMismatch(k);
+            banned[k] = _banned(c[k]);
+            ScoreVote storage v = _scoreVotes[subgroup][c[k]];
+            if (v.state == REVEALED && !banned[k]) {
+                if (keccak256(abi.encode(reports[k])) != v.reportHash) revert ReportMismatch(k);
+                counts[k] = true;
                 ++counted;
             }
         }
         uint256[][] memory rows = new uint256[][](counted);
         counted = 0;
         for (uint256 k = 0; k < c.length; ++k) {
-            if (_counts(subgroup, c[k])) rows[counted++] = reports[k];
+            if (counts[k]) rows[counted++] = reports[k];
         }
         uint256[] memory model;
         uint256[] memory quality;
@@ -607,12 +613,12 @@ contract DINTask is EIP712, ReentrancyGuard {
         counted = 0;
         for (uint256 k = 0; k < c.length; ++k) {
             address ev = c[k];
-            if (_counts(subgroup, ev)) {
+            if (counts[k]) {
                 uint256 q = quality[counted++];
                 emit EvaluatorScored(ev, subgroup, q);
                 if (q == 0) _slash(ev, finalRound, "score far from median");
                 else _payFee(ev);
-            } else if (!_banned(ev)) {
+            } else if (!banned[k]) {
                 _slash(ev, finalRound, "silent");
             }
         }
@@ -629,10 +635,6 @@ contract DINTask is EIP712, ReentrancyGuard {
         scoresFinal[subgroup] = true;
         pendingScoreSubgroups -= 1;
         if (pendingScoreSubgroups == 0) _settle();
-    }
-
-    function _counts(uint256 subgroup, address ev) private view returns (bool) {
-        return _scoreVotes[subgroup][ev].state == REVEALED && !_banned(ev);
     }
 
     function _banned(address ev) private view returns (bool banned) {

@@ -298,13 +298,14 @@ def connect(
     seed: int = 0,
     funder_key: str | None = None,
     fund_eth: int = 100,
+    block_gas_limit: int = 30_000_000,
 ) -> Chain:
     """Connect to a chain. ``backend`` is ``"embedded"`` or a JSON-RPC URL; by default the
     ``DIN_LAB_CHAIN`` environment variable, else ``"embedded"``."""
-    config = ChainConfig.from_env(backend=backend, accounts=accounts, seed=seed)
+    config = ChainConfig.from_env(backend=backend, accounts=accounts, seed=seed, block_gas_limit=block_gas_limit)
     keys = lab_accounts(config.accounts, seed=config.seed)
     if config.backend == "embedded":
-        return _connect_embedded(keys, seed=config.seed)
+        return _connect_embedded(keys, seed=config.seed, block_gas_limit=config.block_gas_limit)
     return _connect_rpc(config.backend, keys, funder_key=funder_key, fund_eth=fund_eth)
 
 
@@ -341,7 +342,7 @@ def _reproducible_backend(seed: int, **kwargs: Any) -> Any:
     return backend
 
 
-def _connect_embedded(keys: list[LocalAccount], *, seed: int = 0) -> Chain:
+def _connect_embedded(keys: list[LocalAccount], *, seed: int, block_gas_limit: int) -> Chain:
     try:
         from eth_tester import EthereumTester, PyEVMBackend
         from web3.providers.eth_tester import EthereumTesterProvider
@@ -351,7 +352,7 @@ def _connect_embedded(keys: list[LocalAccount], *, seed: int = 0) -> Chain:
         bytes.fromhex(a.address[2:]): {"balance": GENESIS_ETH * 10**18, "nonce": 0, "code": b"", "storage": {}}
         for a in keys
     }
-    params = PyEVMBackend.generate_genesis_params(overrides={"timestamp": GENESIS_TIMESTAMP, "gas_limit": 30_000_000})
+    params = PyEVMBackend.generate_genesis_params(overrides={"timestamp": GENESIS_TIMESTAMP, "gas_limit": block_gas_limit})
     backend = _reproducible_backend(seed, genesis_parameters=params, genesis_state=genesis_state)
     tester = EthereumTester(backend=backend)
     w3 = Web3(EthereumTesterProvider(tester))

@@ -31,7 +31,7 @@ from din_lab.chain.din import (
     scores_commitment,
     sign_update,
 )
-from din_lab.cid import V1_RAW, Cid
+from din_lab.cid import Cid
 from din_lab.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 def stand_in_cid(text: str) -> Cid:
     """The CIDv1 (raw) of ``text``'s bytes: what ``ipfs add --cid-version=1`` gives for them."""
-    return Cid(digest=hashlib.sha256(text.encode()).digest(), kind=V1_RAW)
+    return Cid.of_raw_block(text.encode())
 
 
 @dataclass(frozen=True)
@@ -155,10 +155,10 @@ def _training_round(chain: Chain, task, r: int, parts: list[LocalAccount], evals
     # 4. each committee member aggregates its subgroup, commits, then reveals
     seed = info[0]
     by_address = {e.address: e for e in evals}
+    params = chain.call(F.params())  # TaskParams tuple: [5] rounds, [6] subgroupSize
     votes = []
     for g in range(groups):
-        members = assign.subgroup_members(g, seed=seed, participants=len(parts),
-                                          subgroup_size=chain.call(F.params())[6])
+        members = assign.subgroup_members(g, seed=seed, participants=len(parts), subgroup_size=params[6])
         result = stand_in_cid(f"round {r} subgroup {g} sum of {members}")
         for addr in chain.call(F.committee(r, g, 0)):
             ev = by_address[addr]
@@ -175,7 +175,7 @@ def _training_round(chain: Chain, task, r: int, parts: list[LocalAccount], evals
     for g in range(groups):
         chain.transact(F.finalizeSubgroup(r, g), sender=owner)
     # 6. the owner publishes the global model (the final one only after rewards)
-    if r + 1 < chain.call(F.params())[5]:
+    if r + 1 < params[5]:
         chain.transact(F.publishGlobalModel(r, stand_in_cid(f"global model after round {r}").to_chain()),
                        sender=owner)
 
