@@ -8,13 +8,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 NODE_MODULES := contracts/node_modules
+VECTOR_NODE_MODULES := tests/vectors/unixfs/node_modules
 PYTEST_ARGS ?=
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_NO_INPUT := 1
 
-.PHONY: demo test lint setup contracts check-contracts bench clean
+.PHONY: demo test lint setup contracts check-contracts vectors check-vectors bench clean
 
-setup: $(VENV)/.installed $(NODE_MODULES)/.installed
+setup: $(VENV)/.installed $(NODE_MODULES)/.installed $(VECTOR_NODE_MODULES)/.installed
 
 # torch first, on its own: any other order pulls several GB of CUDA wheels (NOTES.md)
 $(VENV)/.installed: constraints.txt requirements-lab.txt pyproject.toml
@@ -26,6 +27,11 @@ $(VENV)/.installed: constraints.txt requirements-lab.txt pyproject.toml
 
 $(NODE_MODULES)/.installed: contracts/package.json contracts/package-lock.json
 	cd contracts && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# the npm reference UnixFS importer that produces tests/vectors/unixfs/vectors.json
+$(VECTOR_NODE_MODULES)/.installed: tests/vectors/unixfs/package.json tests/vectors/unixfs/package-lock.json
+	cd tests/vectors/unixfs && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 demo: setup
@@ -44,8 +50,14 @@ contracts: $(NODE_MODULES)/.installed
 check-contracts: $(NODE_MODULES)/.installed
 	cd contracts && node build.js --check
 
+vectors: $(VECTOR_NODE_MODULES)/.installed
+	cd tests/vectors/unixfs && node generate.mjs
+
+check-vectors: $(VECTOR_NODE_MODULES)/.installed
+	cd tests/vectors/unixfs && node generate.mjs --check
+
 bench: setup
 	$(PY) benchmarks/gas.py
 
 clean:
-	rm -rf $(VENV) $(NODE_MODULES) results test-artifacts .pytest_cache .hypothesis
+	rm -rf $(VENV) $(NODE_MODULES) $(VECTOR_NODE_MODULES) results test-artifacts .pytest_cache .hypothesis

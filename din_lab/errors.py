@@ -66,6 +66,46 @@ class MalformedCidError(StorageError, ConfigError):
     """A string or byte sequence is not a valid CID."""
 
 
+class ContentNotFoundError(StorageError):
+    """The store holds no content (or no block) for this CID."""
+
+    def __init__(self, message: str, *, cid: str) -> None:
+        super().__init__(message)
+        self.cid = cid
+
+
+class IntegrityError(StorageError):
+    """A stored block does not hash to its CID: it is corrupted and is never returned as data."""
+
+    def __init__(self, message: str, *, cid: str) -> None:
+        super().__init__(message)
+        self.cid = cid
+
+
+class UnsupportedContentError(StorageError):
+    """The content is valid IPFS but outside what the lab handles (a directory, a HAMT shard, ...)."""
+
+
+class InputPathError(StorageError):
+    """A path given to ``add`` is missing, a directory or unreadable."""
+
+
+class NotPinnedError(StorageError):
+    """``unpin`` of a CID that is not pinned."""
+
+
+class StoreWriteError(StorageError):
+    """Writing to the store failed (disk full, permissions); nothing of the failed add is visible."""
+
+
+class RemoteStoreError(StorageError):
+    """A Kubo RPC node was unreachable or answered with an error."""
+
+
+class SerializationError(StorageError):
+    """Bytes are not a valid serialized object, or an object cannot be serialized deterministically."""
+
+
 class CryptoError(DinLabError):
     """A cryptographic operation failed (secure aggregation, homomorphic encryption)."""
 

@@ -1,0 +1,523 @@
+"""``din-lab ipfs daemon``: a ContentStore served over the subset of Kubo's RPC API the lab uses.
+
+Tools written for IPFS (ipfshttpclient, the npm ``kubo-rpc-client``, curl, our own
+:class:`~din_lab.storage.kubo.KuboStore`) can then read and write the lab's content while a
+notebook runs. Served on 127.0.0.1 only. Like Kubo, every command is a ``POST /api/v0/<command>``
+with its arguments in the query string (``arg=...``) and files as ``multipart/form-data``
+(chunked request bodies included); errors are JSON ``{"Message", "Code", "Type": "error"}``
+with status 400 (bad argument) or 500, and ``GET`` is refused with 405.
+
+Commands: ``add`` (``cid-version``, ``raw-leaves``, ``only-hash``, ``pin``, ``chunker=size-N``),
+``cat`` (``offset``, ``length``), ``block/get``, ``block/stat``, ``pin/add``, ``pin/rm``,
+``pin/ls``, ``repo/gc``, ``files/stat``, ``dag/stat``, ``version``, ``id``. Options that would
+change the result in ways the embedded store does not implement (``trickle``,
+``wrap-with-directory``, ``nocopy``, ``inline``, another hash or chunker, directories) are
+refused with an error rather than ignored, so a CID is never silently different from Kubo's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from collections.abc import Callable, Iterator
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, BinaryIO
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from din_lab import __version__
+from din_lab.cid import Cid
+from din_lab.errors import (
+    ConfigError,
+    ContentNotFoundError,
+    DinLabError,
+    MalformedCidError,
+    NotPinnedError,
+    StorageError,
+    UnsupportedContentError,
+)
+from din_lab.storage.base import ContentStore, iter_content_chunks
+from din_lab.storage.unixfs import DEFAULT_CHUNK_SIZE, FileImporter, ImportParams, decode_block
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v0/"
+
+
+class _BadRequest(DinLabError):
+    """A malformed request: answered with HTTP 400."""
+
+
+# ---------------------------------------------------------------------------------------------
+# request bodies: chunked transfer coding and streaming multipart
+
+
+class _ChunkedReader:
+    """Decodes ``Transfer-Encoding: chunked`` from ``raw`` as a ``read(n)`` stream."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self._left = 0
+        self._done = False
+
+    def read(self, n: int = -1) -> bytes:
+        if self._done:
+            return b""
+        if self._left == 0:
+            line = self._raw.readline(1024)
+            try:
+                self._left = int(line.split(b";")[0].strip(), 16)
+            except ValueError as e:
+                raise _BadRequest(f"bad chunk size line {line[:40]!r}") from e
+            if self._left == 0:
+                while self._raw.readline(1024) not in (b"\r\n", b"\n", b""):  # trailers
+                    pass
+                self._done = True
+                return b""
+        want = self._left if n < 0 else min(n, self._left)
+        data = self._raw.read(want)
+        if not data:
+            raise _BadRequest("request body ended inside a chunk")
+        self._left -= len(data)
+        if self._left == 0:
+            self._raw.readline(8)  # the CRLF after the chunk
+        return data
+
+
+class _LengthReader:
+    def __init__(self, raw: BinaryIO, length: int) -> None:
+        self._raw = raw
+        self._left = length
+
+    def read(self, n: int = -1) -> bytes:
+        if self._left <= 0:
+            return b""
+        data = self._raw.read(self._left if n < 0 else min(n, self._left))
+        self._left -= len(data)
+        return data
+
+
+class _Buffered:
+    """A read stream with push-back and line reading on top of any ``read(n)``."""
+
+    def __init__(self, read: Callable[[int], bytes]) -> None:
+        self._read = read
+        self.buf = bytearray()
+        self.eof = False
+
+    def fill(self, want: int) -> None:
+        while len(self.buf) < want and not self.eof:
+            data = self._read(max(65536, want - len(self.buf)))
+            if not data:
+                self.eof = True
+            self.buf += data
+
+    def readline(self, limit: int = 8192) -> bytes:
+        while True:
+            i = self.buf.find(b"\n")
+            if i >= 0 or self.eof or len(self.buf) > limit:
+                end = i + 1 if i >= 0 else len(self.buf)
+                line = bytes(self.buf[:end])
+                del self.buf[:end]
+                return line
+            self.fill(len(self.buf) + 1)
+
+
+class _Part:
+    """One multipart part's body as a stream that ends at the next boundary."""
+
+    def __init__(self, src: _Buffered, delimiter: bytes) -> None:
+        self._src = src
+        self._delim = delimiter
+        self.done = False
+
+    def read(self, n: int = -1) -> bytes:
+        if self.done:
+            return b""
+        n = n if n > 0 else 1 << 20
+        src, dl = self._src, len(self._delim)
+        src.fill(n + dl)
+        i = src.buf.find(self._delim)
+        if 0 <= i <= n:
+            data = bytes(src.buf[:i])
+            del src.buf[:i + dl]
+            self.done = True
+            return data
+        if i < 0 and src.eof:
+            raise _BadRequest("multipart body ended without its closing boundary")
+        take = min(n, len(src.buf) - dl + 1) if i < 0 else n
+        data = bytes(src.buf[:take])
+        del src.buf[:take]
+        return data
+
+    def drain(self) -> None:
+        while not self.done:
+            self.read(1 << 20)
+
+
+def _multipart(read: Callable[[int], bytes], boundary: bytes) -> Iterator[tuple[dict[str, str], _Part]]:
+    """Each part of a multipart body as (lower-cased headers, body stream), lazily."""
+    src = _Buffered(read)
+    first = b"--" + boundary
+    line = src.readline()
+    while line in (b"\r\n", b"\n"):  # a preamble of blank lines
+        line = src.readline()
+    if line.rstrip(b"\r\n") != first:
+        raise _BadRequest("multipart body does not start with its boundary")
+    while True:
+        headers: dict[str, str] = {}
+        while True:
+            hline = src.readline()
+            if not hline:
+                raise _BadRequest("multipart body ended inside part headers")
+            if hline in (b"\r\n", b"\n"):
+                break
+            name, _, value = hline.decode("utf-8", "replace").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        part = _Part(src, b"\r\n--" + boundary)
+        yield headers, part
+        part.drain()
+        src.fill(2)
+        tail = bytes(src.buf[:2])
+        if tail == b"--":
+            return
+        src.readline()  # the CRLF ending the boundary line
+
+
+def _disposition_filename(headers: dict[str, str]) -> str:
+    match = re.search(r'filename="([^"]*)"', headers.get("content-disposition", ""))
+    return unquote(match.group(1)) if match else ""
+
+
+# ---------------------------------------------------------------------------------------------
+# the command handlers
+
+
+def _flag(query: dict[str, list[str]], name: str, default: bool) -> bool:
+    values = query.get(name)
+    if not values or values[-1] == "":
+        return default if not values else True
+    value = values[-1].lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise _BadRequest(f"option {name!r} must be true or false, not {values[-1]!r}")
+
+
+def _arg(query: dict[str, list[str]], *, name: str = "arg") -> str:
+    values = query.get(name)
+    if not values or not values[0]:
+        raise _BadRequest('argument "ipfs-path" is required')
+    return values[0]
+
+
+def _cid_arg(query: dict[str, list[str]]) -> Cid:
+    text = _arg(query)
+    for prefix in ("/ipfs/", "ipfs/"):
+        if text.startswith(prefix):
+            text = text[len(prefix):]
+    if "/" in text.strip("/"):
+        raise UnsupportedContentError(f"paths inside a DAG are not supported: {text!r}")
+    return Cid.parse(text.strip("/"))
+
+
+def _import_params(query: dict[str, list[str]]) -> ImportParams:
+    refused = [name for name in ("trickle", "wrap-with-directory", "nocopy", "inline", "fscache")
+               if _flag(query, name, False)]
+    if refused:
+        raise UnsupportedContentError(f"the embedded store does not implement: {', '.join(refused)}")
+    hash_name = query.get("hash", ["sha2-256"])[-1]
+    if hash_name != "sha2-256":
+        raise UnsupportedContentError(f"only sha2-256 is supported, not {hash_name!r}")
+    try:
+        version = int(query.get("cid-version", ["0"])[-1] or 0)
+    except ValueError as e:
+        raise _BadRequest("cid-version must be 0 or 1") from e
+    raw = query.get("raw-leaves")
+    chunk_size = DEFAULT_CHUNK_SIZE
+    chunker = query.get("chunker", ["size-262144"])[-1]
+    if chunker:
+        match = re.fullmatch(r"size-(\d+)", chunker)
+        if not match:
+            raise UnsupportedContentError(f"only fixed-size chunkers (size-N) are supported, not {chunker!r}")
+        chunk_size = int(match.group(1))
+    try:
+        return ImportParams(cid_version=version, raw_leaves=None if raw is None else _flag(query, "raw-leaves", False),
+                            chunk_size=chunk_size)
+    except ConfigError as e:
+        raise _BadRequest(str(e)) from e
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: RpcServer  # type: ignore[assignment]
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        log.debug("rpc %s %s", self.address_string(), format % args)
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _body_reader(self) -> Callable[[int], bytes]:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return _ChunkedReader(self.rfile).read
+        return _LengthReader(self.rfile, int(self.headers.get("Content-Length") or 0)).read
+
+    def _discard_body(self) -> None:
+        read = self._body_reader()
+        while read(1 << 16):
+            pass
+
+    def _send_json(self, value: Any, *, status: int = 200, lines: list[Any] | None = None) -> None:
+        if lines is not None:
+            body = b"".join(json.dumps(item).encode() + b"\n" for item in lines)
+        else:
+            body = json.dumps(value).encode() + b"\n"
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _send_error(self, status: int, message: str, *, code: int = 0) -> None:
+        self._send_json({"Message": message, "Code": code, "Type": "error"}, status=status)
+
+    def _send_stream(self, chunks: Iterator[bytes], *, content_type: str = "text/plain") -> None:
+        first = next(chunks, b"")  # errors before the first byte still get a proper error response
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("X-Stream-Output", "1")
+        self.send_header("Trailer", "X-Stream-Error")
+        self.end_headers()
+        try:
+            for chunk in _chain(first, chunks):
+                if chunk:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        except DinLabError as e:
+            # too late for a status code: end the stream without its last chunk, so the client
+            # sees a broken transfer rather than short content; Kubo sends X-Stream-Error too
+            log.error("stream failed mid-way: %s", e)
+            self.wfile.write(b"0\r\nX-Stream-Error: %s\r\n" % str(e).encode()[:500])
+            self.close_connection = True
+            return
+        self.wfile.write(b"0\r\n\r\n")
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self._discard_body()
+        self.send_response(HTTPStatus.METHOD_NOT_ALLOWED)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_PUT = do_DELETE = do_GET  # noqa: N815
+
+    def do_POST(self) -> None:  # noqa: N802
+        url = urlsplit(self.path)
+        query = parse_qs(url.query, keep_blank_values=True)
+        if not url.path.startswith(API_PREFIX):
+            self._discard_body()
+            self._send_error(404, "404 page not found")
+            return
+        command = url.path[len(API_PREFIX):].strip("/")
+        handler = _COMMANDS.get(command)
+        if handler is None:
+            self._discard_body()
+            self._send_error(404, f"unknown command {command!r} (din-lab serves a subset of Kubo's RPC API)")
+            return
+        try:
+            if command != "add":
+                self._discard_body()
+            handler(self, query)
+        except (_BadRequest, MalformedCidError) as e:
+            self._send_error(400, str(e), code=1)
+        except NotPinnedError as e:
+            self._send_error(500, f"{e}: not pinned or pinned indirectly")
+        except ContentNotFoundError as e:
+            self._send_error(500, f"block was not found locally (offline): ipld: could not find {e.cid}")
+        except StorageError as e:
+            self._send_error(500, str(e))
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        except Exception as e:  # a bug: report it to the client and the log, keep serving
+            log.exception("rpc %s failed", command)
+            self._send_error(500, f"internal error: {e}")
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def cmd_add(self, query: dict[str, list[str]]) -> None:
+        params = _import_params(query)
+        only_hash = _flag(query, "only-hash", False)
+        pin = _flag(query, "pin", True)
+        ctype = self.headers.get("Content-Type", "")
+        match = re.search(r'boundary="?([^";]+)"?', ctype)
+        if not ctype.startswith("multipart/") or not match:
+            self._discard_body()
+            raise _BadRequest("add needs a multipart/form-data body with a file")
+        results = []
+        for headers, part in _multipart(self._body_reader(), match.group(1).encode()):
+            if headers.get("content-type", "").startswith("application/x-directory"):
+                raise UnsupportedContentError("directories are not supported: the lab adds single files")
+            name = _disposition_filename(headers)
+            if only_hash:
+                importer = FileImporter(params)
+                for chunk in iter_content_chunks(part, params.chunk_size):
+                    importer.add_chunk(chunk)
+                cid, size = importer.finish(), importer.cumulative_size
+            else:
+                cid = self.server.store.add(part, params=params, pin=pin)
+                size = self._cumulative_size(cid)
+            results.append({"Name": name or str(cid), "Hash": str(cid), "Size": str(size)})
+        if not results:
+            raise _BadRequest("add needs at least one file")
+        self._send_json(None, lines=results)
+
+    def _cumulative_size(self, cid: Cid) -> int:
+        block = self.server.store.get_block(cid)
+        return len(block) + sum(decode_block(cid, block).tsizes)
+
+    def cmd_cat(self, query: dict[str, list[str]]) -> None:
+        cid = _cid_arg(query)
+        try:
+            offset = int(query.get("offset", ["0"])[-1] or 0)
+            length = int(query.get("length", ["-1"])[-1] or -1)
+        except ValueError as e:
+            raise _BadRequest("offset and length must be integers") from e
+        if offset < 0:
+            raise _BadRequest("offset must be non-negative")
+        self._send_stream(_window(self.server.store.iter_cat(cid), offset, length))
+
+    def cmd_block_get(self, query: dict[str, list[str]]) -> None:
+        block = self.server.store.get_block(_cid_arg(query))
+        self._send_stream(iter([block]), content_type="application/octet-stream")
+
+    def cmd_block_stat(self, query: dict[str, list[str]]) -> None:
+        cid = _cid_arg(query)
+        self._send_json({"Key": str(cid), "Size": len(self.server.store.get_block(cid))})
+
+    def cmd_pin_add(self, query: dict[str, list[str]]) -> None:
+        if not _flag(query, "recursive", True):
+            raise UnsupportedContentError("only recursive pins are supported")
+        cid = _cid_arg(query)
+        self.server.store.pin(cid)
+        self._send_json({"Pins": [str(cid)]})
+
+    def cmd_pin_rm(self, query: dict[str, list[str]]) -> None:
+        cid = _cid_arg(query)
+        self.server.store.unpin(cid)
+        self._send_json({"Pins": [str(cid)]})
+
+    def cmd_pin_ls(self, query: dict[str, list[str]]) -> None:
+        kind = query.get("type", ["all"])[-1]
+        if kind not in ("all", "recursive", "direct", "indirect"):
+            raise _BadRequest(f"invalid type {kind!r}: use all, recursive, direct or indirect")
+        pins = self.server.store.pins() if kind in ("all", "recursive") else frozenset()
+        if query.get("arg"):
+            cid = _cid_arg(query)
+            if cid not in pins:
+                raise NotPinnedError(f"path '{cid}' is not pinned")
+            pins = frozenset([cid])
+        self._send_json({"Keys": {str(c): {"Type": "recursive"} for c in sorted(pins, key=str)}})
+
+    def cmd_repo_gc(self, query: dict[str, list[str]]) -> None:
+        report = self.server.store.gc()
+        self._send_json(None, lines=[{"Key": {"/": str(c)}} for c in report.removed])
+
+    def cmd_files_stat(self, query: dict[str, list[str]]) -> None:
+        stat = self.server.store.stat(_cid_arg(query))
+        self._send_json({"Hash": str(stat.cid), "Size": stat.size, "CumulativeSize": stat.cumulative_size,
+                         "Blocks": stat.links, "Type": "file"})
+
+    def cmd_dag_stat(self, query: dict[str, list[str]]) -> None:
+        stat = self.server.store.stat(_cid_arg(query))
+        self._send_json({"TotalSize": stat.dag_size, "DagStats": [
+            {"Cid": {"/": str(stat.cid)}, "Size": stat.dag_size, "NumBlocks": stat.blocks}]})
+
+    def cmd_version(self, query: dict[str, list[str]]) -> None:
+        self._send_json({"Version": f"din-lab-{__version__}", "Commit": "", "Repo": "din-lab-blockstore-1",
+                         "System": "python", "Golang": ""})
+
+    def cmd_id(self, query: dict[str, list[str]]) -> None:
+        self._send_json({"ID": "din-lab-embedded", "PublicKey": "", "Addresses": [],
+                         "AgentVersion": f"din-lab/{__version__}", "Protocols": []})
+
+
+def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    yield first
+    yield from rest
+
+
+def _window(chunks: Iterator[bytes], offset: int, length: int) -> Iterator[bytes]:
+    """``offset``/``length`` of a stream of chunks (length < 0: to the end)."""
+    position = 0
+    for chunk in chunks:
+        start, end = position, position + len(chunk)
+        position = end
+        if end <= offset:
+            continue
+        piece = chunk[max(0, offset - start):]
+        if length >= 0:
+            remaining = offset + length - max(start, offset)
+            if remaining <= 0:
+                return
+            piece = piece[:remaining]
+        yield piece
+        if length >= 0 and position >= offset + length:
+            return
+
+
+_COMMANDS: dict[str, Callable[[_Handler, dict[str, list[str]]], None]] = {
+    "add": _Handler.cmd_add,
+    "cat": _Handler.cmd_cat,
+    "block/get": _Handler.cmd_block_get,
+    "block/stat": _Handler.cmd_block_stat,
+    "pin/add": _Handler.cmd_pin_add,
+    "pin/rm": _Handler.cmd_pin_rm,
+    "pin/ls": _Handler.cmd_pin_ls,
+    "repo/gc": _Handler.cmd_repo_gc,
+    "files/stat": _Handler.cmd_files_stat,
+    "dag/stat": _Handler.cmd_dag_stat,
+    "version": _Handler.cmd_version,
+    "id": _Handler.cmd_id,
+}
+
+
+class RpcServer(ThreadingHTTPServer):
+    """The Kubo RPC subset over ``store`` on ``host:port`` (port 0: a free one)."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, store: ContentStore, *, host: str = "127.0.0.1", port: int = 5001) -> None:
+        self.store = store
+        try:
+            super().__init__((host, port), _Handler)
+        except OSError as e:
+            raise StorageError(f"cannot listen on {host}:{port}: {e.strerror or e}"
+                               f"{' (is a Kubo daemon running? choose --port)' if e.errno == 98 else ''}") from e
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.server_address[0]}:{self.port}"
+
+    @property
+    def multiaddr(self) -> str:
+        return f"/ip4/{self.server_address[0]}/tcp/{self.port}"
+
+    def start(self) -> RpcServer:
+        """Serve from a background thread (for notebooks and tests); :meth:`stop` ends it."""
+        self._thread = threading.Thread(target=self.serve_forever, name="din-lab-ipfs-rpc", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
