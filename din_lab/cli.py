@@ -41,6 +41,111 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ipfs_add(args: argparse.Namespace) -> int:
+    from din_lab.storage import open_store
+
+    source = sys.stdin.buffer if args.file == "-" else args.file
+    with open_store(args.repo) as store:
+        cid = store.add(source, cid_version=args.cid_version, only_hash=args.only_hash, pin=not args.no_pin)
+    print(cid)
+    return 0
+
+
+def _ipfs_cat(args: argparse.Namespace) -> int:
+    from din_lab.storage import open_store
+
+    with open_store(args.repo) as store:
+        out = sys.stdout.buffer
+        try:
+            for chunk in store.iter_cat(args.cid):
+                out.write(chunk)
+            out.flush()
+        except BrokenPipeError:  # `din-lab ipfs cat CID | head`
+            sys.stdout = None  # type: ignore[assignment]  # nothing more can be written
+    return 0
+
+
+def _ipfs_stat(args: argparse.Namespace) -> int:
+    from din_lab.storage import open_store
+
+    with open_store(args.repo) as store:
+        stat = store.stat(args.cid)
+    print(json.dumps({"cid": str(stat.cid), "codec": stat.codec, "size": stat.size,
+                      "cumulative_size": stat.cumulative_size, "links": stat.links, "blocks": stat.blocks,
+                      "dag_size": stat.dag_size}, indent=1))
+    return 0
+
+
+def _ipfs_gc(args: argparse.Namespace) -> int:
+    from din_lab.storage import open_store
+
+    with open_store(args.repo) as store:
+        report = store.gc()
+    for cid in report.removed:
+        print(f"removed {cid}")
+    return 0
+
+
+def _ipfs_daemon(args: argparse.Namespace) -> int:
+    import signal
+
+    from din_lab.storage import open_store
+    from din_lab.storage.daemon import RpcServer
+    from din_lab.storage.embedded import EmbeddedStore
+
+    store = open_store(args.repo)
+    if not isinstance(store, EmbeddedStore):
+        print("din-lab: error: the daemon serves an embedded store: give --repo DIR or --repo memory", file=sys.stderr)
+        return 2
+    server = RpcServer(store, host="127.0.0.1", port=args.port)
+    api_file = store.path / "api" if store.path else None
+    if api_file:
+        api_file.write_text(server.multiaddr + "/http\n")  # where Kubo's tools look for the API
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    print(f"store: {store.name}")
+    print(f"RPC API server listening on {server.multiaddr} ({server.url}/api/v0/)")
+    print("Daemon is ready", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        log.info("daemon stopping")
+    finally:
+        server.server_close()
+        if api_file:
+            api_file.unlink(missing_ok=True)
+    return 0
+
+
+def _add_ipfs_parser(sub: argparse._SubParsersAction) -> None:
+    ipfs = sub.add_parser("ipfs", help="the lab's IPFS store: add, cat, stat, gc, daemon")
+    ipfs.add_argument("--repo", default=None,
+                      help="an embedded store directory, 'memory', or a Kubo RPC URL "
+                           "(default: $DIN_LAB_IPFS, else $DIN_LAB_HOME/ipfs, else ~/.din-lab/ipfs)")
+    cmds = ipfs.add_subparsers(dest="ipfs_command", required=True)
+    add = cmds.add_parser("add", help="add a file; prints its CID alone on a line (like ipfs add -Q)")
+    add.add_argument("file", help="the file to add ('-' reads standard input)")
+    add.add_argument("--only-hash", "-n", action="store_true", help="compute the CID, store nothing")
+    add.add_argument("--cid-version", type=int, choices=(0, 1), default=0,
+                     help="0: Qm... with dag-pb leaves (default); 1: base32 with raw leaves")
+    add.add_argument("--no-pin", action="store_true", help="do not pin (gc may remove it)")
+    add.set_defaults(func=_ipfs_add)
+    cat = cmds.add_parser("cat", help="write the content of a CID to standard output")
+    cat.add_argument("cid")
+    cat.set_defaults(func=_ipfs_cat)
+    stat = cmds.add_parser("stat", help="size, links and blocks of a CID's DAG, as JSON")
+    stat.add_argument("cid")
+    stat.set_defaults(func=_ipfs_stat)
+    gc = cmds.add_parser("gc", help="remove every block no pin reaches")
+    gc.set_defaults(func=_ipfs_gc)
+    daemon = cmds.add_parser("daemon", help="serve the store over Kubo's RPC API on 127.0.0.1")
+    daemon.add_argument("--port", type=int, default=5001, help="TCP port (default 5001 like Kubo; 0: a free one)")
+    daemon.set_defaults(func=_ipfs_daemon)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="din-lab", description="DIN Lab: the Decentralized Intelligence Network, run for real.")
     p.add_argument("--version", action="version", version=f"din-lab {__version__}")
@@ -53,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rounds", type=int, default=2)
     demo.add_argument("--out", default=None, help="write the report as JSON here")
     demo.set_defaults(func=_demo)
+    _add_ipfs_parser(sub)
     return p
 
 

@@ -8,11 +8,20 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from din_lab.errors import ConfigError
 
 CHAIN_ENV = "DIN_LAB_CHAIN"
+HOME_ENV = "DIN_LAB_HOME"
+
+
+def lab_home() -> Path:
+    """The lab's data directory: ``$DIN_LAB_HOME``, else ``~/.din-lab`` (created on first use by
+    whatever stores data there, e.g. the embedded IPFS store under ``ipfs/``)."""
+    value = os.environ.get(HOME_ENV)
+    return Path(value).expanduser() if value else Path.home() / ".din-lab"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -23,7 +32,6 @@ class ChainConfig:
     accounts: int = 20
     seed: int = 0
     block_gas_limit: int = 30_000_000  # embedded chain only; a node by URL keeps its own
-
 
     def __post_init__(self) -> None:
         if self.backend != "embedded" and not self.backend.startswith(("http://", "https://")):

@@ -32,7 +32,7 @@ from din_lab.errors import (
     UnsupportedContentError,
 )
 from din_lab.storage.base import CidLike, Content, ContentStat, ContentStore, GcReport, iter_content_chunks
-from din_lab.storage.unixfs import DEFAULT_MAX_LINKS, ImportParams
+from din_lab.storage.unixfs import DEFAULT_MAX_LINKS, ImportParams, read_file
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,8 @@ class KuboStore(ContentStore):
         lowered = message.lower()
         if cid is not None and any(s in lowered for s in ("not found", "could not find", "no link named")):
             return ContentNotFoundError(f"{cid} is not on the IPFS node at {self.url}: {message}", cid=str(cid))
+        if cid is not None and "different hash" in lowered:
+            return IntegrityError(f"{cid} is corrupted on the IPFS node at {self.url}: {message}", cid=str(cid))
         if "not pinned" in lowered:
             return NotPinnedError(f"{cid} is not pinned on {self.url}")
         if response.status_code == 404:
@@ -131,25 +133,21 @@ class KuboStore(ContentStore):
         return Cid.parse(lines[-1]["Hash"])
 
     def iter_cat(self, cid: CidLike) -> Iterator[bytes]:
+        """The content of ``cid``, read block by block with ``block/get`` and every block checked
+        against its hash here, so a faulty or lying node cannot hand back wrong bytes."""
         cid = Cid.coerce(cid)
-        response = self._post("cat", params={"arg": str(cid)}, stream=True, cid=cid)
-        return self._stream(response, cid)
-
-    def _stream(self, response: Any, cid: Cid) -> Iterator[bytes]:
-        try:
-            yield from response.iter_content(chunk_size=_PIECE)
-        except self._requests.RequestException as e:
-            raise RemoteStoreError(f"reading {cid} from {self.url} broke off: {e}") from e
-        finally:
-            response.close()
-        if response.raw is not None and getattr(response.raw, "trailers", None):
-            trailer = response.raw.trailers.get("X-Stream-Error")
-            if trailer:
-                raise RemoteStoreError(f"reading {cid} from {self.url} failed: {trailer}")
+        self.get_block(cid)  # not-found or corrupted root: raise before the caller starts reading
+        return read_file(cid, self.get_block)
 
     def get_block(self, cid: CidLike) -> bytes:
         cid = Cid.coerce(cid)
-        block = self._post("block/get", params={"arg": str(cid)}, cid=cid).content
+        response = self._post("block/get", params={"arg": str(cid)}, cid=cid, stream=True)
+        try:
+            block = response.raw.read()  # one read, not requests' 10 kB iteration
+        except Exception as e:
+            raise RemoteStoreError(f"reading block {cid} from {self.url} broke off: {e}") from e
+        finally:
+            response.close()
         if hashlib.sha256(block).digest() != cid.digest:
             raise IntegrityError(f"block {cid} from {self.url} does not hash to its CID", cid=str(cid))
         return block
