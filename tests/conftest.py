@@ -85,3 +85,42 @@ def net(deployed):
 @pytest.fixture
 def embedded_chain():
     return connect("embedded", accounts=40)
+
+
+@pytest.fixture(scope="session")
+def ipfs_daemon(tmp_path_factory):
+    """`din-lab ipfs daemon` over an on-disk store, on 127.0.0.1 and a free port; stopped by its PID."""
+    import re
+    import sys
+
+    base = tmp_path_factory.mktemp("ipfs-daemon")
+    repo, log_path = base / "repo", base / "daemon.log"
+    log_file = open(log_path, "w")  # noqa: SIM115 - closed at teardown; a file never fills up like a pipe
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "din_lab.cli", "ipfs", "--repo", str(repo), "daemon", "--port", "0"],
+        stdout=subprocess.PIPE, stderr=log_file, text=True,
+    )
+    url = None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            proc.kill()
+            pytest.fail(f"din-lab ipfs daemon exited: {log_path.read_text()}")
+        match = re.search(r"listening on /ip4/([\d.]+)/tcp/(\d+)", line)
+        if match:
+            url = f"http://{match.group(1)}:{match.group(2)}"
+        if line.strip() == "Daemon is ready":
+            break
+    if url is None:
+        proc.kill()
+        pytest.fail("din-lab ipfs daemon did not announce its address")
+    yield {"url": url, "multiaddr": url.replace("http://", "/ip4/").replace(":", "/tcp/") + "/http",
+           "repo": repo, "pid": proc.pid}
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    log_file.close()

@@ -33,3 +33,34 @@ def test_demo_prints_balances_and_conserves_supply(tmp_path):
 def test_bad_arguments_give_a_clear_error():
     r = run("demo", "--participants", "2")
     assert r.returncode == 2 and "din-lab: error:" in r.stderr
+
+
+def test_ipfs_add_prints_the_cid_alone_and_cat_gives_the_bytes_back(tmp_path):
+    repo = tmp_path / "repo"
+    hello = tmp_path / "hello.txt"
+    hello.write_bytes(b"hello")
+    r = run("ipfs", "--repo", str(repo), "add", str(hello))
+    assert r.returncode == 0 and r.stdout == "QmWfVY9y3xjsixTgbd9AorQxH7VtMpzfx2HaWtsoUYecaX\n"
+    r = run("ipfs", "--repo", str(repo), "add", "--cid-version", "1", "--only-hash", str(hello))
+    assert r.stdout == "bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq\n"
+    cat = subprocess.run([sys.executable, "-m", "din_lab.cli", "ipfs", "--repo", str(repo), "cat",
+                          "QmWfVY9y3xjsixTgbd9AorQxH7VtMpzfx2HaWtsoUYecaX"], capture_output=True, timeout=60)
+    assert cat.returncode == 0 and cat.stdout == b"hello"
+    # only-hash stored nothing
+    r = run("ipfs", "--repo", str(repo), "cat", "bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq")
+    assert r.returncode == 2 and "not in this store" in r.stderr
+    stat = json.loads(run("ipfs", "--repo", str(repo), "stat", "QmWfVY9y3xjsixTgbd9AorQxH7VtMpzfx2HaWtsoUYecaX").stdout)
+    assert stat["size"] == 5 and stat["cumulative_size"] == 13
+
+
+def test_ipfs_add_from_stdin_and_errors(tmp_path):
+    repo = str(tmp_path / "repo")
+    r = subprocess.run([sys.executable, "-m", "din_lab.cli", "ipfs", "--repo", repo, "add", "-"], input=b"hello",
+                       capture_output=True, timeout=60)
+    assert r.stdout == b"QmWfVY9y3xjsixTgbd9AorQxH7VtMpzfx2HaWtsoUYecaX\n"
+    r = run("ipfs", "--repo", repo, "add", str(tmp_path))
+    assert r.returncode == 2 and "is a directory" in r.stderr
+    r = run("ipfs", "--repo", repo, "cat", "Qmnot-a-cid")
+    assert r.returncode == 2 and "din-lab: error:" in r.stderr
+    r = run("ipfs", "--repo", repo, "add", "--cid-version", "2", str(tmp_path))
+    assert r.returncode == 2 and "invalid choice" in r.stderr
