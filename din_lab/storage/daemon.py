@@ -263,8 +263,25 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _body_reader(self) -> Callable[[int], bytes]:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            return _ChunkedReader(self.rfile).read
-        return _LengthReader(self.rfile, int(self.headers.get("Content-Length") or 0)).read
+            self._reader = _ChunkedReader(self.rfile).read
+        else:
+            self._reader = _LengthReader(self.rfile, int(self.headers.get("Content-Length") or 0)).read
+        return self._reader
+
+    def _drain_after_error(self, limit: int = 64 << 20) -> bool:
+        """Read what is left of a failed request's body (up to ``limit``), so the client can read
+        the error answer instead of seeing its upload cut off. True if the body was read to its end."""
+        read = getattr(self, "_reader", None)
+        try:
+            while read is not None and limit > 0:
+                data = read(1 << 20)
+                if not data:
+                    return True
+                limit -= len(data)
+        except Exception:  # the body itself is broken
+            log.debug("could not drain a failed request's body", exc_info=True)
+            return False
+        return read is None
 
     def _discard_body(self) -> None:
         read = self._body_reader()
@@ -279,6 +296,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")  # so the client does not reuse it
         self.end_headers()
         self.wfile.write(body)
 
@@ -326,10 +345,23 @@ class _Handler(BaseHTTPRequestHandler):
             self._discard_body()
             self._send_error(404, f"unknown command {command!r} (din-lab serves a subset of Kubo's RPC API)")
             return
+        self._answer_errors(command, lambda: self._run(command, handler, query))
+
+    def _run(self, command: str, handler: Callable[[_Handler, dict[str, list[str]]], None],
+             query: dict[str, list[str]]) -> None:
         try:
             if command != "add":
                 self._discard_body()
             handler(self, query)
+        except BaseException:
+            # an error may leave part of the request body unread: read it, or give up the connection
+            if not self._drain_after_error():
+                self.close_connection = True
+            raise
+
+    def _answer_errors(self, command: str, run: Callable[[], None]) -> None:
+        try:
+            run()
         except (_BadRequest, MalformedCidError) as e:
             self._send_error(400, str(e), code=1)
         except NotPinnedError as e:

@@ -245,8 +245,11 @@ class _DiskBackend(_Backend):
             (root / "lock").touch()
         except OSError as e:
             raise StoreWriteError(f"cannot create a store at {root}: {e.strerror or e}") from e
-        found = json.loads(marker.read_text())
-        if found.get("format") != _FORMAT["format"] or found.get("version") != _FORMAT["version"]:
+        try:
+            found = json.loads(marker.read_text())
+        except (OSError, ValueError) as e:
+            raise StorageError(f"{marker} is unreadable or corrupted: {e}") from e
+        if not isinstance(found, dict) or found.get("format") != _FORMAT["format"] or found.get("version") != _FORMAT["version"]:
             raise StorageError(f"{root} holds a store of an unsupported format: {found}")
 
     def _path(self, digest: bytes) -> Path:
@@ -348,7 +351,7 @@ class EmbeddedStore(ContentStore):
     (slower; survives power loss, not only process crashes)."""
 
     def __init__(self, *, path: str | os.PathLike | None = None, durable: bool = False) -> None:
-        self.path = Path(path) if path is not None else None
+        self.path = Path(path).expanduser() if path is not None else None
         self._backend: _Backend = _DiskBackend(self.path, durable=durable) if self.path else _MemoryBackend()
         self.name = f"embedded ({self.path})" if self.path else "embedded (memory)"
 
