@@ -9,13 +9,15 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 NODE_MODULES := contracts/node_modules
 VECTOR_NODE_MODULES := tests/vectors/unixfs/node_modules
+KUBO_CLIENT_NODE_MODULES := tests/clients/kubo-rpc-client/node_modules
 PYTEST_ARGS ?=
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_NO_INPUT := 1
 
 .PHONY: demo test lint setup contracts check-contracts vectors check-vectors bench clean
 
-setup: $(VENV)/.installed $(NODE_MODULES)/.installed $(VECTOR_NODE_MODULES)/.installed
+setup: $(VENV)/.installed $(NODE_MODULES)/.installed $(VECTOR_NODE_MODULES)/.installed \
+	$(KUBO_CLIENT_NODE_MODULES)/.installed
 
 # torch first, on its own: any other order pulls several GB of CUDA wheels (NOTES.md)
 $(VENV)/.installed: constraints.txt requirements-lab.txt pyproject.toml
@@ -32,6 +34,12 @@ $(NODE_MODULES)/.installed: contracts/package.json contracts/package-lock.json
 # the npm reference UnixFS importer that produces tests/vectors/unixfs/vectors.json
 $(VECTOR_NODE_MODULES)/.installed: tests/vectors/unixfs/package.json tests/vectors/unixfs/package-lock.json
 	cd tests/vectors/unixfs && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# the npm kubo-rpc-client that tests/test_kubo_rpc_client.py drives against `din-lab ipfs daemon`
+$(KUBO_CLIENT_NODE_MODULES)/.installed: tests/clients/kubo-rpc-client/package.json \
+		tests/clients/kubo-rpc-client/package-lock.json
+	cd tests/clients/kubo-rpc-client && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 demo: setup
@@ -58,6 +66,7 @@ check-vectors: $(VECTOR_NODE_MODULES)/.installed
 
 bench: setup
 	$(PY) benchmarks/gas.py
+	$(PY) benchmarks/ipfs.py
 
 clean:
-	rm -rf $(VENV) $(NODE_MODULES) $(VECTOR_NODE_MODULES) results test-artifacts .pytest_cache .hypothesis
+	rm -rf $(VENV) $(NODE_MODULES) $(VECTOR_NODE_MODULES) $(KUBO_CLIENT_NODE_MODULES) results test-artifacts .pytest_cache .hypothesis

@@ -17,6 +17,7 @@ refused with an error rather than ignored, so a CID is never silently different 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -28,7 +29,7 @@ from typing import Any, BinaryIO
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from din_lab import __version__
-from din_lab.cid import Cid
+from din_lab.cid import Cid, _b58encode
 from din_lab.errors import (
     ConfigError,
     ContentNotFoundError,
@@ -45,6 +46,14 @@ from din_lab.storage.unixfs import DEFAULT_CHUNK_SIZE, FileImporter, ImportParam
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v0/"
+
+
+def _stand_in_peer_id() -> str:
+    """A well-formed libp2p peer ID (``12D3KooW...``: identity multihash of an Ed25519 public key
+    protobuf) so clients that parse ``id`` accept it. The embedded store is not on any network and
+    holds no such key: no ``Addresses`` are listed, and clients rightly report it offline."""
+    key = b"\x08\x01\x12\x20" + hashlib.sha256(b"din-lab embedded ipfs daemon").digest()
+    return _b58encode(b"\x00" + bytes([len(key)]) + key)
 
 
 class _BadRequest(DinLabError):
@@ -187,6 +196,25 @@ def _multipart(read: Callable[[int], bytes], boundary: bytes) -> Iterator[tuple[
         src.readline()  # the CRLF ending the boundary line
 
 
+class _Progress:
+    """A read stream that reports the running byte count (at most every 256 KiB, and at the end)."""
+
+    def __init__(self, inner: Any, report: Callable[[int], None], every: int = 256 * 1024) -> None:
+        self._inner = inner
+        self._report = report
+        self._every = every
+        self._total = 0
+        self._reported = -1
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._inner.read(n)
+        self._total += len(data)
+        if (not data and self._reported != self._total) or self._total - max(self._reported, 0) >= self._every:
+            self._reported = self._total
+            self._report(self._total)
+        return data
+
+
 def _disposition_filename(headers: dict[str, str]) -> str:
     match = re.search(r'filename="([^"]*)"', headers.get("content-disposition", ""))
     return unquote(match.group(1)) if match else ""
@@ -252,6 +280,9 @@ def _import_params(query: dict[str, list[str]]) -> ImportParams:
         raise _BadRequest(str(e)) from e
 
 
+_PEER_ID = _stand_in_peer_id()
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: RpcServer  # type: ignore[assignment]
     protocol_version = "HTTP/1.1"
@@ -304,6 +335,26 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_error(self, status: int, message: str, *, code: int = 0) -> None:
         self._send_json({"Message": message, "Code": code, "Type": "error"}, status=status)
 
+    def _start_chunked(self, content_type: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("X-Chunked-Output", "1")
+        self.send_header("Trailer", "X-Stream-Error")
+        self.end_headers()
+        self._streaming = True
+
+    def _write_chunk(self, data: bytes) -> None:
+        if data:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+    def _end_chunked(self, error: str | None = None) -> None:
+        if error is None:
+            self.wfile.write(b"0\r\n\r\n")
+        else:
+            self.wfile.write(b"0\r\nX-Stream-Error: %s\r\n\r\n" % error.replace("\n", " ").encode()[:500])
+        self._streaming = False
+
     def _send_stream(self, chunks: Iterator[bytes], *, content_type: str = "text/plain") -> None:
         first = next(chunks, b"")  # errors before the first byte still get a proper error response
         self.send_response(200)
@@ -345,7 +396,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._discard_body()
             self._send_error(404, f"unknown command {command!r} (din-lab serves a subset of Kubo's RPC API)")
             return
-        self._answer_errors(command, lambda: self._run(command, handler, query))
+        self._run_answering_errors(command, lambda: self._run(command, handler, query))
 
     def _run(self, command: str, handler: Callable[[_Handler, dict[str, list[str]]], None],
              query: dict[str, list[str]]) -> None:
@@ -360,8 +411,21 @@ class _Handler(BaseHTTPRequestHandler):
             raise
 
     def _answer_errors(self, command: str, run: Callable[[], None]) -> None:
+        self._streaming = False
         try:
             run()
+        except Exception as e:
+            if not self._streaming:
+                raise
+            # the answer has begun (progress lines): end it with an error line and Kubo's trailer
+            log.warning("rpc %s failed after its answer began: %s", command, e)
+            self._write_chunk(json.dumps({"Message": str(e), "Code": 0, "Type": "error"}).encode() + b"\n")
+            self._end_chunked(error=str(e))
+            self.close_connection = True
+
+    def _run_answering_errors(self, command: str, run: Callable[[], None]) -> None:
+        try:
+            self._answer_errors(command, run)
         except (_BadRequest, MalformedCidError) as e:
             self._send_error(400, str(e), code=1)
         except NotPinnedError as e:
@@ -389,23 +453,36 @@ class _Handler(BaseHTTPRequestHandler):
         if not ctype.startswith("multipart/") or not match:
             self._discard_body()
             raise _BadRequest("add needs a multipart/form-data body with a file")
+        progress = _flag(query, "progress", False)
+        if progress:  # like Kubo: {"Name","Bytes"} lines while reading, streamed before the result
+            self._start_chunked("application/json")
         results = []
         for headers, part in _multipart(self._body_reader(), match.group(1).encode()):
             if headers.get("content-type", "").startswith("application/x-directory"):
                 raise UnsupportedContentError("directories are not supported: the lab adds single files")
             name = _disposition_filename(headers)
+            source: Any = part
+            if progress:
+                source = _Progress(part, lambda n, name=name: self._write_chunk(
+                    json.dumps({"Name": name, "Bytes": n}).encode() + b"\n"))
             if only_hash:
                 importer = FileImporter(params)
-                for chunk in iter_content_chunks(part, params.chunk_size):
+                for chunk in iter_content_chunks(source, params.chunk_size):
                     importer.add_chunk(chunk)
                 cid, size = importer.finish(), importer.cumulative_size
             else:
-                cid = self.server.store.add(part, params=params, pin=pin)
+                cid = self.server.store.add(source, params=params, pin=pin)
                 size = self._cumulative_size(cid)
-            results.append({"Name": name or str(cid), "Hash": str(cid), "Size": str(size)})
+            result = {"Name": name or str(cid), "Hash": str(cid), "Size": str(size)}
+            results.append(result)
+            if progress:
+                self._write_chunk(json.dumps(result).encode() + b"\n")
         if not results:
             raise _BadRequest("add needs at least one file")
-        self._send_json(None, lines=results)
+        if progress:
+            self._end_chunked()
+        else:
+            self._send_json(None, lines=results)
 
     def _cumulative_size(self, cid: Cid) -> int:
         block = self.server.store.get_block(cid)
@@ -456,6 +533,9 @@ class _Handler(BaseHTTPRequestHandler):
             if cid not in pins:
                 raise NotPinnedError(f"path '{cid}' is not pinned")
             pins = frozenset([cid])
+        if _flag(query, "stream", False):  # one {"Cid","Type"} line per pin, as Kubo streams them
+            self._send_json(None, lines=[{"Cid": str(c), "Type": "recursive"} for c in sorted(pins, key=str)])
+            return
         self._send_json({"Keys": {str(c): {"Type": "recursive"} for c in sorted(pins, key=str)}})
 
     def cmd_repo_gc(self, query: dict[str, list[str]]) -> None:
@@ -477,8 +557,8 @@ class _Handler(BaseHTTPRequestHandler):
                          "System": "python", "Golang": ""})
 
     def cmd_id(self, query: dict[str, list[str]]) -> None:
-        self._send_json({"ID": "din-lab-embedded", "PublicKey": "", "Addresses": [],
-                         "AgentVersion": f"din-lab/{__version__}", "Protocols": []})
+        self._send_json({"ID": _PEER_ID, "PublicKey": "", "Addresses": [],
+                         "AgentVersion": f"din-lab/{__version__}", "ProtocolVersion": "", "Protocols": []})
 
 
 def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
