@@ -58,3 +58,113 @@ class ChainConfig:
         if unknown:
             raise ConfigError(f"unknown chain settings: {', '.join(sorted(unknown))}")
         return cls(**data)
+
+
+def parse_share(text: str, *, field: str) -> tuple[float, str]:
+    """``"FRACTION:BEHAVIOUR"`` (e.g. ``"0.3:inverted-labels"``) as ``(0.3, "inverted-labels")``."""
+    fraction, sep, behaviour = str(text).partition(":")
+    try:
+        value = float(fraction)
+    except ValueError:
+        value = float("nan")
+    if not sep or not behaviour or value != value:
+        raise ConfigError(f"{field}: expected FRACTION:BEHAVIOUR such as 0.3:{'random' if 'evaluator' in field else 'scaled'},"
+                          f" got {text!r}")
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{field}: the fraction {value} is outside [0, 1]")
+    return value, behaviour
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExperimentConfig:
+    """One DIN task, fully specified: who takes part, what is learned, how the chain is paid.
+
+    Structural rules are checked here; names (data set, model, behaviours, scorer) are checked
+    against what the lab implements by ``din_lab.experiment.check_config`` before anything is
+    deployed. Amounts are in whole DIN tokens.
+    """
+
+    participants: int = 20
+    evaluators: int = 4
+    subgroup_size: int = 5
+    evaluators_per_subgroup: int = 3
+    rounds: int = 3
+    dataset: str = "digits"
+    partition: str = "iid"
+    model: str = "logreg"
+    local_epochs: int = 5
+    batch_size: int = 16
+    learning_rate: float = 0.1
+    scorer: str = "shapley"
+    evaluation: str = "plaintext"
+    malicious_evaluators: tuple[tuple[float, str], ...] = ()
+    malicious_participants: tuple[tuple[float, str], ...] = ()
+    chain: str = "embedded"
+    store: str = "memory"
+    seed: int = 0
+    relayed_submissions: bool = True
+    reward_deposit: float = 1_000.0
+    fee_budget: float = 200.0
+    evaluator_fee: float = 2.0
+    slash_amount: float = 50.0
+    evaluator_stake: float = 500.0
+    owner_tokens: float = 10_000.0
+    public_goods_bps: int = 500
+    owner_tampers: bool = False
+
+    def __post_init__(self) -> None:
+        def need(ok: bool, field: str, message: str) -> None:
+            if not ok:
+                raise ConfigError(f"{field}: {message}")
+
+        for name in ("participants", "evaluators", "subgroup_size", "evaluators_per_subgroup", "rounds",
+                     "local_epochs", "batch_size"):
+            value = getattr(self, name)
+            need(isinstance(value, int) and not isinstance(value, bool) and value >= 1, name,
+                 f"must be a positive integer, got {value!r}")
+        need(self.subgroup_size >= 3, "subgroup_size",
+             f"{self.subgroup_size} is below 3: a subgroup sum of fewer than 3 updates reveals them (paper, N >= 3)")
+        need(self.participants >= self.subgroup_size, "participants",
+             f"{self.participants} participants cannot fill one subgroup of {self.subgroup_size}")
+        need(self.evaluators_per_subgroup <= self.evaluators, "evaluators_per_subgroup",
+             f"{self.evaluators_per_subgroup} per subgroup but only {self.evaluators} staked evaluators")
+        need(self.learning_rate > 0, "learning_rate", "must be positive")
+        need(self.evaluation in ("plaintext", "he"), "evaluation", f"must be plaintext or he, got {self.evaluation!r}")
+        need(self.seed >= 0, "seed", "must be non-negative")
+        for name in ("reward_deposit", "fee_budget", "evaluator_fee", "slash_amount", "evaluator_stake",
+                     "owner_tokens"):
+            value = getattr(self, name)
+            need(value == value and value >= 0 and value != float("inf"), name, f"must be a finite amount >= 0, got {value}")
+        need(self.reward_deposit > 0, "reward_deposit", "must be positive")
+        need(self.reward_deposit + self.fee_budget <= self.owner_tokens, "reward_deposit",
+             f"deposit {self.reward_deposit:g} + fee budget {self.fee_budget:g} exceed the owner's balance "
+             f"{self.owner_tokens:g}")
+        need(0 <= self.public_goods_bps <= 10_000, "public_goods_bps", "must be within [0, 10000]")
+        for name in ("malicious_evaluators", "malicious_participants"):
+            shares = tuple(parse_share(s, field=name) if isinstance(s, str) else (float(s[0]), str(s[1]))
+                           for s in getattr(self, name))
+            for fraction, _ in shares:
+                need(0.0 <= fraction <= 1.0, name, f"fraction {fraction} is outside [0, 1]")
+            need(sum(f for f, _ in shares) <= 1.0 + 1e-12, name, "fractions add up to more than 1")
+            object.__setattr__(self, name, shares)
+        ChainConfig(backend=self.chain)  # validates the chain choice
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for name in ("malicious_evaluators", "malicious_participants"):
+            data[name] = [f"{f:g}:{b}" for f, b in getattr(self, name)]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ExperimentConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"unknown experiment settings: {', '.join(sorted(unknown))}")
+        values = dict(data)
+        for name in ("malicious_evaluators", "malicious_participants"):
+            if name in values:
+                raw = values[name]
+                values[name] = tuple(parse_share(s, field=name) if isinstance(s, str) else tuple(s)
+                                     for s in ([raw] if isinstance(raw, str) else raw))
+        return cls(**values)

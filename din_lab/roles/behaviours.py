@@ -1,0 +1,153 @@
+"""How a role behaves, as small classes chosen by name (the CLI's names).
+
+A behaviour changes only what its role decides: the data a participant trains on, the update it
+sends, whether it sends; the result an evaluator publishes, the scores it reports, whether it
+reveals. Everything else (keys, transactions, the store) is the role's own honest machinery, so
+a threat-model test shows exactly what the protocol does with one deviation.
+
+Participants: ``honest``, ``random-data`` (trains on noise), ``inverted-labels`` (label ``y``
+becomes ``K-1-y``), ``scaled`` (update boosted x10), ``free-rider`` (resubmits the global
+model: a zero delta), ``dropout`` (vanishes from the second round on).
+
+Evaluators: ``honest``, ``random`` (uniform random scores), ``extreme`` (1.0 for its allies, the
+malicious participants, and 0.0 for everyone else), ``lazy`` (commits, never reveals),
+``wrong-aggregate`` (publishes a corrupted subgroup result), ``copycat`` (commits a copy of an
+honest member's commitment and then tries to reveal that member's result: commit-reveal binds
+each commitment to its evaluator's address, so the reveal fails and the copycat is silent).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from din_lab.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ParticipantBehaviour:
+    name: str = "honest"
+
+    @property
+    def malicious(self) -> bool:
+        return self.name != "honest"
+
+    def training_data(self, x: np.ndarray, y: np.ndarray, *, num_classes: int,
+                      rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        return x, y
+
+    def update(self, delta: np.ndarray) -> np.ndarray:
+        return delta
+
+    def submits(self, round_: int) -> bool:
+        return True
+
+
+class RandomData(ParticipantBehaviour):
+    def training_data(self, x, y, *, num_classes, rng):
+        noise = rng.standard_normal(x.shape).astype(x.dtype)
+        return noise, rng.integers(0, num_classes, size=y.shape).astype(y.dtype)
+
+
+class InvertedLabels(ParticipantBehaviour):
+    def training_data(self, x, y, *, num_classes, rng):
+        return x, (num_classes - 1 - y).astype(y.dtype)
+
+
+class Scaled(ParticipantBehaviour):
+    factor = 10.0
+
+    def update(self, delta):
+        return (delta * self.factor).astype(np.float32)
+
+
+class FreeRider(ParticipantBehaviour):
+    def update(self, delta):
+        return np.zeros_like(delta)
+
+
+class Dropout(ParticipantBehaviour):
+    def submits(self, round_: int) -> bool:
+        return round_ == 0
+
+
+PARTICIPANT_BEHAVIOURS: dict[str, type[ParticipantBehaviour]] = {
+    "honest": ParticipantBehaviour, "random-data": RandomData, "inverted-labels": InvertedLabels,
+    "scaled": Scaled, "free-rider": FreeRider, "dropout": Dropout,
+}
+
+
+@dataclass(frozen=True)
+class EvaluatorBehaviour:
+    name: str = "honest"
+
+    @property
+    def malicious(self) -> bool:
+        return self.name != "honest"
+
+    reveals: bool = True  # lazy: False
+    copies: bool = False  # copycat: True
+
+    def result(self, weighted_sum: np.ndarray, *, rng: np.random.Generator) -> np.ndarray:
+        return weighted_sum
+
+    def scores(self, honest: np.ndarray, *, allies: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return honest
+
+
+class RandomScores(EvaluatorBehaviour):
+    def scores(self, honest, *, allies, rng):
+        return rng.uniform(0.0, 1.0, size=honest.shape)
+
+
+class Extreme(EvaluatorBehaviour):
+    def scores(self, honest, *, allies, rng):
+        return np.where(allies, 1.0, 0.0)
+
+
+class WrongAggregate(EvaluatorBehaviour):
+    def result(self, weighted_sum, *, rng):
+        return (weighted_sum + rng.standard_normal(weighted_sum.shape).astype(np.float32)).astype(np.float32)
+
+
+def _evaluator(name: str) -> EvaluatorBehaviour:
+    if name == "lazy":
+        return EvaluatorBehaviour(name=name, reveals=False)
+    if name == "copycat":
+        return EvaluatorBehaviour(name=name, copies=True)
+    return EVALUATOR_BEHAVIOURS[name](name=name)
+
+
+EVALUATOR_BEHAVIOURS: dict[str, type[EvaluatorBehaviour]] = {
+    "honest": EvaluatorBehaviour, "random": RandomScores, "extreme": Extreme, "lazy": EvaluatorBehaviour,
+    "wrong-aggregate": WrongAggregate, "copycat": EvaluatorBehaviour,
+}
+
+
+def participant_behaviour(name: str) -> ParticipantBehaviour:
+    if name not in PARTICIPANT_BEHAVIOURS:
+        raise ConfigError(f"malicious_participants: unknown behaviour {name!r}; "
+                          f"choose from {', '.join(PARTICIPANT_BEHAVIOURS)}")
+    return PARTICIPANT_BEHAVIOURS[name](name=name)
+
+
+def evaluator_behaviour(name: str) -> EvaluatorBehaviour:
+    if name not in EVALUATOR_BEHAVIOURS:
+        raise ConfigError(f"malicious_evaluators: unknown behaviour {name!r}; "
+                          f"choose from {', '.join(EVALUATOR_BEHAVIOURS)}")
+    return _evaluator(name)
+
+
+def assign_behaviours(count: int, shares: tuple[tuple[float, str], ...], *, make, rng: np.random.Generator) -> list:
+    """``count`` behaviours: ``round(fraction * count)`` of each share, at seeded random positions,
+    the rest honest."""
+    names = []
+    for fraction, name in shares:
+        make(name)  # validate the name first
+        names += [name] * int(round(fraction * count))
+    if len(names) > count:
+        raise ConfigError(f"the malicious shares ask for {len(names)} of {count} roles")
+    names += ["honest"] * (count - len(names))
+    order = rng.permutation(count)
+    return [make(names[i]) for i in order]

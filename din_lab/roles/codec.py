@@ -1,0 +1,152 @@
+"""What roles exchange through IPFS, as deterministic bytes: updates, subgroup results, models.
+
+Every object is a safetensors file (:mod:`din_lab.storage.serialization`), so equal values give
+equal bytes and equal CIDs. That is what lets a committee agree by CID: every honest evaluator of
+a subgroup computes the same sum in the same order and so publishes the same bytes.
+
+- An **update** is a participant's model delta (float32, the model's parameters flattened in
+  :func:`din_lab.learning.flatten` order) with its sample count. FedAvg weighs by samples, so the
+  subgroup result is ``sum(samples_i * delta_i)`` and ``sum(samples_i)``: a plain sum, which is
+  the seam secure aggregation plugs into (it sums masked fixed-point vectors instead).
+- A **subgroup result** is that weighted sum over the updates the evaluator accepted, the samples
+  total, and which members were included or rejected (missing, malformed, non-finite).
+- A **global model** is the parameter vector itself.
+
+:func:`next_global_model` is the owner's rule for a round's global model from the accepted
+results; anyone recomputes it from the CIDs on chain (``Lab.verify_round``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from din_lab.errors import ProtocolError, SerializationError
+from din_lab.storage.serialization import metadata_from_bytes, tensors_from_bytes, tensors_to_bytes
+
+UPDATE_KIND = "din-lab/update/v1"
+RESULT_KIND = "din-lab/subgroup-result/v1"
+MODEL_KIND = "din-lab/global-model/v1"
+
+
+@dataclass(frozen=True)
+class Update:
+    """A participant's contribution to one round."""
+
+    delta: np.ndarray  # float32, flattened parameters
+    samples: int
+    round: int
+    participant: str
+
+
+@dataclass(frozen=True)
+class SubgroupResult:
+    """What a subgroup's committee publishes and votes on."""
+
+    weighted_sum: np.ndarray  # float32: sum of samples_i * delta_i
+    samples: int
+    round: int
+    subgroup: int
+    included: tuple[str, ...]
+    rejected: tuple[str, ...]
+
+
+def _kind(data: bytes, expected: str) -> dict[str, str]:
+    meta = metadata_from_bytes(data)
+    if meta.get("kind") != expected:
+        raise ProtocolError(f"expected a {expected} object, got {meta.get('kind')!r}")
+    return meta
+
+
+def encode_update(update: Update) -> bytes:
+    return tensors_to_bytes(
+        {"delta": np.asarray(update.delta, dtype=np.float32), "samples": np.array([update.samples], dtype=np.int64)},
+        metadata={"kind": UPDATE_KIND, "round": str(update.round), "participant": update.participant})
+
+
+def decode_update(data: bytes) -> Update:
+    """Raises :class:`ProtocolError` for anything that is not a well-formed update."""
+    try:
+        meta = _kind(data, UPDATE_KIND)
+        tensors = tensors_from_bytes(data)
+        delta, samples = tensors["delta"], tensors["samples"]
+    except (SerializationError, KeyError) as e:
+        raise ProtocolError(f"malformed update: {e}") from e
+    if delta.dtype != np.float32 or delta.ndim != 1 or samples.shape != (1,):
+        raise ProtocolError("malformed update: delta must be a float32 vector and samples one integer")
+    return Update(delta=delta, samples=int(samples[0]), round=int(meta["round"]), participant=meta["participant"])
+
+
+def check_update(update: Update, *, dimension: int, round_: int, participant: str, max_samples: int) -> str | None:
+    """Why an evaluator must reject ``update`` (``None`` if it is acceptable)."""
+    if update.round != round_ or update.participant.lower() != participant.lower():
+        return "update is for another round or participant"
+    if update.delta.shape != (dimension,):
+        return f"update has {update.delta.shape[0]} parameters, the model has {dimension}"
+    if not 1 <= update.samples <= max_samples:
+        return f"claims {update.samples} samples (allowed 1..{max_samples})"
+    if not np.all(np.isfinite(update.delta)):
+        return "update holds NaN or Inf"
+    return None
+
+
+def aggregate_subgroup(updates: Sequence[tuple[str, Update]], *, round_: int, subgroup: int,
+                       rejected: Sequence[str], dimension: int) -> SubgroupResult:
+    """The weighted sum of accepted updates in the given (on-chain member) order, float64 accumulation."""
+    total = np.zeros(dimension, dtype=np.float64)
+    samples = 0
+    for _, update in updates:
+        total += update.samples * update.delta.astype(np.float64)
+        samples += update.samples
+    return SubgroupResult(weighted_sum=total.astype(np.float32), samples=samples, round=round_, subgroup=subgroup,
+                          included=tuple(a for a, _ in updates), rejected=tuple(rejected))
+
+
+def encode_result(result: SubgroupResult) -> bytes:
+    return tensors_to_bytes(
+        {"weighted_sum": result.weighted_sum, "samples": np.array([result.samples], dtype=np.int64)},
+        metadata={"kind": RESULT_KIND, "round": str(result.round), "subgroup": str(result.subgroup),
+                  "included": ",".join(result.included), "rejected": ",".join(result.rejected)})
+
+
+def decode_result(data: bytes) -> SubgroupResult:
+    try:
+        meta = _kind(data, RESULT_KIND)
+        tensors = tensors_from_bytes(data)
+        weighted, samples = tensors["weighted_sum"], tensors["samples"]
+    except (SerializationError, KeyError) as e:
+        raise ProtocolError(f"malformed subgroup result: {e}") from e
+    def split(text: str) -> tuple[str, ...]:
+        return tuple(x for x in text.split(",") if x)
+
+    return SubgroupResult(weighted_sum=weighted, samples=int(samples[0]), round=int(meta["round"]),
+                          subgroup=int(meta["subgroup"]), included=split(meta.get("included", "")),
+                          rejected=split(meta.get("rejected", "")))
+
+
+def encode_model(vector: np.ndarray, *, round_: int, model: str) -> bytes:
+    return tensors_to_bytes({"parameters": np.asarray(vector, dtype=np.float32)},
+                            metadata={"kind": MODEL_KIND, "round": str(round_), "model": model})
+
+
+def decode_model(data: bytes) -> np.ndarray:
+    try:
+        _kind(data, MODEL_KIND)
+        return tensors_from_bytes(data)["parameters"]
+    except (SerializationError, KeyError) as e:
+        raise ProtocolError(f"malformed global model: {e}") from e
+
+
+def next_global_model(previous: np.ndarray, results: Sequence[SubgroupResult]) -> np.ndarray:
+    """FedAvg over the accepted subgroups: previous + sum(weighted sums) / sum(samples), in
+    subgroup order with float64 accumulation (the same bytes for everyone who recomputes it).
+    With no accepted subgroup the model is unchanged."""
+    samples = sum(r.samples for r in results)
+    if samples == 0:
+        return np.asarray(previous, dtype=np.float32).copy()
+    total = np.zeros(previous.shape, dtype=np.float64)
+    for result in sorted(results, key=lambda r: r.subgroup):
+        total += result.weighted_sum.astype(np.float64)
+    return (previous.astype(np.float64) + total / samples).astype(np.float32)
