@@ -12,4 +12,18 @@ try:
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+unknown"
 
-__all__ = ["__version__"]
+__all__ = ["ExperimentConfig", "__version__", "run"]  # noqa: F822 - lazy, see __getattr__
+
+
+def __getattr__(name: str):
+    """``din_lab.run(config)`` and ``din_lab.ExperimentConfig`` without importing the whole stack
+    when only the version is wanted."""
+    if name == "run":
+        from din_lab.experiment import run
+
+        return run
+    if name == "ExperimentConfig":
+        from din_lab.config import ExperimentConfig
+
+        return ExperimentConfig
+    raise AttributeError(f"module 'din_lab' has no attribute {name!r}")

@@ -41,6 +41,53 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    from din_lab.config import ExperimentConfig
+    from din_lab.experiment import run
+
+    settings: dict = {}
+    if args.config:
+        try:
+            settings = json.loads(Path(args.config).read_text())
+        except (OSError, ValueError) as e:
+            print(f"din-lab: error: cannot read --config {args.config}: {e}", file=sys.stderr)
+            return 2
+    for key in ("participants", "evaluators", "subgroup_size", "evaluators_per_subgroup", "rounds", "dataset",
+                "partition", "model", "local_epochs", "scorer", "chain", "seed", "evaluation"):
+        value = getattr(args, key)
+        if value is not None:
+            settings[key] = value
+    for key in ("malicious_evaluators", "malicious_participants"):
+        if getattr(args, key):
+            settings[key] = getattr(args, key)
+    config = ExperimentConfig.from_dict(settings)
+    result = run(config, progress=not args.no_progress)
+    s = result.summary
+    print(f"DIN task on the {config.chain} chain: {config.participants} participants, {config.evaluators} "
+          f"evaluators, {len(s['rounds'])} rounds, {config.dataset} / {config.model}, scorer {config.scorer}")
+    for note in s["notes"]:
+        print(f"note: {note}")
+    print("\nround  accuracy  accepted  disputes  slashed")
+    for r in s["rounds"]:
+        print(f"{r['round']:>5}  {r['accuracy']:>8.3f}  {r['accepted_groups']:>8}  {r['disputes']:>8}  "
+              f"{', '.join(r['slashed']) or '-'}")
+    top = sorted(s["participants"], key=lambda p: -p["reward"])[:5]
+    print("\ntop-paid participants: " + ", ".join(f"{p['name']} ({p['behaviour']}) {p['reward']:.1f}" for p in top))
+    slashed = [e for e in s["evaluators"] if e["slashed_amount"] > 0]
+    print("slashed evaluators: " + (", ".join(f"{e['name']} ({e['behaviour']}) -{e['slashed_amount']:.0f}"
+                                              for e in slashed) or "none"))
+    t = s["tokens"]
+    print(f"tokens: deposit {t['deposit']:.1f} -> participants {t['paid_participants']:.1f}, evaluator fees "
+          f"{t['paid_evaluators']:.1f}, public goods {t['public_goods']:.1f}, owner refund {t['refunded_owner']:.1f}; "
+          f"slashed stake to the fund {t['slashed_to_fund']:.1f}; conserved: {t['conserved']}")
+    print(f"final accuracy {s['final_accuracy']:.3f}; gas per participant-round {s['gas']['per_participant_round']:,.0f}; "
+          f"{s['timing']['total_seconds']:.1f} s")
+    if args.out:
+        out = result.write(args.out)
+        print(f"\ntables and summary.json written to {out.resolve()}")
+    return 0
+
+
 def _ipfs_add(args: argparse.Namespace) -> int:
     from din_lab.storage import open_store
 
@@ -120,6 +167,32 @@ def _ipfs_daemon(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_run_parser(sub: argparse._SubParsersAction) -> None:
+    run = sub.add_parser("run", help="run a DIN training task end to end: train, aggregate, vote, score, pay")
+    run.add_argument("--config", help="a JSON file of ExperimentConfig settings (flags override it)")
+    run.add_argument("--participants", type=int)
+    run.add_argument("--evaluators", type=int)
+    run.add_argument("--subgroup-size", dest="subgroup_size", type=int)
+    run.add_argument("--evaluators-per-subgroup", dest="evaluators_per_subgroup", type=int)
+    run.add_argument("--rounds", type=int)
+    run.add_argument("--dataset", help="digits, breast_cancer, wine or energy")
+    run.add_argument("--partition", help="iid, dirichlet:ALPHA, quantity:SIGMA or shards:K")
+    run.add_argument("--model", help="logreg, mlp or cnn")
+    run.add_argument("--local-epochs", dest="local_epochs", type=int)
+    run.add_argument("--scorer", help="shapley, loo or accuracy")
+    run.add_argument("--evaluation", help="plaintext (he arrives with the encrypted-evaluation issue)")
+    run.add_argument("--malicious-evaluators", dest="malicious_evaluators", action="append", metavar="FRACTION:BEHAVIOUR",
+                     help="honest, random, extreme, lazy, wrong-aggregate, copycat (repeatable)")
+    run.add_argument("--malicious-participants", dest="malicious_participants", action="append",
+                     metavar="FRACTION:BEHAVIOUR",
+                     help="random-data, inverted-labels, scaled, free-rider, dropout (repeatable)")
+    run.add_argument("--chain", help="embedded (default) or a JSON-RPC URL")
+    run.add_argument("--seed", type=int)
+    run.add_argument("--out", help="directory for the CSV tables and summary.json")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.set_defaults(func=_run)
+
+
 def _add_ipfs_parser(sub: argparse._SubParsersAction) -> None:
     ipfs = sub.add_parser("ipfs", help="the lab's IPFS store: add, cat, stat, gc, daemon")
     ipfs.add_argument("--repo", default=None,
@@ -158,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rounds", type=int, default=2)
     demo.add_argument("--out", default=None, help="write the report as JSON here")
     demo.set_defaults(func=_demo)
+    _add_run_parser(sub)
     _add_ipfs_parser(sub)
     return p
 

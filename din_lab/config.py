@@ -94,7 +94,7 @@ class ExperimentConfig:
     model: str = "logreg"
     local_epochs: int = 5
     batch_size: int = 16
-    learning_rate: float = 0.1
+    learning_rate: float = 0.5
     scorer: str = "shapley"
     evaluation: str = "plaintext"
     malicious_evaluators: tuple[tuple[float, str], ...] = ()

@@ -1,0 +1,138 @@
+"""``din_lab.run(config) -> ExperimentResult``: one DIN task, end to end, as tidy tables.
+
+Tables (pandas): ``rounds`` (accuracy, accepted subgroups, disputes, slashes, gas, seconds),
+``participants`` (behaviour, samples, score, reward), ``evaluators`` (behaviour, fees, slashed
+stake), ``transactions`` (every Lab event). ``summary`` is the JSON-ready digest written to
+``summary.json``; with the same seed and config on the embedded backends it is identical from run
+to run except for its timing fields.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from din_lab.chain.din import WAD
+from din_lab.config import ExperimentConfig
+from din_lab.protocol.lab import Lab
+
+log = logging.getLogger(__name__)
+
+TIMING_KEYS = ("seconds", "total_seconds")
+
+
+@dataclass(frozen=True)
+class ExperimentResult:
+    config: ExperimentConfig
+    summary: dict[str, Any]
+    rounds: pd.DataFrame
+    participants: pd.DataFrame
+    evaluators: pd.DataFrame
+    transactions: pd.DataFrame
+
+    def write(self, out: str | Path) -> Path:
+        """The tables as CSV and ``summary.json`` (and the config) into directory ``out``."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        for name in ("rounds", "participants", "evaluators", "transactions"):
+            getattr(self, name).to_csv(out / f"{name}.csv", index=False)
+        (out / "summary.json").write_text(json.dumps(self.summary, indent=1))
+        (out / "config.json").write_text(json.dumps(self.config.to_dict(), indent=1))
+        return out
+
+
+def run(config: ExperimentConfig | None = None, *, progress: bool = False, **overrides: Any) -> ExperimentResult:
+    """Create a Lab for ``config`` (or keyword settings), run the task, and tabulate it."""
+    config = config or ExperimentConfig(**overrides)
+    started = time.perf_counter()
+    lab = Lab.create(config, progress=progress)
+    lab.run()
+    return tabulate(lab, seconds=time.perf_counter() - started)
+
+
+def tabulate(lab: Lab, *, seconds: float) -> ExperimentResult:
+    """The tables and summary of a finished Lab."""
+    task = lab.task.functions
+    events = pd.DataFrame([asdict(e) for e in lab.events])
+    slashes = events[events.action == "slashed"] if len(events) else events
+    rounds = []
+    for r, state in enumerate(lab.rounds):
+        slashed = slashes[slashes["round"] == r]
+        rounds.append({"round": r, "accuracy": round(lab.accuracy(r), 6), "accepted_groups": len(state.accepted),
+                       "failed_groups": len(state.failed), "disputes": state.disputes,
+                       "slashed": sorted(set(slashed.actor)), "gas": state.gas,
+                       "seconds": round(_round_seconds(lab, r), 3)})
+    participants = []
+    for p in lab.participants:
+        allocation = lab.chain.call(task.allocationOf(p.address)) / WAD
+        participants.append({"address": p.address, "name": p.name, "behaviour": p.behaviour.name,
+                             "samples": p.samples, "score": lab.chain.call(task.scoreOf(p.address)) / WAD,
+                             "reward": allocation})
+    evaluators = []
+    fee_events = events[events.action == "fee paid"] if len(events) else events
+    for e in lab.evaluators:
+        evaluators.append({"address": e.address, "name": e.name, "behaviour": e.behaviour.name,
+                           "fees": float(fee_events[fee_events.actor == e.name].amount.sum()),
+                           "slashed_amount": float(slashes[slashes.actor == e.name].amount.sum()),
+                           "stake_after": lab.stakes()[e.name]})
+    tokens = _token_flows(lab, participants, evaluators)
+    participant_rounds = sum(len(s.updates) for s in lab.rounds) or 1
+    total_gas = sum(int(g) for g in events.gas) if len(events) else 0
+    training_gas = sum(s.gas for s in lab.rounds)
+    summary = {
+        "final_accuracy": rounds[-1]["accuracy"] if rounds else None,
+        "rounds": rounds,
+        "participants": participants,
+        "evaluators": evaluators,
+        "tokens": tokens,
+        "gas": {"total": total_gas, "training_rounds": training_gas,
+                "per_participant_round": round(training_gas / participant_rounds, 1)},
+        "timing": {"total_seconds": round(seconds, 3)},
+        "config": lab.config.to_dict(),
+        "task": lab.task.address,
+        "notes": list(lab.notes),
+    }
+    transactions = events[events.tx_hash.notna()].reset_index(drop=True) if len(events) else events
+    return ExperimentResult(config=lab.config, summary=summary, rounds=pd.DataFrame(rounds),
+                            participants=pd.DataFrame(participants), evaluators=pd.DataFrame(evaluators),
+                            transactions=transactions)
+
+
+def _round_seconds(lab: Lab, r: int) -> float:
+    state = lab.rounds[r]
+    following = lab.rounds[r + 1].started if r + 1 < len(lab.rounds) else time.perf_counter()
+    return max(0.0, following - state.started)
+
+
+def _token_flows(lab: Lab, participants: list[dict], evaluators: list[dict]) -> dict[str, Any]:
+    """Where the owner's deposit went, from the chain's own events and balances."""
+    token = lab.din.token.functions
+    claims = lab.chain.events.where("Claimed", address=lab.task.address)
+    claimed = {}
+    for e in claims:
+        claimed[e.args["account"]] = claimed.get(e.args["account"], 0) + e.args["amount"]
+    slashed_total = sum(e.args["amount"] for e in lab.chain.events.where("EvaluatorSlashed", address=lab.task.address))
+    settled = lab.chain.events.where("RewardsSettled", address=lab.task.address)
+    deposit = lab.task_params.reward_deposit + lab.task_params.fee_budget
+    paid_participants = sum(claimed.get(p["address"], 0) for p in participants)
+    paid_evaluators = sum(claimed.get(e["address"], 0) for e in evaluators)
+    fund_claimed = claimed.get(lab.fund.address, 0)
+    public_goods = fund_claimed - slashed_total
+    refunded = claimed.get(lab.owner.address, 0)
+    task_balance = lab.chain.call(token.balanceOf(lab.task.address))
+    holders = [lab.din.deployer, lab.owner.address, lab.fund.address, lab.task.address, lab.din.registry.address,
+               *(p["address"] for p in participants), *(e["address"] for e in evaluators)]
+    supply = lab.chain.call(token.totalSupply())
+    held = sum(lab.chain.call(token.balanceOf(a)) for a in holders)
+    conserved = (paid_participants + paid_evaluators + public_goods + refunded == deposit
+                 and task_balance == 0 and held == supply and bool(settled))
+    return {"deposit": deposit / WAD, "paid_participants": paid_participants / WAD,
+            "paid_evaluators": paid_evaluators / WAD, "public_goods": public_goods / WAD,
+            "slashed_to_fund": slashed_total / WAD, "refunded_owner": refunded / WAD,
+            "left_in_task": task_balance / WAD, "conserved": conserved}

@@ -1,0 +1,602 @@
+"""The Lab: one DIN task run for real, phase by phase, on a chain and a content store.
+
+A round is a state machine whose phases carry the paper's names (section 5.1):
+
+``assign`` the round's seed fixes subgroups and committees (on chain); ``train`` participants train
+locally from the global model; ``submit`` each uploads its update to IPFS and records the CID on
+chain; ``aggregate`` every committee member fetches its subgroup's updates and computes their sum;
+``commit`` and ``reveal`` the members vote on the result's CID by commit-reveal; ``finalize`` the
+contract accepts a majority result, pays its backers and slashes the rest (no majority: a dispute
+with a fresh 2E+1 committee); ``publish`` the owner publishes the next global model, the
+weighted mean of the accepted results, which anyone can recompute (:meth:`Lab.verify_round`).
+
+After the last round: ``score`` the owner publishes the evaluation set and the final round's
+committees score the participants of their subgroups (commit); ``reward`` they reveal, the
+contract reduces the scores with BlockFlow's median rule and settles the deposit; ``claim``
+everyone pulls what it is owed and the owner publishes the final model.
+
+Baseline of this issue: updates travel in plaintext and evaluators receive the owner's test set in
+plaintext. Secure aggregation (masked updates) and the encrypted test set replace both in their
+own issues; the seams are the update codec (:mod:`din_lab.roles.codec`) and the scorer's utility.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from din_lab.chain import Chain, Receipt, connect
+from din_lab.chain.din import (
+    WAD,
+    Phase,
+    SubgroupStatus,
+    TaskParams,
+    cid_arg,
+    deploy,
+    result_commitment,
+    scores_commitment,
+    sign_update,
+    to_wad,
+)
+from din_lab.cid import Cid
+from din_lab.config import ExperimentConfig
+from din_lab.errors import ContractRevert, DinLabError, ProtocolError
+from din_lab.learning import ModelSpec, TrainingConfig, build_model, flatten, load_dataset, partition
+from din_lab.roles import codec
+from din_lab.roles.agents import Evaluator, ModelOwner, Participant
+from din_lab.roles.behaviours import assign_behaviours, evaluator_behaviour, participant_behaviour
+from din_lab.roles.scoring import contribution_scores, evaluate_vector
+from din_lab.storage import ContentStore, open_store
+from din_lab.storage.serialization import json_to_bytes, tensors_to_bytes
+
+log = logging.getLogger(__name__)
+
+ROUND_PHASES = ("assign", "train", "submit", "aggregate", "commit", "reveal", "finalize", "publish")
+FINAL_PHASES = ("score", "reward", "claim")
+BASELINE_NOTE = ("baseline: updates travel in plaintext and evaluators receive the test set in plaintext "
+                 "(secure aggregation and encrypted evaluation replace both in later issues)")
+
+
+@dataclass(frozen=True)
+class LabEvent:
+    """One thing that happened: a transaction, an upload, a payment, a refusal."""
+
+    phase: str
+    round: int | None
+    actor: str
+    action: str
+    tx_hash: str | None = None
+    gas: int = 0
+    block: int | None = None
+    cid: str | None = None
+    amount: float | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """What :meth:`Lab.step` did."""
+
+    phase: str
+    round: int | None
+    events: tuple[LabEvent, ...]
+    seconds: float
+    done: bool
+
+
+@dataclass
+class _RoundState:
+    seed: bytes = b""
+    groups: int = 0
+    members: dict[int, list[str]] = field(default_factory=dict)
+    committees: dict[int, list[str]] = field(default_factory=dict)
+    updates: dict[str, codec.Update] = field(default_factory=dict)
+    results: dict[tuple[int, str], tuple[Cid, bytes]] = field(default_factory=dict)  # (g, evaluator) -> cid, salt
+    votes: dict[tuple[int, str], bytes] = field(default_factory=dict)  # commitments by (g, evaluator)
+    accepted: dict[int, Cid] = field(default_factory=dict)
+    failed: list[int] = field(default_factory=list)
+    disputes: int = 0
+    global_model: np.ndarray | None = None
+    global_cid: Cid | None = None
+    started: float = 0.0
+    gas: int = 0
+
+
+class Lab:
+    """Chain + store + roles for one task. Build with :meth:`Lab.create`; drive with
+    :meth:`step` (one phase) or :meth:`run` (the whole task)."""
+
+    def __init__(self, *, config: ExperimentConfig, chain: Chain, store: ContentStore, progress: bool = False) -> None:
+        self.config = config
+        self.chain = chain
+        self.store = store
+        self.progress = progress
+        self.events: list[LabEvent] = []
+        self.rounds: list[_RoundState] = []
+        self.notes: list[str] = [BASELINE_NOTE]
+        self._names: dict[str, str] = {}
+        self._plan: Iterator[tuple[str, int | None]] = self._phases()
+        self._next: tuple[str, int | None] | None = next(self._plan)
+        self._setup()
+
+    # ------------------------------------------------------------------ set-up
+
+    @classmethod
+    def create(cls, config: ExperimentConfig | None = None, *, progress: bool = False, **overrides: Any) -> Lab:
+        """Check ``config`` fully (before anything is deployed), connect the chain and the store,
+        deploy the contracts, fund and create the roles, create the task and register."""
+        from din_lab.experiment.checks import check_config
+
+        config = config or ExperimentConfig(**overrides)
+        if overrides and config is not None and not isinstance(config, ExperimentConfig):
+            raise ProtocolError("give either a config or keyword overrides")
+        check_config(config)
+        chain = connect(config.chain, accounts=3 + config.participants + config.evaluators, seed=config.seed)
+        return cls(config=config, chain=chain, store=open_store(config.store), progress=progress)
+
+    def _setup(self) -> None:
+        cfg, chain = self.config, self.chain
+        accounts = chain.accounts
+        deployer, owner_acct, fund = accounts[0], accounts[1], accounts[2]
+        rng = np.random.default_rng(cfg.seed)
+        self.dataset = load_dataset(cfg.dataset, seed=cfg.seed)
+        self.model_spec = ModelSpec(name=cfg.model)
+        self.model = build_model(self.model_spec, num_features=self.dataset.num_features,
+                                 num_classes=self.dataset.num_classes, seed=cfg.seed)
+        self.training = TrainingConfig(epochs=cfg.local_epochs, batch_size=cfg.batch_size, lr=cfg.learning_rate)
+        self.owner = ModelOwner(name="owner", account=owner_acct, tampers=cfg.owner_tampers)
+        self.fund = fund
+        p_beh = assign_behaviours(cfg.participants, cfg.malicious_participants, make=participant_behaviour, rng=rng)
+        e_beh = assign_behaviours(cfg.evaluators, cfg.malicious_evaluators, make=evaluator_behaviour, rng=rng)
+        self.participants = [Participant(name=f"participant {i}", account=accounts[3 + i], index=i, behaviour=b)
+                             for i, b in enumerate(p_beh)]
+        self.evaluators = [Evaluator(name=f"evaluator {i}", account=accounts[3 + cfg.participants + i], index=i,
+                                     behaviour=b) for i, b in enumerate(e_beh)]
+        parts = partition(self.dataset.y_train, num_participants=cfg.participants, spec=cfg.partition, seed=cfg.seed)
+        for p, idx in zip(self.participants, parts, strict=True):
+            p.receive_data(self.dataset.X_train[idx], self.dataset.y_train[idx])
+        self._names = {deployer.address: "deployer", owner_acct.address: "owner", fund.address: "public-goods fund"}
+        self._names.update({r.address: r.name for r in (*self.participants, *self.evaluators)})
+        self._by_address = {r.address: r for r in (*self.participants, *self.evaluators)}
+
+        self.din = deploy(chain, deployer=deployer)
+        token = self.din.token.functions
+        self._tx("setup", None, deployer, token.transfer(owner_acct.address, WAD * int(cfg.owner_tokens)),
+                 "fund owner", amount=cfg.owner_tokens)
+        for e in self.evaluators:
+            self._tx("setup", None, deployer, token.transfer(e.address, WAD * int(cfg.evaluator_stake)),
+                     "fund evaluator", amount=cfg.evaluator_stake)
+        self.balances_before = self.balances()
+        for e in self.evaluators:
+            stake = WAD * int(cfg.evaluator_stake)
+            self._tx("setup", None, e.account, token.approve(self.din.registry.address, stake), "approve stake")
+            self._tx("setup", None, e.account, self.din.registry.functions.stake(stake), "stake",
+                     amount=cfg.evaluator_stake)
+        self.global_vector = flatten(self.model)
+        genesis = self._add(codec.encode_model(self.global_vector, round_=-1, model=cfg.model))
+        n, s, k = cfg.participants, cfg.subgroup_size, cfg.evaluators_per_subgroup
+        groups = n // s
+        votes = 2 * (2 * k + 1) * groups + 4  # blocks: the embedded chain mines one per transaction
+        self.task_params = TaskParams(
+            genesis_model=genesis, reward_deposit=self._wad(cfg.reward_deposit), fee_budget=self._wad(cfg.fee_budget),
+            evaluator_fee=self._wad(cfg.evaluator_fee), slash_amount=self._wad(cfg.slash_amount),
+            rounds=cfg.rounds, subgroup_size=s, evaluators_per_subgroup=k, public_goods_bps=cfg.public_goods_bps,
+            public_goods_fund=fund.address, submission_window=n + 4, commit_window=votes, reveal_window=votes)
+        approve = token.approve(self.din.factory.address, self.task_params.reward_deposit + self.task_params.fee_budget)
+        self._tx("setup", None, owner_acct, approve, "approve deposit")
+        receipt = self._tx("setup", None, owner_acct, self.din.factory.functions.createTask(self.task_params.to_chain()),
+                           "create task", cid=genesis, amount=cfg.reward_deposit + cfg.fee_budget)
+        self.task = chain.at("DINTask", receipt.event("TaskCreated").args["task"])
+        for p in self.participants:
+            self._tx("setup", None, p.account, self.task.functions.register(p.public_key), "register")
+        self.genesis_cid = genesis
+
+    @staticmethod
+    def _wad(amount: float) -> int:
+        return int(round(amount * 1e6)) * 10**12
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _tx(self, phase: str, round_: int | None, sender: Any, fn: Any, action: str, *, cid: Cid | None = None,
+            amount: float | None = None, detail: str = "") -> Receipt:
+        receipt = self.chain.transact(fn, sender=sender)
+        self.events.append(LabEvent(phase=phase, round=round_, actor=self._names.get(sender.address, sender.address),
+                                    action=action, tx_hash=receipt.tx_hash, gas=receipt.gas_used, block=receipt.block,
+                                    cid=str(cid) if cid else None, amount=amount, detail=detail))
+        for ev in receipt.events:  # money the contract moved as a side effect
+            if ev.event in ("EvaluatorSlashed", "FeePaid", "Claimed"):
+                who = ev.args.get("evaluator") or ev.args.get("account")
+                self.events.append(LabEvent(
+                    phase=phase, round=round_, actor=self._names.get(who, who),
+                    action={"EvaluatorSlashed": "slashed", "FeePaid": "fee paid", "Claimed": "claimed"}[ev.event],
+                    tx_hash=receipt.tx_hash, block=receipt.block, amount=ev.args["amount"] / WAD,
+                    detail=ev.args.get("reason", "")))
+        if round_ is not None and round_ < len(self.rounds):
+            self.rounds[round_].gas += receipt.gas_used
+        return receipt
+
+    def _note(self, phase: str, round_: int | None, actor: str, action: str, **kw: Any) -> None:
+        self.events.append(LabEvent(phase=phase, round=round_, actor=actor, action=action, **kw))
+
+    def _add(self, data: bytes) -> Cid:
+        return self.store.add(data, cid_version=1)
+
+    def _bar(self, items: list, desc: str) -> Any:
+        return tqdm(items, desc=desc, leave=False, disable=not self.progress or len(items) < 2)
+
+    def _mine_past(self, block: int) -> None:
+        if self.chain.block_number <= block:
+            self.chain.mine_to(block + 1)
+
+    def balances(self) -> dict[str, float]:
+        token = self.din.token.functions
+        addresses = [self.owner.address, self.fund.address, *(r.address for r in (*self.participants, *self.evaluators))]
+        return {self._names[a]: self.chain.call(token.balanceOf(a)) / WAD for a in addresses}
+
+    def stakes(self) -> dict[str, float]:
+        reg = self.din.registry.functions
+        return {e.name: self.chain.call(reg.stakeOf(e.address)) / WAD for e in self.evaluators}
+
+    # ------------------------------------------------------------------ driving
+
+    def _phases(self) -> Iterator[tuple[str, int | None]]:
+        r = 0
+        while True:
+            for phase in ROUND_PHASES:
+                yield phase, r
+            if self.chain.call(self.task.functions.phase()) != Phase.TRAINING:
+                break
+            r += 1
+        for phase in FINAL_PHASES:
+            yield phase, None
+
+    @property
+    def next_phase(self) -> tuple[str, int | None] | None:
+        """The phase :meth:`step` runs next (``None`` when the task is over)."""
+        return self._next
+
+    @property
+    def done(self) -> bool:
+        return self._next is None
+
+    def step(self) -> StepReport:
+        """Run one phase; returns its events."""
+        if self._next is None:
+            raise ProtocolError("the task is over: nothing left to step")
+        phase, round_ = self._next
+        before = len(self.events)
+        started = time.perf_counter()
+        getattr(self, f"_phase_{phase}")(round_)
+        self._next = next(self._plan, None)
+        return StepReport(phase=phase, round=round_, events=tuple(self.events[before:]),
+                          seconds=time.perf_counter() - started, done=self._next is None)
+
+    def run(self, *, on_step: Callable[[StepReport], None] | None = None) -> list[StepReport]:
+        """Run the task to the end."""
+        reports = []
+        while not self.done:
+            report = self.step()
+            reports.append(report)
+            if on_step:
+                on_step(report)
+        return reports
+
+    # ------------------------------------------------------------------ round phases
+
+    def _phase_assign(self, r: int) -> None:
+        F = self.task.functions
+        state = _RoundState(started=time.perf_counter())
+        self.rounds.append(state)
+        if r == 0:
+            self._tx("assign", r, self.owner.account, F.startTraining(), "start training")
+        info = self.chain.call(F.roundInfo(r))
+        state.seed, state.groups = bytes(info[0]), int(info[4])
+        for g in range(state.groups):
+            state.members[g] = list(self.chain.call(F.subgroupMembers(r, g)))
+            state.committees[g] = list(self.chain.call(F.committee(r, g, 0)))
+        self._note("assign", r, "contract", "subgroups drawn",
+                   detail=f"{state.groups} subgroups, seed {state.seed.hex()[:16]}...")
+
+    def _phase_train(self, r: int) -> None:
+        state = self.rounds[r]
+        # participants fetch the global model by its CID
+        cid = self.genesis_cid if r == 0 else self.rounds[r - 1].global_cid
+        global_vector = codec.decode_model(self.store.cat(cid))
+        active = [p for p in self.participants if p.behaviour.submits(r)]
+        dropped = [p for p in self.participants if not p.behaviour.submits(r)]
+        state.updates = Participant.train_cohort(active, model=self.model, global_vector=global_vector,
+                                                 config=self.training, round_=r, seed=self.config.seed,
+                                                 num_classes=self.dataset.num_classes) if active else {}
+        self._note("train", r, "participants", "trained locally",
+                   detail=f"{len(active)} participants, batched; {len(dropped)} dropped out")
+
+    def _phase_submit(self, r: int) -> None:
+        F = self.task.functions
+        state = self.rounds[r]
+        cids = {}
+        for p in self._bar([p for p in self.participants if p.address in state.updates], f"round {r} submit"):
+            cids[p.address] = self._add(codec.encode_update(state.updates[p.address]))
+            self._note("submit", r, p.name, "uploaded update", cid=str(cids[p.address]))
+        if self.config.relayed_submissions and cids:
+            batch = [sign_update(participant=self._by_address[a].account, task=self.task, chain_id=self.chain.chain_id,
+                                 round_=r, update=c) for a, c in cids.items()]
+            self._tx("submit", r, self.owner.account, F.submitUpdatesRelayed(r, batch), "relay signed updates",
+                     detail=f"{len(batch)} updates in one transaction")
+        else:
+            for a, c in cids.items():
+                p = self._by_address[a]
+                self._tx("submit", r, p.account, F.submitUpdate(r, c.to_chain(), cid_arg(None)), "submit update", cid=c)
+        self._mine_past(int(self.chain.call(F.roundInfo(r))[3]))
+
+    def _submitted(self, r: int) -> dict[str, Cid]:
+        events = self.chain.events.where("UpdateSubmitted", address=self.task.address, round=r)
+        return {e.args["participant"]: Cid.from_chain(e.args["update"]) for e in events}
+
+    def _aggregate(self, r: int, g: int, evaluator: Evaluator) -> bytes:
+        """What ``evaluator`` computes for subgroup ``g``: fetch each member's update by its CID
+        on chain, reject missing/malformed/non-finite ones, sum the rest in member order."""
+        state = self.rounds[r]
+        submitted = self._submitted(r)
+        accepted, rejected = [], []
+        for member in state.members[g]:
+            cid = submitted.get(member)
+            reason = "no update" if cid is None else None
+            if cid is not None:
+                try:
+                    update = codec.decode_update(self.store.cat(cid))
+                    reason = codec.check_update(update, dimension=self.global_vector.shape[0], round_=r,
+                                                participant=member, max_samples=self.dataset.num_train)
+                except DinLabError as e:
+                    reason = str(e)
+            if reason is None:
+                accepted.append((member, update))
+            else:
+                rejected.append(member)
+        result = codec.aggregate_subgroup(accepted, round_=r, subgroup=g, rejected=rejected,
+                                          dimension=self.global_vector.shape[0])
+        rng = np.random.default_rng([self.config.seed, r, g, evaluator.index, 11])
+        corrupted = evaluator.behaviour.result(result.weighted_sum, rng=rng)
+        if corrupted is not result.weighted_sum:
+            result = codec.SubgroupResult(weighted_sum=corrupted, samples=result.samples, round=r, subgroup=g,
+                                          included=result.included, rejected=result.rejected)
+        return codec.encode_result(result)
+
+    def _phase_aggregate(self, r: int) -> None:
+        state = self.rounds[r]
+        for g in self._bar(list(range(state.groups)), f"round {r} aggregate"):
+            self._aggregate_cohort(r, g, state.committees[g])
+
+    def _aggregate_cohort(self, r: int, g: int, committee: list[str]) -> None:
+        state = self.rounds[r]
+        for addr in committee:
+            ev = self._by_address[addr]
+            cid = self._add(self._aggregate(r, g, ev))
+            state.results[(g, addr)] = (cid, np.random.default_rng([self.config.seed, r, g, ev.index, 13]).bytes(32))
+            self._note("aggregate", r, ev.name, f"published subgroup {g} result", cid=str(cid))
+
+    def _phase_commit(self, r: int) -> None:
+        state = self.rounds[r]
+        for g in range(state.groups):
+            self._commit_cohort(r, g, state.committees[g])
+
+    def _commit_cohort(self, r: int, g: int, committee: list[str]) -> None:
+        F = self.task.functions
+        state = self.rounds[r]
+        honest_commitment = None
+        members = [self._by_address[a] for a in committee]
+        for ev in sorted(members, key=lambda e: e.behaviour.copies):  # copycats act after the others
+            cid, salt = state.results[(g, ev.address)]
+            commitment = result_commitment(cid, salt, ev.address)
+            if ev.behaviour.copies and honest_commitment is not None:
+                commitment = honest_commitment  # read from an honest member's transaction
+            elif not ev.behaviour.copies:
+                honest_commitment = honest_commitment or commitment
+            state.votes[(g, ev.address)] = commitment
+            self._tx("commit", r, ev.account, F.commitResult(r, g, commitment), f"commit subgroup {g} vote")
+
+    def _phase_reveal(self, r: int) -> None:
+        state = self.rounds[r]
+        self._mine_past(int(self.chain.call(self.task.functions.subgroupInfo(r, 0))[1]))
+        for g in range(state.groups):
+            self._reveal_cohort(r, g, state.committees[g])
+
+    def _reveal_cohort(self, r: int, g: int, committee: list[str]) -> None:
+        F = self.task.functions
+        state = self.rounds[r]
+        members = [self._by_address[a] for a in committee]
+        revealed: list[tuple[Cid, bytes]] = []
+        for ev in sorted(members, key=lambda e: e.behaviour.copies):
+            if not ev.behaviour.reveals:
+                self._note("reveal", r, ev.name, f"stays silent on subgroup {g}")
+                continue
+            cid, salt = state.results[(g, ev.address)]
+            if ev.behaviour.copies and revealed:
+                cid, salt = revealed[0]  # an honest member's revealed result and salt
+            try:
+                self._tx("reveal", r, ev.account, F.revealResult(r, g, cid.to_chain(), salt),
+                         f"reveal subgroup {g} vote", cid=cid)
+                revealed.append((cid, salt))
+            except ContractRevert as e:
+                self._note("reveal", r, ev.name, f"reveal refused ({e.error_name})", detail=str(e))
+
+    def _phase_finalize(self, r: int) -> None:
+        F = self.task.functions
+        state = self.rounds[r]
+        self._mine_past(int(self.chain.call(F.subgroupInfo(r, 0))[2]))
+        pending = list(range(state.groups))
+        while pending:
+            disputed = []
+            for g in pending:
+                receipt = self._tx("finalize", r, self.owner.account, F.finalizeSubgroup(r, g), f"finalize subgroup {g}")
+                if any(ev.event == "DisputeOpened" for ev in receipt.events):
+                    disputed.append(g)
+                    state.disputes += 1
+                    continue
+                info = self.chain.call(F.subgroupInfo(r, g))
+                fin = receipt.event("SubgroupFinalized")
+                if fin.args["status"] == SubgroupStatus.ACCEPTED:
+                    state.accepted[g] = Cid.from_chain(fin.args["result"])
+                else:
+                    state.failed.append(g)
+                del info
+            if not disputed:
+                break
+            # a dispute: a fresh, larger committee (cohort 1) aggregates and votes again
+            for g in disputed:
+                committee = list(self.chain.call(F.committee(r, g, 1)))
+                self._note("finalize", r, "contract", f"dispute on subgroup {g}",
+                           detail=f"fresh committee of {len(committee)}")
+                self._aggregate_cohort(r, g, committee)
+                self._commit_cohort(r, g, committee)
+            self._mine_past(int(self.chain.call(F.subgroupInfo(r, disputed[0]))[1]))
+            for g in disputed:
+                self._reveal_cohort(r, g, list(self.chain.call(F.committee(r, g, 1))))
+            self._mine_past(int(self.chain.call(F.subgroupInfo(r, disputed[0]))[2]))
+            pending = disputed
+
+    def _phase_publish(self, r: int) -> None:
+        F = self.task.functions
+        state = self.rounds[r]
+        previous = codec.decode_model(self.store.cat(self.genesis_cid if r == 0 else self.rounds[r - 1].global_cid))
+        vector = self.global_model_from_chain(r, previous=previous)
+        if self.owner.tampers:
+            vector = (vector + np.float32(0.5)).astype(np.float32)
+        state.global_model = vector
+        state.global_cid = self._add(codec.encode_model(vector, round_=r, model=self.config.model))
+        self.global_vector = vector
+        if self.chain.call(F.phase()) != Phase.TRAINING:
+            self._note("publish", r, "owner", "holds the final model until rewards settle", cid=str(state.global_cid))
+            return
+        eligible = self.chain.call(self.din.registry.functions.eligibleCount())
+        if r + 1 < self.config.rounds and eligible < self.config.evaluators_per_subgroup:
+            self.notes.append(f"after round {r} only {eligible} evaluators remain eligible: training ends early")
+            self._tx("publish", r, self.owner.account, F.signalFinalRound(), "signal final round")
+            return
+        self._tx("publish", r, self.owner.account, F.publishGlobalModel(r, state.global_cid.to_chain()),
+                 "publish global model", cid=state.global_cid)
+
+    def global_model_from_chain(self, r: int, *, previous: np.ndarray) -> np.ndarray:
+        """The global model of round ``r`` as anyone recomputes it: the accepted results' CIDs
+        from ``SubgroupFinalized`` events, fetched, decoded and averaged by sample weight."""
+        events = self.chain.events.where("SubgroupFinalized", address=self.task.address, round=r)
+        results = [codec.decode_result(self.store.cat(Cid.from_chain(e.args["result"])))
+                   for e in events if e.args["status"] == SubgroupStatus.ACCEPTED]
+        return codec.next_global_model(previous, results)
+
+    def verify_round(self, r: int) -> bool:
+        """Recompute round ``r``'s global model from the chain and compare its CID with the one the
+        owner published. False (and a note) when the owner published anything else."""
+        published = self.chain.events.where("GlobalModelPublished", address=self.task.address, round=r)
+        if not published:
+            raise ProtocolError(f"no global model has been published for round {r}")
+        prev_cid = self.genesis_cid if r == 0 else Cid.from_chain(
+            self.chain.events.where("GlobalModelPublished", address=self.task.address, round=r - 1)[0].args["model"])
+        recomputed = self.global_model_from_chain(r, previous=codec.decode_model(self.store.cat(prev_cid)))
+        expected = Cid.coerce(self.store.add(codec.encode_model(recomputed, round_=r, model=self.config.model),
+                                             cid_version=1, only_hash=True))
+        actual = Cid.from_chain(published[0].args["model"])
+        if expected != actual:
+            self.notes.append(f"round {r}: the owner published {actual}, the accepted results give {expected}")
+            return False
+        return True
+
+    # ------------------------------------------------------------------ scoring, rewards, claims
+
+    def _phase_score(self, _: None) -> None:
+        F = self.task.functions
+        final = int(self.chain.call(F.finalRound()))
+        state = self.rounds[final]
+        test_set = self._add(tensors_to_bytes({"X": self.dataset.X_test, "y": self.dataset.y_test},
+                                              metadata={"kind": "din-lab/test-set/plaintext"}))
+        context = self._add(json_to_bytes({"evaluation": "plaintext", "note": BASELINE_NOTE,
+                                           "scorer": self.config.scorer}))
+        self._tx("score", None, self.owner.account, F.publishEvaluationSet(test_set.to_chain(), context.to_chain()),
+                 "publish evaluation set", cid=test_set)
+        previous = codec.decode_model(self.store.cat(self.genesis_cid if final == 0 else
+                                                     self.rounds[final - 1].global_cid))
+        allies = {p.address for p in self.participants if p.behaviour.malicious}
+        self._score_reports: list[tuple[int, Evaluator, list[int], bytes]] = []
+        reg = self.din.registry.functions
+        for g in self._bar(list(range(state.groups)), "score"):
+            members = state.members[g]
+            honest = None
+            for addr in state.committees[g]:
+                ev = self._by_address[addr]
+                if self.chain.call(reg.evaluators(addr))[2]:
+                    self._note("score", None, ev.name, "banned: no longer scores")
+                    continue
+                if honest is None:  # every honest evaluator computes the same scores (deterministic)
+                    honest = contribution_scores(
+                        members=members, updates=self._accepted_updates(final, members), previous=previous,
+                        model=self.model, x=self.dataset.X_test, y=self.dataset.y_test, scorer=self.config.scorer,
+                        seed=int.from_bytes(state.seed[:8], "big") ^ g)
+                rng = np.random.default_rng([self.config.seed, g, ev.index, 17])
+                scores = ev.behaviour.scores(honest, allies=np.array([m in allies for m in members]), rng=rng)
+                wads = [to_wad(float(np.clip(s, 0.0, 1.0))) for s in scores]
+                salt = rng.bytes(32)
+                commitment = scores_commitment(wads, salt, ev.address)
+                self._tx("score", None, ev.account, F.commitScores(g, commitment), f"commit scores of subgroup {g}")
+                self._score_reports.append((g, ev, wads, salt))
+
+    def _accepted_updates(self, r: int, members: list[str]) -> dict[str, codec.Update]:
+        """The members' updates an evaluator accepts (fetched by CID, checked as in aggregation)."""
+        submitted = self._submitted(r)
+        out = {}
+        for m in members:
+            if m not in submitted:
+                continue
+            try:
+                update = codec.decode_update(self.store.cat(submitted[m]))
+            except DinLabError:
+                continue
+            if codec.check_update(update, dimension=self.global_vector.shape[0], round_=r, participant=m,
+                                  max_samples=self.dataset.num_train) is None:
+                out[m] = update
+        return out
+
+    def _phase_reward(self, _: None) -> None:
+        F = self.task.functions
+        self._mine_past(int(self.chain.call(F.scoreCommitDeadline())))
+        revealed: dict[tuple[int, str], list[int]] = {}
+        for g, ev, wads, salt in self._score_reports:
+            if not ev.behaviour.reveals or ev.behaviour.copies:
+                self._note("reward", None, ev.name, f"does not reveal scores of subgroup {g}")
+                continue
+            self._tx("reward", None, ev.account, F.revealScores(g, wads, salt), f"reveal scores of subgroup {g}")
+            revealed[(g, ev.address)] = wads
+        self._mine_past(int(self.chain.call(F.scoreRevealDeadline())))
+        final = int(self.chain.call(F.finalRound()))
+        for g in range(self.rounds[final].groups):
+            committee = self.chain.call(F.committee(final, g, 0))
+            rows = [revealed.get((g, a), []) for a in committee]
+            self._tx("reward", None, self.owner.account, F.finalizeScores(g, rows), f"reduce scores of subgroup {g}")
+
+    def _phase_claim(self, _: None) -> None:
+        F = self.task.functions
+        for who in (self.owner, *self.participants, *self.evaluators):
+            if self.chain.call(F.claimable(who.address)) or self.chain.call(F.rewardOf(who.address)):
+                self._tx("claim", None, who.account, F.claim(), "claim")
+        if self.chain.call(F.claimable(self.fund.address)):
+            self._tx("claim", None, self.fund, F.claim(), "claim")
+        final = int(self.chain.call(F.finalRound()))
+        cid = self.rounds[final].global_cid
+        self._tx("claim", None, self.owner.account, F.publishGlobalModel(final, cid.to_chain()),
+                 "publish final global model", cid=cid)
+
+    # ------------------------------------------------------------------ reading results
+
+    def accuracy(self, r: int) -> float:
+        """Test accuracy of round ``r``'s global model."""
+        vector = self.rounds[r].global_model
+        if vector is None:
+            raise ProtocolError(f"round {r} has no global model yet")
+        return evaluate_vector(self.model, vector, self.dataset.X_test, self.dataset.y_test)["accuracy"]
+
+    def name_of(self, address: str) -> str:
+        return self._names.get(address, address)
