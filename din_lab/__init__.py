@@ -16,14 +16,13 @@ __all__ = ["ExperimentConfig", "__version__", "run"]  # noqa: F822 - lazy, see _
 
 
 def __getattr__(name: str):
-    """``din_lab.run(config)`` and ``din_lab.ExperimentConfig`` without importing the whole stack
-    when only the version is wanted."""
+    """``din_lab.run(config)`` and ``din_lab.ExperimentConfig``, imported on first use (so that
+    ``import din_lab`` stays light and the lower layers, which read ``__version__``, never pull in
+    the experiment layer)."""
+    import importlib
+
     if name == "run":
-        from din_lab.experiment import run
-
-        return run
+        return importlib.import_module("din_lab.experiment").run
     if name == "ExperimentConfig":
-        from din_lab.config import ExperimentConfig
-
-        return ExperimentConfig
+        return importlib.import_module("din_lab.config").ExperimentConfig
     raise AttributeError(f"module 'din_lab' has no attribute {name!r}")

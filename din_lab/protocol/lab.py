@@ -131,7 +131,7 @@ class Lab:
     def create(cls, config: ExperimentConfig | None = None, *, progress: bool = False, **overrides: Any) -> Lab:
         """Check ``config`` fully (before anything is deployed), connect the chain and the store,
         deploy the contracts, fund and create the roles, create the task and register."""
-        from din_lab.experiment.checks import check_config
+        from din_lab.protocol.checks import check_config
 
         config = config or ExperimentConfig(**overrides)
         if overrides and config is not None and not isinstance(config, ExperimentConfig):
