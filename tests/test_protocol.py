@@ -1,0 +1,188 @@
+"""The protocol core end to end on the embedded chain and store: real training, consensus,
+slashing, scoring and payouts, plus the threat model (seeded, one test per behaviour)."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import numpy as np
+import pytest
+
+from din_lab.chain.din import SubgroupStatus
+from din_lab.cid import Cid
+from din_lab.config import ExperimentConfig
+from din_lab.errors import ConfigError, ProtocolError
+from din_lab.experiment import run, tabulate
+from din_lab.protocol import lab as lab_module
+from din_lab.protocol.lab import FINAL_PHASES, ROUND_PHASES, Lab
+from din_lab.roles.behaviours import ParticipantBehaviour
+
+warnings.filterwarnings("ignore", category=UserWarning)
+
+SMALL = dict(participants=12, subgroup_size=4, evaluators=7, evaluators_per_subgroup=3, rounds=2)
+
+
+def without_timing(summary: dict) -> dict:
+    s = copy.deepcopy(summary)
+    s.pop("timing")
+    for r in s["rounds"]:
+        r.pop("seconds")
+    return s
+
+
+@pytest.fixture(scope="module")
+def default_run():
+    return run(ExperimentConfig())
+
+
+def test_default_task_learns_pays_and_conserves_tokens(default_run):
+    s = default_run.summary
+    assert s["final_accuracy"] >= 0.90
+    assert [r["accepted_groups"] for r in s["rounds"]] == [4, 4, 4]
+    assert all(not r["slashed"] for r in s["rounds"])
+    t = s["tokens"]
+    assert t["conserved"] is True and t["left_in_task"] == 0
+    assert t["paid_participants"] == pytest.approx(950.0) and t["public_goods"] == pytest.approx(50.0)
+    assert sum(p["reward"] for p in s["participants"]) == pytest.approx(950.0, abs=1e-9)
+    assert all(0.0 <= p["score"] <= 1.0 for p in s["participants"])
+    assert s["gas"]["per_participant_round"] > 0 and s["timing"]["total_seconds"] > 0
+    assert any("plaintext" in note for note in s["notes"])  # the output says it is the baseline
+    for key in ("address", "behaviour", "samples", "score", "reward"):
+        assert key in s["participants"][0]
+    for key in ("address", "behaviour", "fees", "slashed_amount"):
+        assert key in s["evaluators"][0]
+
+
+def test_same_seed_same_summary(default_run):
+    again = run(ExperimentConfig())
+    assert without_timing(again.summary) == without_timing(default_run.summary)
+
+
+def test_tables_and_summary_are_written(default_run, tmp_path):
+    import json
+
+    out = default_run.write(tmp_path / "out")
+    for name in ("rounds", "participants", "evaluators", "transactions"):
+        assert (out / f"{name}.csv").stat().st_size > 0
+    assert json.loads((out / "summary.json").read_text())["final_accuracy"] == default_run.summary["final_accuracy"]
+    tx = default_run.transactions
+    assert {"phase", "actor", "tx_hash", "gas", "block", "cid", "amount"} <= set(tx.columns)
+
+
+def test_step_runs_the_papers_phases_in_order():
+    lab = Lab.create(ExperimentConfig(**{**SMALL, "rounds": 1}))
+    seen = []
+    while not lab.done:
+        report = lab.step()
+        seen.append(report.phase)
+        if report.phase == "submit":
+            assert any(e.tx_hash and e.gas > 0 and e.block for e in report.events)
+    assert seen == [*ROUND_PHASES, *FINAL_PHASES]
+    with pytest.raises(ProtocolError):
+        lab.step()
+    assert lab.verify_round(0) is True
+
+
+def test_a_tampering_owner_is_caught():
+    lab = Lab.create(ExperimentConfig(**SMALL, owner_tampers=True))
+    lab.run()
+    assert lab.verify_round(0) is False
+    assert any("the owner published" in n for n in lab.notes)
+
+
+@pytest.mark.parametrize(("settings", "field"), [
+    (dict(subgroup_size=2), "subgroup_size"),
+    (dict(evaluators_per_subgroup=9), "evaluators_per_subgroup"),
+    (dict(reward_deposit=50_000.0), "reward_deposit"),
+    (dict(dataset="mnist"), "dataset"),
+    (dict(model="resnet"), "model"),
+    (dict(malicious_participants=("0.2:sneaky",)), "malicious_participants"),
+    (dict(malicious_evaluators=("1.5:random",)), "malicious_evaluators"),
+    (dict(partition="zipf"), "partition"),
+    (dict(scorer="vibes"), "scorer"),
+])
+def test_bad_config_is_refused_before_anything_is_deployed(monkeypatch, settings, field):
+    def no_chain(*args, **kwargs):
+        raise AssertionError("connected to a chain despite a bad config")
+
+    monkeypatch.setattr(lab_module, "connect", no_chain)
+    with pytest.raises(ConfigError, match=field):
+        Lab.create(ExperimentConfig(**settings))
+
+
+class _NaNUpdate(ParticipantBehaviour):
+    def update(self, delta):
+        out = delta.copy()
+        out[0] = np.nan
+        return out
+
+
+def test_non_finite_updates_are_rejected_and_scored_zero():
+    lab = Lab.create(ExperimentConfig(**SMALL))
+    bad = lab.participants[0]
+    bad.behaviour = _NaNUpdate(name="nan")
+    lab.run()
+    for state in lab.rounds:
+        assert bad.address in state.updates  # it did submit
+    for r in range(len(lab.rounds)):
+        assert lab.verify_round(r) or r == len(lab.rounds) - 1
+        assert np.all(np.isfinite(lab.rounds[r].global_model))
+    result = tabulate(lab, seconds=1.0)
+    row = result.participants.set_index("address").loc[bad.address]
+    assert row.score == 0 and row.reward == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# threat model
+
+
+def _honest_result_cids(lab: Lab) -> dict[tuple[int, int], set[Cid]]:
+    out: dict[tuple[int, int], set[Cid]] = {}
+    for r, state in enumerate(lab.rounds):
+        for (g, addr), (cid, _) in state.results.items():
+            if not lab._by_address[addr].behaviour.malicious:
+                out.setdefault((r, g), set()).add(cid)
+    return out
+
+
+def _committee_seats(lab: Lab) -> set[str]:
+    return {e.args["members"][k] for e in lab.chain.events.where("CommitteeDrawn", address=lab.task.address)
+            for k in range(len(e.args["members"]))}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("behaviour", ["random", "extreme", "lazy", "wrong-aggregate", "copycat"])
+def test_minority_malicious_evaluators_are_slashed_and_never_win(behaviour):
+    lab = Lab.create(ExperimentConfig(**SMALL, seed=3, malicious_evaluators=(f"0.15:{behaviour}",)))
+    lab.run()
+    honest = _honest_result_cids(lab)
+    for r, state in enumerate(lab.rounds):
+        assert state.disputes == 0
+        for g, cid in state.accepted.items():
+            assert honest[(r, g)] == {cid}  # the honest members agreed, and theirs won
+        if r < len(lab.rounds) - 1:
+            assert lab.verify_round(r)
+    slashed = {e.args["evaluator"] for e in lab.chain.events.where("EvaluatorSlashed", address=lab.task.address)}
+    (bad,) = [e for e in lab.evaluators if e.behaviour.malicious]
+    assert all(e.address not in slashed for e in lab.evaluators if not e.behaviour.malicious)
+    assert bad.address in _committee_seats(lab), "seed must seat the malicious evaluator"
+    quality = {e.args["evaluator"]: e.args["score"] for e in lab.chain.events.where("EvaluatorScored")}
+    if behaviour == "random":  # the contract's rule: slashed when a score is 1/2 or more from the median
+        assert (bad.address in slashed) == (quality.get(bad.address, 0) == 0)
+    else:
+        assert bad.address in slashed
+
+
+@pytest.mark.slow
+def test_majority_malicious_committee_opens_a_dispute_instead_of_accepting():
+    lab = Lab.create(ExperimentConfig(participants=8, subgroup_size=4, evaluators=4, evaluators_per_subgroup=3,
+                                      rounds=1, seed=5, malicious_evaluators=("0.5:wrong-aggregate",)))
+    lab.run()
+    state = lab.rounds[0]
+    honest = _honest_result_cids(lab)
+    assert state.disputes >= 1
+    for g, cid in state.accepted.items():
+        assert cid in honest[(0, g)]
+    finalized = lab.chain.events.where("SubgroupFinalized", address=lab.task.address)
+    assert all(e.args["status"] in (SubgroupStatus.ACCEPTED, SubgroupStatus.FAILED) for e in finalized)
