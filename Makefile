@@ -43,7 +43,7 @@ $(KUBO_CLIENT_NODE_MODULES)/.installed: tests/clients/kubo-rpc-client/package.js
 	touch $@
 
 demo: setup
-	$(VENV)/bin/din-lab demo --out results/demo.json
+	$(VENV)/bin/din-lab run --out results/run
 
 lint: setup
 	$(VENV)/bin/ruff check din_lab tests benchmarks

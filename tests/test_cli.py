@@ -64,3 +64,21 @@ def test_ipfs_add_from_stdin_and_errors(tmp_path):
     assert r.returncode == 2 and "din-lab: error:" in r.stderr
     r = run("ipfs", "--repo", repo, "add", "--cid-version", "2", str(tmp_path))
     assert r.returncode == 2 and "invalid choice" in r.stderr
+
+
+def test_run_prints_a_report_and_writes_tables(tmp_path):
+    r = run("run", "--participants", "8", "--subgroup-size", "4", "--evaluators", "4", "--rounds", "1",
+            "--malicious-evaluators", "0.25:lazy", "--no-progress", "--out", str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr
+    assert "accuracy" in r.stdout and "slashed evaluators:" in r.stdout and "conserved: True" in r.stdout
+    assert "plaintext" in r.stdout  # says it is the baseline
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["tokens"]["conserved"] is True
+    assert [e["behaviour"] for e in summary["evaluators"]].count("lazy") == 1
+
+
+def test_run_refuses_bad_config_naming_the_field():
+    r = run("run", "--subgroup-size", "2", "--no-progress")
+    assert r.returncode == 2 and "subgroup_size" in r.stderr
+    r = run("run", "--malicious-participants", "0.3:sneaky", "--no-progress")
+    assert r.returncode == 2 and "malicious_participants" in r.stderr

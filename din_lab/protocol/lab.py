@@ -358,6 +358,9 @@ class Lab:
                 accepted.append((member, update))
             else:
                 rejected.append(member)
+        outliers = codec.norm_outliers(accepted)
+        rejected += [a for a, _ in accepted if a in outliers]
+        accepted = [(a, u) for a, u in accepted if a not in outliers]
         result = codec.aggregate_subgroup(accepted, round_=r, subgroup=g, rejected=rejected,
                                           dimension=self.global_vector.shape[0])
         rng = np.random.default_rng([self.config.seed, r, g, evaluator.index, 11])
@@ -558,7 +561,8 @@ class Lab:
             if codec.check_update(update, dimension=self.global_vector.shape[0], round_=r, participant=m,
                                   max_samples=self.dataset.num_train) is None:
                 out[m] = update
-        return out
+        outliers = codec.norm_outliers(list(out.items()))
+        return {m: u for m, u in out.items() if m not in outliers}
 
     def _phase_reward(self, _: None) -> None:
         F = self.task.functions

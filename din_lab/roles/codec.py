@@ -92,6 +92,19 @@ def check_update(update: Update, *, dimension: int, round_: int, participant: st
     return None
 
 
+NORM_FACTOR = 3.0
+
+
+def norm_outliers(updates: Sequence[tuple[str, Update]], *, factor: float = NORM_FACTOR) -> set[str]:
+    """Members whose update norm exceeds ``factor`` times the subgroup's median norm (a boosted
+    update); none when fewer than three updates leave no meaningful median."""
+    if len(updates) < 3:
+        return set()
+    norms = {a: float(np.linalg.norm(u.delta.astype(np.float64))) for a, u in updates}
+    bound = factor * float(np.median(list(norms.values())))
+    return {a for a, n in norms.items() if n > bound}
+
+
 def aggregate_subgroup(updates: Sequence[tuple[str, Update]], *, round_: int, subgroup: int,
                        rejected: Sequence[str], dimension: int) -> SubgroupResult:
     """The weighted sum of accepted updates in the given (on-chain member) order, float64 accumulation."""
