@@ -186,3 +186,20 @@ def test_majority_malicious_committee_opens_a_dispute_instead_of_accepting():
         assert cid in honest[(0, g)]
     finalized = lab.chain.events.where("SubgroupFinalized", address=lab.task.address)
     assert all(e.args["status"] in (SubgroupStatus.ACCEPTED, SubgroupStatus.FAILED) for e in finalized)
+
+
+@pytest.fixture(scope="module")
+def honest_only():
+    return run(ExperimentConfig(seed=1)).summary
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("behaviour", ["random-data", "inverted-labels", "scaled", "free-rider", "dropout"])
+def test_thirty_percent_poisoners_earn_little_and_do_not_hurt_accuracy(honest_only, behaviour):
+    s = run(ExperimentConfig(seed=1, malicious_participants=(f"0.3:{behaviour}",))).summary
+    bad = [p for p in s["participants"] if p["behaviour"] == behaviour]
+    assert len(bad) == 6
+    pool = sum(p["reward"] for p in s["participants"])
+    assert sum(p["reward"] for p in bad) <= 0.05 * pool
+    assert s["final_accuracy"] >= honest_only["final_accuracy"] - 0.02
+    assert s["tokens"]["conserved"] is True

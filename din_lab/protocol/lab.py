@@ -106,6 +106,7 @@ class _RoundState:
     global_cid: Cid | None = None
     started: float = 0.0
     gas: int = 0
+    reference: tuple[codec.RoundReference | None] | None = None
 
 
 class Lab:
@@ -358,9 +359,10 @@ class Lab:
                 accepted.append((member, update))
             else:
                 rejected.append(member)
-        outliers = codec.norm_outliers(accepted)
-        rejected += [a for a, _ in accepted if a in outliers]
-        accepted = [(a, u) for a, u in accepted if a not in outliers]
+        reference = self._reference(r)
+        screened = {a for a, u in accepted if codec.screen_update(u, reference) is not None}
+        rejected += [a for a, _ in accepted if a in screened]
+        accepted = [(a, u) for a, u in accepted if a not in screened]
         result = codec.aggregate_subgroup(accepted, round_=r, subgroup=g, rejected=rejected,
                                           dimension=self.global_vector.shape[0])
         rng = np.random.default_rng([self.config.seed, r, g, evaluator.index, 11])
@@ -561,8 +563,25 @@ class Lab:
             if codec.check_update(update, dimension=self.global_vector.shape[0], round_=r, participant=m,
                                   max_samples=self.dataset.num_train) is None:
                 out[m] = update
-        outliers = codec.norm_outliers(list(out.items()))
-        return {m: u for m, u in out.items() if m not in outliers}
+        reference = self._reference(r)
+        return {m: u for m, u in out.items() if codec.screen_update(u, reference) is None}
+
+    def _reference(self, r: int) -> codec.RoundReference | None:
+        """The round's screening reference: every evaluator computes the same one from the same
+        CIDs on chain, so the lab computes it once per round."""
+        state = self.rounds[r]
+        if state.reference is None:
+            updates = []
+            for member, cid in self._submitted(r).items():
+                try:
+                    update = codec.decode_update(self.store.cat(cid))
+                except DinLabError:
+                    continue
+                if codec.check_update(update, dimension=self.global_vector.shape[0], round_=r, participant=member,
+                                      max_samples=self.dataset.num_train) is None:
+                    updates.append(update)
+            state.reference = (codec.RoundReference.of(updates),)
+        return state.reference[0]
 
     def _phase_reward(self, _: None) -> None:
         F = self.task.functions

@@ -93,16 +93,54 @@ def check_update(update: Update, *, dimension: int, round_: int, participant: st
 
 
 NORM_FACTOR = 3.0
+MIN_NORM_FRACTION = 0.1
+MIN_COSINE = 0.0
+COSINE_FRACTION = 0.5
 
 
-def norm_outliers(updates: Sequence[tuple[str, Update]], *, factor: float = NORM_FACTOR) -> set[str]:
-    """Members whose update norm exceeds ``factor`` times the subgroup's median norm (a boosted
-    update); none when fewer than three updates leave no meaningful median."""
-    if len(updates) < 3:
-        return set()
-    norms = {a: float(np.linalg.norm(u.delta.astype(np.float64))) for a, u in updates}
-    bound = factor * float(np.median(list(norms.values())))
-    return {a for a, n in norms.items() if n > bound}
+@dataclass(frozen=True)
+class RoundReference:
+    """What evaluators screen updates against: the coordinate-wise median of every well-formed
+    update of the round (all are on IPFS, their CIDs on chain) and the median update norm. A
+    median is what a minority of poisoners cannot move far."""
+
+    direction: np.ndarray
+    median_norm: float
+    median_cosine: float
+
+    @classmethod
+    def of(cls, updates: Sequence[Update]) -> RoundReference | None:
+        if len(updates) < 3:
+            return None
+        stacked = np.stack([u.delta.astype(np.float64) for u in updates])
+        direction = np.median(stacked, axis=0)
+        norms = np.linalg.norm(stacked, axis=1)
+        ref = float(np.linalg.norm(direction))
+        cosines = [float(row @ direction) / (n * ref) for row, n in zip(stacked, norms, strict=True) if n > 0 and ref > 0]
+        return cls(direction=direction, median_norm=float(np.median(norms)),
+                   median_cosine=float(np.median(cosines)) if cosines else 0.0)
+
+
+def screen_update(update: Update, reference: RoundReference | None) -> str | None:
+    """Anomaly detection (paper section 9, poisoning): why ``update`` is left out of the sum, or
+    ``None``. Boosted (norm above 3x the median), empty (below 1/10 of it: a free-rider's resubmitted
+    model) and off-course updates: cosine with the median update below half the round's median
+    cosine (inverted labels, training on noise). Measured on digits: honest updates 0.38-0.84,
+    inverted-label ones at most 0.23, against a floor of about 0.2-0.4."""
+    if reference is None or reference.median_norm == 0.0:
+        return None
+    delta = update.delta.astype(np.float64)
+    norm = float(np.linalg.norm(delta))
+    if norm > NORM_FACTOR * reference.median_norm:
+        return f"update norm {norm:.3g} above {NORM_FACTOR:g}x the round's median {reference.median_norm:.3g}"
+    if norm < MIN_NORM_FRACTION * reference.median_norm:
+        return f"update norm {norm:.3g} below {MIN_NORM_FRACTION:g}x the round's median: no contribution"
+    ref_norm = float(np.linalg.norm(reference.direction))
+    cosine = float(delta @ reference.direction) / (norm * ref_norm) if ref_norm > 0 else 1.0
+    floor = max(MIN_COSINE, COSINE_FRACTION * reference.median_cosine)
+    if cosine < floor:
+        return f"update points away from the round's median update (cosine {cosine:.2f} < {floor:.2f})"
+    return None
 
 
 def aggregate_subgroup(updates: Sequence[tuple[str, Update]], *, round_: int, subgroup: int,
