@@ -52,7 +52,10 @@ def _matrix(vectors: Any, *, what: str = "vectors") -> np.ndarray:
     if isinstance(vectors, Sequence) and not isinstance(vectors, np.ndarray):
         if len(vectors) == 0:
             raise ConfigError(f"aggregation: {what} is empty")
-        vectors = np.stack([np.asarray(v) for v in vectors])
+        try:
+            vectors = np.stack([np.asarray(v) for v in vectors])
+        except ValueError as e:
+            raise ConfigError(f"aggregation: {what} must all have the same length") from e
     m = np.asarray(vectors)
     if m.ndim != 2 or m.shape[0] == 0:
         raise ConfigError(f"aggregation: {what} must be a non-empty (N, D) array, got shape {m.shape}")
@@ -115,15 +118,13 @@ def coordinate_median(vectors: Any) -> np.ndarray:
 
 
 def trimmed_mean(vectors: Any, *, beta: float) -> np.ndarray:
-    """Per coordinate, the mean after dropping the ``floor(beta * N)`` smallest and largest values;
-    ``0 <= beta < 0.5`` and at least one value must remain."""
+    """Per coordinate, the mean after dropping the ``floor(beta * N)`` smallest and largest values
+    (``0 <= beta < 0.5``, so at least one value remains)."""
     m = _matrix(vectors)
     if not (isinstance(beta, int | float) and math.isfinite(beta) and 0.0 <= beta < 0.5):
         raise ConfigError(f"aggregation: trimmed_mean beta must lie in [0, 0.5), got {beta!r}")
     n = m.shape[0]
-    k = int(math.floor(beta * n))
-    if n - 2 * k < 1:
-        raise ConfigError(f"aggregation: trimming {k} from each side of {n} rows leaves nothing")
+    k = int(math.floor(beta * n))  # beta < 0.5 keeps n - 2k >= 1 rows
     s = np.sort(m, axis=0)
     return s[k : n - k].mean(axis=0).astype(np.float32)
 
@@ -143,6 +144,4 @@ def aggregate(vectors: Any, *, rule: str = "fedavg", weights: Any = None) -> np.
         if not (math.isfinite(beta) and 0.0 <= beta < 0.5):
             raise ConfigError(f"aggregation rule: bad beta in {rule!r}; use trimmed_mean:<beta> with 0 <= beta < 0.5")
         return trimmed_mean(vectors, beta=beta)
-    raise ConfigError(
-        f"aggregation rule: unknown rule {rule!r}; valid: 'fedavg', 'median', 'trimmed_mean:<beta>'"
-    )
+    raise ConfigError(f"aggregation rule: unknown rule {rule!r}; valid: 'fedavg', 'median', 'trimmed_mean:<beta>'")

@@ -78,9 +78,7 @@ def _round_shares(shares: np.ndarray, total: int) -> np.ndarray:
     return counts
 
 
-def partition(
-    y: Any, *, num_participants: int, spec: str = "iid", seed: int, min_samples: int = 2
-) -> list[np.ndarray]:
+def partition(y: Any, *, num_participants: int, spec: str = "iid", seed: int, min_samples: int = 2) -> list[np.ndarray]:
     """Split ``range(len(y))`` among ``num_participants`` (module docstring)."""
     labels = np.asarray(y)
     if labels.ndim != 1 or (labels.size and not np.issubdtype(labels.dtype, np.integer)):
