@@ -1,6 +1,6 @@
 # DIN Lab: two commands from a bare clone (README.md):
 #   make demo   set up, then run a scripted DIN task lifecycle on the embedded chain
-#   make test   set up, then lint (ruff, import-linter) and run the whole test suite
+#   make test   set up, then lint (ruff, import-linter) and run the whole test suite and the notebooks
 # Both are idempotent: set-up steps rerun only when their inputs change.
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -11,10 +11,13 @@ NODE_MODULES := contracts/node_modules
 VECTOR_NODE_MODULES := tests/vectors/unixfs/node_modules
 KUBO_CLIENT_NODE_MODULES := tests/clients/kubo-rpc-client/node_modules
 PYTEST_ARGS ?=
+# every notebook, top to bottom, in a kernel on this venv's Python; a separate pytest run so that
+# PYTEST_ARGS (paths, -k, -n) never split or filter a notebook's cells. No notebook: exit 5, a failure.
+NBVAL := $(PY) -m pytest --nbval-lax --nbval-current-env notebooks
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_NO_INPUT := 1
 
-.PHONY: demo test lint setup contracts check-contracts vectors check-vectors bench clean
+.PHONY: demo test lint notebooks setup contracts check-contracts vectors check-vectors bench clean
 
 setup: $(VENV)/.installed $(NODE_MODULES)/.installed $(VECTOR_NODE_MODULES)/.installed \
 	$(KUBO_CLIENT_NODE_MODULES)/.installed
@@ -51,6 +54,10 @@ lint: setup
 
 test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+	$(NBVAL)
+
+notebooks: setup
+	$(NBVAL)
 
 contracts: $(NODE_MODULES)/.installed
 	cd contracts && node build.js

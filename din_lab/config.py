@@ -92,9 +92,10 @@ class ExperimentConfig:
     dataset: str = "digits"
     partition: str = "iid"
     model: str = "logreg"
-    local_epochs: int = 5
+    local_epochs: int = 10
     batch_size: int = 16
-    learning_rate: float = 0.5
+    learning_rate: float = 0.01
+    optimizer: str = "adam"
     scorer: str = "shapley"
     evaluation: str = "plaintext"
     malicious_evaluators: tuple[tuple[float, str], ...] = ()
@@ -129,6 +130,7 @@ class ExperimentConfig:
         need(self.evaluators_per_subgroup <= self.evaluators, "evaluators_per_subgroup",
              f"{self.evaluators_per_subgroup} per subgroup but only {self.evaluators} staked evaluators")
         need(self.learning_rate > 0, "learning_rate", "must be positive")
+        need(self.optimizer in ("sgd", "adam"), "optimizer", f"must be sgd or adam, got {self.optimizer!r}")
         need(self.evaluation in ("plaintext", "he"), "evaluation", f"must be plaintext or he, got {self.evaluation!r}")
         need(self.seed >= 0, "seed", "must be non-negative")
         for name in ("reward_deposit", "fee_budget", "evaluator_fee", "slash_amount", "evaluator_stake",

@@ -150,7 +150,8 @@ class Lab:
         self.model_spec = ModelSpec(name=cfg.model)
         self.model = build_model(self.model_spec, num_features=self.dataset.num_features,
                                  num_classes=self.dataset.num_classes, seed=cfg.seed)
-        self.training = TrainingConfig(epochs=cfg.local_epochs, batch_size=cfg.batch_size, lr=cfg.learning_rate)
+        self.training = TrainingConfig(epochs=cfg.local_epochs, batch_size=cfg.batch_size, lr=cfg.learning_rate,
+                                       optimizer=cfg.optimizer)
         self.owner = ModelOwner(name="owner", account=owner_acct, tampers=cfg.owner_tampers)
         self.fund = fund
         p_beh = assign_behaviours(cfg.participants, cfg.malicious_participants, make=participant_behaviour, rng=rng)

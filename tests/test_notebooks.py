@@ -1,0 +1,55 @@
+"""The notebooks as committed: outputs cleared, a papermill ``parameters`` cell, and (for the
+quickstart) parameters that papermill can really override. Executing every cell at its defaults
+is nbval's job (``make notebooks``, part of ``make test``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+ALL = sorted(NOTEBOOKS.glob("*.ipynb"))
+
+
+def test_there_are_notebooks():
+    assert ALL, f"no notebooks in {NOTEBOOKS}"
+    listed = (NOTEBOOKS / "README.md").read_text()
+    for path in ALL:
+        assert path.name in listed, f"{path.name} is not listed in notebooks/README.md"
+
+
+@pytest.mark.parametrize("path", ALL, ids=[p.name for p in ALL])
+def test_committed_clean(path: Path):
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata.get("kernelspec", {}).get("name") == "python3"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    for i, cell in enumerate(code):
+        assert cell.outputs == [], f"code cell {i} of {path.name} has outputs: clear them before committing"
+        assert cell.execution_count is None, f"code cell {i} of {path.name} has an execution count"
+    tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"{path.name} needs exactly one code cell tagged 'parameters' (papermill)"
+
+
+@pytest.mark.slow
+def test_quickstart_takes_papermill_parameters(tmp_path: Path):
+    """A small task with malicious shares injected by papermill: the injected values reach the
+    config, a lazy evaluator is slashed, and the token flows still balance."""
+    papermill = pytest.importorskip("papermill")
+    out = tmp_path / "quickstart.ipynb"
+    papermill.execute_notebook(
+        str(NOTEBOOKS / "00_quickstart.ipynb"), str(out), cwd=str(tmp_path), progress_bar=False, kernel_name="python3",
+        parameters={"participants": 10, "evaluators": 5, "rounds": 1,
+                    "malicious_participants": ["0.2:scaled"], "malicious_evaluators": ["0.2:lazy"]})
+    nb = nbformat.read(out, as_version=4)
+    tags = [c.metadata.get("tags", []) for c in nb.cells if c.cell_type == "code"]
+    assert "injected-parameters" in tags[1] and "parameters" in tags[0]
+    text = "\n".join(o.get("text", "") + o.get("data", {}).get("text/plain", "")
+                     for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "[0.2:scaled]" in text and "[0.2:lazy]" in text  # the config table shows the injected shares
+    assert "next phase: ('score', None)" in text  # one round, then scoring
+    assert "slashed" in text
+    assert "conserved: True" in text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["quickstart.ipynb"]  # the notebook wrote nothing
