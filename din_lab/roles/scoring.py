@@ -1,11 +1,14 @@
 """How an evaluator scores the participants of its subgroup at the end of a task.
 
 The game: the participants whose final-round update the evaluator accepted; the utility of a
-coalition is the test accuracy of the previous global model moved by the coalition's FedAvg
-update (sample-weighted mean of their deltas). The empty coalition is the previous model, so a
-free-rider (zero delta) or a poisoner adds nothing or less than nothing. The configured scorer
-(``accuracy``, ``shapley``, ``loo``; :mod:`din_lab.scoring`) turns that game into scores in
-[0, 1]; a member with no accepted update scores 0.
+coalition is the quality on the test set of the previous global model moved by the coalition's
+FedAvg update (sample-weighted mean of their deltas). The empty coalition is the previous model,
+so a free-rider (zero delta) or a poisoner adds nothing or less than nothing. For ``shapley`` and
+``loo`` the quality is the negative test cross-entropy: smooth, so late rounds whose accuracy has
+plateaued still tell contributions apart (with accuracy, about half of the honest participants of
+a 3-round digits task scored 0); for ``accuracy`` (BlockFlow's own scheme: each participant's
+model scored alone) it is the accuracy. The scorer (:mod:`din_lab.scoring`) turns the game into
+scores in [0, 1]; a member with no accepted update scores 0.
 
 This is the plaintext baseline: the evaluator reads the test set. The encrypted-evaluation issue
 swaps the utility for one computed on the CKKS-encrypted test set; the scorer does not change.
@@ -53,7 +56,8 @@ def contribution_scores(*, members: Sequence[str], updates: dict[str, Update], p
         else:
             idx = list(coalition)
             vector = base + (weights[idx, None] * deltas[idx]).sum(axis=0) / weights[idx].sum()
-        return evaluate_vector(model, vector.astype(np.float32), x, y)["accuracy"]
+        metrics = evaluate_vector(model, vector.astype(np.float32), x, y)
+        return metrics["accuracy"] if scorer == "accuracy" else -metrics["loss"]
 
     game = CachedUtility(utility, participants=len(players))
     values = make_scorer(scorer).score(utility=game, participants=len(players), seed=seed & 0x7FFFFFFF)
