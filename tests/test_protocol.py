@@ -203,3 +203,12 @@ def test_thirty_percent_poisoners_earn_little_and_do_not_hurt_accuracy(honest_on
     assert sum(p["reward"] for p in bad) <= 0.05 * pool
     assert s["final_accuracy"] >= honest_only["final_accuracy"] - 0.02
     assert s["tokens"]["conserved"] is True
+
+
+@pytest.mark.anvil
+def test_the_same_task_runs_on_anvil(anvil_url):
+    s = run(ExperimentConfig(**SMALL, chain=anvil_url, malicious_evaluators=("0.15:lazy",))).summary
+    assert s["tokens"]["conserved"] is True
+    assert s["final_accuracy"] >= 0.85
+    lazy = [e for e in s["evaluators"] if e["behaviour"] == "lazy"]
+    assert lazy[0]["slashed_amount"] > 0

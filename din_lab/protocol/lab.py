@@ -282,11 +282,16 @@ class Lab:
     def run(self, *, on_step: Callable[[StepReport], None] | None = None) -> list[StepReport]:
         """Run the task to the end."""
         reports = []
-        while not self.done:
-            report = self.step()
-            reports.append(report)
-            if on_step:
-                on_step(report)
+        total = len(ROUND_PHASES) * self.config.rounds + len(FINAL_PHASES)
+        with tqdm(total=total, desc="DIN task", unit="phase", disable=not self.progress) as bar:
+            while not self.done:
+                phase, round_ = self._next
+                bar.set_description(f"round {round_}: {phase}" if round_ is not None else phase)
+                report = self.step()
+                reports.append(report)
+                bar.update(1)
+                if on_step:
+                    on_step(report)
         return reports
 
     # ------------------------------------------------------------------ round phases
