@@ -134,9 +134,9 @@ class Lab:
         deploy the contracts, fund and create the roles, create the task and register."""
         from din_lab.protocol.checks import check_config
 
+        if config is not None and overrides:
+            raise ProtocolError("give either a config or keyword settings, not both")
         config = config or ExperimentConfig(**overrides)
-        if overrides and config is not None and not isinstance(config, ExperimentConfig):
-            raise ProtocolError("give either a config or keyword overrides")
         check_config(config)
         chain = connect(config.chain, accounts=3 + config.participants + config.evaluators, seed=config.seed)
         return cls(config=config, chain=chain, store=open_store(config.store), progress=progress)
