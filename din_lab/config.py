@@ -1,7 +1,6 @@
-"""Validated configuration values shared by every layer.
-
-Issue by issue this grows into the lab's Scenario / ExperimentConfig (DESIGN.md section 3);
-today it holds the chain backend choice, read from arguments or the environment.
+"""Validated configuration values shared by every layer (DESIGN.md section 3): the chain
+backend (:class:`ChainConfig`) and one whole DIN task (:class:`ExperimentConfig`), with
+``to_dict``/``from_dict`` for files and papermill parameters.
 """
 
 from __future__ import annotations
@@ -14,6 +13,8 @@ from typing import Any
 from din_lab.errors import ConfigError
 
 CHAIN_ENV = "DIN_LAB_CHAIN"
+MIN_STAKE = 100.0  # DIN tokens an evaluator must stake (the lab's EvaluatorRegistry)
+TOKEN_DECIMALS_USED = 6  # amounts in a config are whole micro-DIN
 HOME_ENV = "DIN_LAB_HOME"
 
 
@@ -132,12 +133,24 @@ class ExperimentConfig:
         need(self.learning_rate > 0, "learning_rate", "must be positive")
         need(self.optimizer in ("sgd", "adam"), "optimizer", f"must be sgd or adam, got {self.optimizer!r}")
         need(self.evaluation in ("plaintext", "he"), "evaluation", f"must be plaintext or he, got {self.evaluation!r}")
-        need(self.seed >= 0, "seed", "must be non-negative")
+        need(isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0, "seed",
+             f"must be a non-negative integer, got {self.seed!r}")
+        need(isinstance(self.public_goods_bps, int) and not isinstance(self.public_goods_bps, bool),
+             "public_goods_bps", f"must be an integer number of basis points, got {self.public_goods_bps!r}")
+        need(isinstance(self.store, str) and bool(self.store)
+             and ("://" not in self.store or self.store.startswith(("http://", "https://"))), "store",
+             f"must be 'memory', a directory or an http(s):// Kubo RPC URL, got {self.store!r}")
         for name in ("reward_deposit", "fee_budget", "evaluator_fee", "slash_amount", "evaluator_stake",
                      "owner_tokens"):
             value = getattr(self, name)
-            need(value == value and value >= 0 and value != float("inf"), name, f"must be a finite amount >= 0, got {value}")
-        need(self.reward_deposit > 0, "reward_deposit", "must be positive")
+            need(isinstance(value, int | float) and not isinstance(value, bool) and value == value and value >= 0
+                 and value != float("inf"), name, f"must be a finite amount >= 0, got {value!r}")
+            micro = value * 10**TOKEN_DECIMALS_USED
+            need(abs(micro - round(micro)) < 1e-6 * max(1.0, abs(micro)), name,
+                 f"{value!r} has more than {TOKEN_DECIMALS_USED} decimals")
+        need(self.reward_deposit >= 10**-TOKEN_DECIMALS_USED, "reward_deposit", "must be positive")
+        need(self.evaluator_stake >= MIN_STAKE, "evaluator_stake",
+             f"{self.evaluator_stake:g} is below the registry's minimum stake of {MIN_STAKE:g}")
         need(self.reward_deposit + self.fee_budget <= self.owner_tokens, "reward_deposit",
              f"deposit {self.reward_deposit:g} + fee budget {self.fee_budget:g} exceed the owner's balance "
              f"{self.owner_tokens:g}")

@@ -16,6 +16,7 @@ from din_lab.errors import ConfigError, ProtocolError
 from din_lab.experiment import run, tabulate
 from din_lab.protocol import lab as lab_module
 from din_lab.protocol.lab import FINAL_PHASES, ROUND_PHASES, Lab
+from din_lab.roles.agents import Participant
 from din_lab.roles.behaviours import ParticipantBehaviour
 
 warnings.filterwarnings("ignore", category=UserWarning)
@@ -82,6 +83,24 @@ def test_step_runs_the_papers_phases_in_order():
     with pytest.raises(ProtocolError):
         lab.step()
     assert lab.verify_round(0) is True
+    # the training data lives only in the participants
+    assert lab.dataset.X_train.shape[0] == 0 and sum(p.samples for p in lab.participants) == lab.num_train
+
+
+def test_a_failed_phase_stops_the_lab(monkeypatch):
+    lab = Lab.create(ExperimentConfig(**{**SMALL, "rounds": 1}))
+    lab.step()  # assign
+
+    def broken(*args, **kwargs):
+        raise ProtocolError("simulated failure")
+
+    monkeypatch.setattr(Participant, "train_cohort", broken)
+    with pytest.raises(ProtocolError, match="simulated"):
+        lab.step()
+    monkeypatch.undo()
+    with pytest.raises(ProtocolError, match="stopped when phase 'train' failed"):
+        lab.step()
+    assert len(lab.rounds) == 1
 
 
 def test_a_tampering_owner_is_caught():
@@ -101,6 +120,12 @@ def test_a_tampering_owner_is_caught():
     (dict(malicious_evaluators=("1.5:random",)), "malicious_evaluators"),
     (dict(partition="zipf"), "partition"),
     (dict(scorer="vibes"), "scorer"),
+    (dict(evaluator_stake=50.0), "evaluator_stake"),
+    (dict(reward_deposit=1e-7), "reward_deposit"),
+    (dict(public_goods_bps=500.5), "public_goods_bps"),
+    (dict(store="ftp://nowhere"), "store"),
+    (dict(seed=1.5), "seed"),
+    (dict(participants=10, malicious_participants=("0.55:scaled", "0.5:dropout")), "malicious_participants"),
 ])
 def test_bad_config_is_refused_before_anything_is_deployed(monkeypatch, settings, field):
     def no_chain(*args, **kwargs):
@@ -109,6 +134,11 @@ def test_bad_config_is_refused_before_anything_is_deployed(monkeypatch, settings
     monkeypatch.setattr(lab_module, "connect", no_chain)
     with pytest.raises(ConfigError, match=field):
         Lab.create(ExperimentConfig(**settings))
+
+
+def test_run_takes_a_config_or_settings_not_both():
+    with pytest.raises(ConfigError):
+        run(ExperimentConfig(), seed=5)
 
 
 class _NaNUpdate(ParticipantBehaviour):
@@ -126,7 +156,7 @@ def test_non_finite_updates_are_rejected_and_scored_zero():
     for state in lab.rounds:
         assert bad.address in state.updates  # it did submit
     for r in range(len(lab.rounds)):
-        assert lab.verify_round(r) or r == len(lab.rounds) - 1
+        assert lab.verify_round(r)
         assert np.all(np.isfinite(lab.rounds[r].global_model))
     result = tabulate(lab, seconds=1.0)
     row = result.participants.set_index("address").loc[bad.address]
@@ -186,6 +216,18 @@ def test_majority_malicious_committee_opens_a_dispute_instead_of_accepting():
         assert cid in honest[(0, g)]
     finalized = lab.chain.events.where("SubgroupFinalized", address=lab.task.address)
     assert all(e.args["status"] in (SubgroupStatus.ACCEPTED, SubgroupStatus.FAILED) for e in finalized)
+
+
+@pytest.mark.slow
+def test_several_disputes_in_one_round_each_get_their_own_windows():
+    lab = Lab.create(ExperimentConfig(participants=20, subgroup_size=5, evaluators=4, evaluators_per_subgroup=3,
+                                      rounds=1, local_epochs=1, seed=3, malicious_evaluators=("0.5:wrong-aggregate",)))
+    lab.run()
+    state = lab.rounds[0]
+    assert state.disputes >= 2
+    slashed = {e.args["evaluator"] for e in lab.chain.events.where("EvaluatorSlashed", address=lab.task.address)}
+    assert all(e.address not in slashed for e in lab.evaluators if not e.behaviour.malicious)
+    assert not any(e.action.startswith("reveal refused") for e in lab.events)  # every window was open
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ import pandas as pd
 
 from din_lab.chain.din import WAD
 from din_lab.config import ExperimentConfig
+from din_lab.errors import ConfigError
 from din_lab.protocol.lab import Lab
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,8 @@ class ExperimentResult:
 
 def run(config: ExperimentConfig | None = None, *, progress: bool = False, **overrides: Any) -> ExperimentResult:
     """Create a Lab for ``config`` (or keyword settings), run the task, and tabulate it."""
+    if config is not None and overrides:
+        raise ConfigError("give either a config or keyword settings, not both")
     config = config or ExperimentConfig(**overrides)
     started = time.perf_counter()
     lab = Lab.create(config, progress=progress)
@@ -64,7 +67,10 @@ def tabulate(lab: Lab, *, seconds: float) -> ExperimentResult:
     rounds = []
     for r, state in enumerate(lab.rounds):
         slashed = slashes[slashes["round"] == r]
-        rounds.append({"round": r, "accuracy": round(lab.accuracy(r), 6), "accepted_groups": len(state.accepted),
+        included = sum(1 for u in state.updates.values() if u is not None)
+        rounds.append({"round": r, "accuracy": round(lab.accuracy(r), 6), "updates": included,
+                       "samples": int(sum(u.samples for u in state.updates.values())),
+                       "accepted_groups": len(state.accepted),
                        "failed_groups": len(state.failed), "disputes": state.disputes,
                        "slashed": sorted(set(slashed.actor)), "gas": state.gas,
                        "seconds": round(_round_seconds(lab, r), 3)})
@@ -92,7 +98,10 @@ def tabulate(lab: Lab, *, seconds: float) -> ExperimentResult:
         "evaluators": evaluators,
         "tokens": tokens,
         "gas": {"total": total_gas, "training_rounds": training_gas,
-                "per_participant_round": round(training_gas / participant_rounds, 1)},
+                "per_participant_round": round(training_gas / participant_rounds, 1),
+                "note": "per_participant_round: every transaction of the training rounds (submissions, votes, "
+                        "finalization, publication) divided by the updates submitted"},
+        "scoring": {"slashed": sorted(set(slashes[slashes["round"].isna()].actor)) if len(slashes) else []},
         "timing": {"total_seconds": round(seconds, 3)},
         "config": lab.config.to_dict(),
         "task": lab.task.address,
@@ -111,28 +120,42 @@ def _round_seconds(lab: Lab, r: int) -> float:
 
 
 def _token_flows(lab: Lab, participants: list[dict], evaluators: list[dict]) -> dict[str, Any]:
-    """Where the owner's deposit went, from the chain's own events and balances."""
-    token = lab.din.token.functions
-    claims = lab.chain.events.where("Claimed", address=lab.task.address)
-    claimed = {}
-    for e in claims:
+    """Where the owner's deposit went, and whether the chain's balances prove it: every account's
+    balance change since set-up must equal what the task says it was owed."""
+    token, reg = lab.din.token.functions, lab.din.registry.functions
+    balance = lambda a: lab.chain.call(token.balanceOf(a))  # noqa: E731
+    claimed: dict[str, int] = {}
+    for e in lab.chain.events.where("Claimed", address=lab.task.address):
         claimed[e.args["account"]] = claimed.get(e.args["account"], 0) + e.args["amount"]
-    slashed_total = sum(e.args["amount"] for e in lab.chain.events.where("EvaluatorSlashed", address=lab.task.address))
+    slashed: dict[str, int] = {}
+    for e in lab.chain.events.where("EvaluatorSlashed", address=lab.task.address):
+        slashed[e.args["evaluator"]] = slashed.get(e.args["evaluator"], 0) + e.args["amount"]
+    fees: dict[str, int] = {}
+    for e in lab.chain.events.where("FeePaid", address=lab.task.address):
+        fees[e.args["evaluator"]] = fees.get(e.args["evaluator"], 0) + e.args["amount"]
     settled = lab.chain.events.where("RewardsSettled", address=lab.task.address)
     deposit = lab.task_params.reward_deposit + lab.task_params.fee_budget
+    slashed_total = sum(slashed.values())
     paid_participants = sum(claimed.get(p["address"], 0) for p in participants)
     paid_evaluators = sum(claimed.get(e["address"], 0) for e in evaluators)
-    fund_claimed = claimed.get(lab.fund.address, 0)
-    public_goods = fund_claimed - slashed_total
+    public_goods = claimed.get(lab.fund.address, 0) - slashed_total
     refunded = claimed.get(lab.owner.address, 0)
-    task_balance = lab.chain.call(token.balanceOf(lab.task.address))
-    holders = [lab.din.deployer, lab.owner.address, lab.fund.address, lab.task.address, lab.din.registry.address,
-               *(p["address"] for p in participants), *(e["address"] for e in evaluators)]
-    supply = lab.chain.call(token.totalSupply())
-    held = sum(lab.chain.call(token.balanceOf(a)) for a in holders)
-    conserved = (paid_participants + paid_evaluators + public_goods + refunded == deposit
-                 and task_balance == 0 and held == supply and bool(settled))
+    before = lab.balances_raw_before
+    proofs = [
+        balance(lab.task.address) == 0,
+        bool(settled),
+        balance(lab.owner.address) - before[lab.owner.address] == refunded - deposit,
+        balance(lab.fund.address) - before[lab.fund.address] == public_goods + slashed_total,
+        paid_participants + paid_evaluators + public_goods + refunded == deposit,
+    ]
+    for p in participants:
+        allocation = lab.chain.call(lab.task.functions.allocationOf(p["address"]))
+        proofs.append(balance(p["address"]) - before[p["address"]] == allocation == claimed.get(p["address"], 0))
+    for e in evaluators:
+        a = e["address"]
+        after = balance(a) + lab.chain.call(reg.stakeOf(a))
+        proofs.append(after - before[a] == fees.get(a, 0) - slashed.get(a, 0))
     return {"deposit": deposit / WAD, "paid_participants": paid_participants / WAD,
             "paid_evaluators": paid_evaluators / WAD, "public_goods": public_goods / WAD,
             "slashed_to_fund": slashed_total / WAD, "refunded_owner": refunded / WAD,
-            "left_in_task": task_balance / WAD, "conserved": conserved}
+            "left_in_task": balance(lab.task.address) / WAD, "conserved": all(proofs)}

@@ -7,7 +7,7 @@ locally from the global model; ``submit`` each uploads its update to IPFS and re
 chain; ``aggregate`` every committee member fetches its subgroup's updates and computes their sum;
 ``commit`` and ``reveal`` the members vote on the result's CID by commit-reveal; ``finalize`` the
 contract accepts a majority result, pays its backers and slashes the rest (no majority: a dispute
-with a fresh 2E+1 committee); ``publish`` the owner publishes the next global model, the
+with a fresh committee of 2E+1, capped at the eligible evaluators); ``publish`` the owner publishes the next global model, the
 weighted mean of the accepted results, which anyone can recompute (:meth:`Lab.verify_round`).
 
 After the last round: ``score`` the owner publishes the evaluation set and the final round's
@@ -22,6 +22,7 @@ own issues; the seams are the update codec (:mod:`din_lab.roles.codec`) and the 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -45,7 +46,7 @@ from din_lab.chain.din import (
     to_wad,
 )
 from din_lab.cid import Cid
-from din_lab.config import ExperimentConfig
+from din_lab.config import MIN_STAKE, ExperimentConfig
 from din_lab.errors import ContractRevert, DinLabError, ProtocolError
 from din_lab.learning import ModelSpec, TrainingConfig, build_model, flatten, load_dataset, partition
 from din_lab.roles import codec
@@ -114,6 +115,9 @@ class Lab:
     :meth:`step` (one phase) or :meth:`run` (the whole task)."""
 
     def __init__(self, *, config: ExperimentConfig, chain: Chain, store: ContentStore, progress: bool = False) -> None:
+        from din_lab.protocol.checks import check_config
+
+        check_config(config)
         self.config = config
         self.chain = chain
         self.store = store
@@ -122,6 +126,8 @@ class Lab:
         self.rounds: list[_RoundState] = []
         self.notes: list[str] = [BASELINE_NOTE]
         self._names: dict[str, str] = {}
+        self._failed: tuple[str, str] | None = None
+        self._invalid_results: set[str] = set()
         self._plan: Iterator[tuple[str, int | None]] = self._phases()
         self._next: tuple[str, int | None] | None = next(self._plan)
         self._setup()
@@ -154,29 +160,36 @@ class Lab:
                                        optimizer=cfg.optimizer)
         self.owner = ModelOwner(name="owner", account=owner_acct, tampers=cfg.owner_tampers)
         self.fund = fund
-        p_beh = assign_behaviours(cfg.participants, cfg.malicious_participants, make=participant_behaviour, rng=rng)
-        e_beh = assign_behaviours(cfg.evaluators, cfg.malicious_evaluators, make=evaluator_behaviour, rng=rng)
+        p_beh = assign_behaviours(cfg.participants, cfg.malicious_participants, make=participant_behaviour, rng=rng,
+                                  field="malicious_participants")
+        e_beh = assign_behaviours(cfg.evaluators, cfg.malicious_evaluators, make=evaluator_behaviour, rng=rng,
+                                  field="malicious_evaluators")
         self.participants = [Participant(name=f"participant {i}", account=accounts[3 + i], index=i, behaviour=b)
                              for i, b in enumerate(p_beh)]
         self.evaluators = [Evaluator(name=f"evaluator {i}", account=accounts[3 + cfg.participants + i], index=i,
                                      behaviour=b) for i, b in enumerate(e_beh)]
         parts = partition(self.dataset.y_train, num_participants=cfg.participants, spec=cfg.partition, seed=cfg.seed)
         for p, idx in zip(self.participants, parts, strict=True):
-            p.receive_data(self.dataset.X_train[idx], self.dataset.y_train[idx])
+            p.receive_data(self.dataset.X_train[idx].copy(), self.dataset.y_train[idx].copy())
+        # from here on the training data exists only inside the participants
+        self.num_train = self.dataset.num_train
+        self.dataset = dataclasses.replace(self.dataset, X_train=self.dataset.X_train[:0], y_train=self.dataset.y_train[:0])
         self._names = {deployer.address: "deployer", owner_acct.address: "owner", fund.address: "public-goods fund"}
         self._names.update({r.address: r.name for r in (*self.participants, *self.evaluators)})
         self._by_address = {r.address: r for r in (*self.participants, *self.evaluators)}
 
-        self.din = deploy(chain, deployer=deployer)
+        self.din = deploy(chain, deployer=deployer, min_stake=self._wad(MIN_STAKE))
         token = self.din.token.functions
-        self._tx("setup", None, deployer, token.transfer(owner_acct.address, WAD * int(cfg.owner_tokens)),
+        self._tx("setup", None, deployer, token.transfer(owner_acct.address, self._wad(cfg.owner_tokens)),
                  "fund owner", amount=cfg.owner_tokens)
         for e in self.evaluators:
-            self._tx("setup", None, deployer, token.transfer(e.address, WAD * int(cfg.evaluator_stake)),
+            self._tx("setup", None, deployer, token.transfer(e.address, self._wad(cfg.evaluator_stake)),
                      "fund evaluator", amount=cfg.evaluator_stake)
         self.balances_before = self.balances()
+        addresses = [owner_acct.address, fund.address, *(r.address for r in (*self.participants, *self.evaluators))]
+        self.balances_raw_before = {a: chain.call(token.balanceOf(a)) for a in addresses}
         for e in self.evaluators:
-            stake = WAD * int(cfg.evaluator_stake)
+            stake = self._wad(cfg.evaluator_stake)
             self._tx("setup", None, e.account, token.approve(self.din.registry.address, stake), "approve stake")
             self._tx("setup", None, e.account, self.din.registry.functions.stake(stake), "stake",
                      amount=cfg.evaluator_stake)
@@ -269,12 +282,20 @@ class Lab:
 
     def step(self) -> StepReport:
         """Run one phase; returns its events."""
+        if self._failed is not None:
+            raise ProtocolError(f"the lab stopped when phase {self._failed[0]!r} failed ({self._failed[1]}); "
+                                "its chain state is kept for inspection, start a new Lab to run again")
         if self._next is None:
             raise ProtocolError("the task is over: nothing left to step")
         phase, round_ = self._next
         before = len(self.events)
         started = time.perf_counter()
-        getattr(self, f"_phase_{phase}")(round_)
+        try:
+            getattr(self, f"_phase_{phase}")(round_)
+        except BaseException as e:
+            self._failed = (phase, f"{type(e).__name__}: {e}")
+            self._note(phase, round_, "lab", "phase failed", detail=self._failed[1])
+            raise
         self._next = next(self._plan, None)
         return StepReport(phase=phase, round=round_, events=tuple(self.events[before:]),
                           seconds=time.perf_counter() - started, done=self._next is None)
@@ -299,9 +320,9 @@ class Lab:
     def _phase_assign(self, r: int) -> None:
         F = self.task.functions
         state = _RoundState(started=time.perf_counter())
-        self.rounds.append(state)
         if r == 0:
             self._tx("assign", r, self.owner.account, F.startTraining(), "start training")
+        self.rounds.append(state)
         info = self.chain.call(F.roundInfo(r))
         state.seed, state.groups = bytes(info[0]), int(info[4])
         for g in range(state.groups):
@@ -358,7 +379,7 @@ class Lab:
                 try:
                     update = codec.decode_update(self.store.cat(cid))
                     reason = codec.check_update(update, dimension=self.global_vector.shape[0], round_=r,
-                                                participant=member, max_samples=self.dataset.num_train)
+                                                participant=member, max_samples=self.num_train)
                 except DinLabError as e:
                     reason = str(e)
             if reason is None:
@@ -406,7 +427,7 @@ class Lab:
             commitment = result_commitment(cid, salt, ev.address)
             if ev.behaviour.copies and honest_commitment is not None:
                 commitment = honest_commitment  # read from an honest member's transaction
-            elif not ev.behaviour.copies:
+            elif not ev.behaviour.malicious:
                 honest_commitment = honest_commitment or commitment
             state.votes[(g, ev.address)] = commitment
             self._tx("commit", r, ev.account, F.commitResult(r, g, commitment), f"commit subgroup {g} vote")
@@ -432,7 +453,8 @@ class Lab:
             try:
                 self._tx("reveal", r, ev.account, F.revealResult(r, g, cid.to_chain(), salt),
                          f"reveal subgroup {g} vote", cid=cid)
-                revealed.append((cid, salt))
+                if not ev.behaviour.malicious:
+                    revealed.append((cid, salt))
             except ContractRevert as e:
                 self._note("reveal", r, ev.name, f"reveal refused ({e.error_name})", detail=str(e))
 
@@ -449,13 +471,11 @@ class Lab:
                     disputed.append(g)
                     state.disputes += 1
                     continue
-                info = self.chain.call(F.subgroupInfo(r, g))
                 fin = receipt.event("SubgroupFinalized")
                 if fin.args["status"] == SubgroupStatus.ACCEPTED:
                     state.accepted[g] = Cid.from_chain(fin.args["result"])
                 else:
                     state.failed.append(g)
-                del info
             if not disputed:
                 break
             # a dispute: a fresh, larger committee (cohort 1) aggregates and votes again
@@ -465,11 +485,14 @@ class Lab:
                            detail=f"fresh committee of {len(committee)}")
                 self._aggregate_cohort(r, g, committee)
                 self._commit_cohort(r, g, committee)
-            self._mine_past(int(self.chain.call(F.subgroupInfo(r, disputed[0]))[1]))
+            # each dispute's windows start at its own finalizeSubgroup block: wait for the latest
+            self._mine_past(max(int(self.chain.call(F.subgroupInfo(r, g))[1]) for g in disputed))
             for g in disputed:
                 self._reveal_cohort(r, g, list(self.chain.call(F.committee(r, g, 1))))
-            self._mine_past(int(self.chain.call(F.subgroupInfo(r, disputed[0]))[2]))
+            self._mine_past(max(int(self.chain.call(F.subgroupInfo(r, g))[2]) for g in disputed))
             pending = disputed
+        if not state.accepted:
+            self.notes.append(f"round {r}: no subgroup result was accepted; the global model does not change")
 
     def _phase_publish(self, r: int) -> None:
         F = self.task.functions
@@ -496,8 +519,22 @@ class Lab:
         """The global model of round ``r`` as anyone recomputes it: the accepted results' CIDs
         from ``SubgroupFinalized`` events, fetched, decoded and averaged by sample weight."""
         events = self.chain.events.where("SubgroupFinalized", address=self.task.address, round=r)
-        results = [codec.decode_result(self.store.cat(Cid.from_chain(e.args["result"])))
-                   for e in events if e.args["status"] == SubgroupStatus.ACCEPTED]
+        results = []
+        for e in events:
+            if e.args["status"] != SubgroupStatus.ACCEPTED:
+                continue
+            cid = Cid.from_chain(e.args["result"])
+            try:
+                result = codec.decode_result(self.store.cat(cid))
+                reason = codec.check_result(result, dimension=previous.shape[0], round_=r, subgroup=e.args["subgroup"])
+            except DinLabError as err:
+                reason = str(err)
+            if reason is None:
+                results.append(result)
+            elif f"{r}/{e.args['subgroup']}" not in self._invalid_results:
+                self._invalid_results.add(f"{r}/{e.args['subgroup']}")
+                self.notes.append(f"round {r}: accepted result {cid} of subgroup {e.args['subgroup']} is unusable "
+                                  f"({reason}); it is left out of the global model")
         return codec.next_global_model(previous, results)
 
     def verify_round(self, r: int) -> bool:
@@ -534,11 +571,14 @@ class Lab:
         allies = {p.address for p in self.participants if p.behaviour.malicious}
         self._score_reports: list[tuple[int, Evaluator, list[int], bytes]] = []
         reg = self.din.registry.functions
+        self._honest_openings: dict[int, tuple[list[int], bytes]] = {}
         for g in self._bar(list(range(state.groups)), "score"):
             members = state.members[g]
             honest = None
-            for addr in state.committees[g]:
-                ev = self._by_address[addr]
+            honest_commitment = None
+            committee = sorted((self._by_address[a] for a in state.committees[g]), key=lambda e: e.behaviour.copies)
+            for ev in committee:
+                addr = ev.address
                 if self.chain.call(reg.evaluators(addr))[2]:
                     self._note("score", None, ev.name, "banned: no longer scores")
                     continue
@@ -552,6 +592,11 @@ class Lab:
                 wads = [to_wad(float(np.clip(s, 0.0, 1.0))) for s in scores]
                 salt = rng.bytes(32)
                 commitment = scores_commitment(wads, salt, ev.address)
+                if ev.behaviour.copies and honest_commitment is not None:
+                    commitment = honest_commitment  # copied from an honest member's transaction
+                elif not ev.behaviour.malicious and honest_commitment is None:
+                    honest_commitment = commitment
+                    self._honest_openings[g] = (wads, salt)
                 self._tx("score", None, ev.account, F.commitScores(g, commitment), f"commit scores of subgroup {g}")
                 self._score_reports.append((g, ev, wads, salt))
 
@@ -567,7 +612,7 @@ class Lab:
             except DinLabError:
                 continue
             if codec.check_update(update, dimension=self.global_vector.shape[0], round_=r, participant=m,
-                                  max_samples=self.dataset.num_train) is None:
+                                  max_samples=self.num_train) is None:
                 out[m] = update
         reference = self._reference(r)
         return {m: u for m, u in out.items() if codec.screen_update(u, reference) is None}
@@ -584,7 +629,7 @@ class Lab:
                 except DinLabError:
                     continue
                 if codec.check_update(update, dimension=self.global_vector.shape[0], round_=r, participant=member,
-                                      max_samples=self.dataset.num_train) is None:
+                                      max_samples=self.num_train) is None:
                     updates.append(update)
             state.reference = (codec.RoundReference.of(updates),)
         return state.reference[0]
@@ -593,9 +638,18 @@ class Lab:
         F = self.task.functions
         self._mine_past(int(self.chain.call(F.scoreCommitDeadline())))
         revealed: dict[tuple[int, str], list[int]] = {}
-        for g, ev, wads, salt in self._score_reports:
-            if not ev.behaviour.reveals or ev.behaviour.copies:
+        for g, ev, wads, salt in sorted(self._score_reports, key=lambda rep: rep[1].behaviour.copies):
+            if not ev.behaviour.reveals:
                 self._note("reward", None, ev.name, f"does not reveal scores of subgroup {g}")
+                continue
+            if ev.behaviour.copies:  # tries the honest member's opening: bound to that member's address
+                if g in self._honest_openings:
+                    wads, salt = self._honest_openings[g]
+                try:
+                    self._tx("reward", None, ev.account, F.revealScores(g, wads, salt), f"reveal scores of subgroup {g}")
+                    revealed[(g, ev.address)] = wads
+                except ContractRevert as e:
+                    self._note("reward", None, ev.name, f"reveal refused ({e.error_name})", detail=str(e))
                 continue
             self._tx("reward", None, ev.account, F.revealScores(g, wads, salt), f"reveal scores of subgroup {g}")
             revealed[(g, ev.address)] = wads

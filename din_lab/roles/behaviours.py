@@ -11,14 +11,18 @@ model: a zero delta), ``dropout`` (vanishes from the second round on).
 
 Evaluators: ``honest``, ``random`` (uniform random scores), ``extreme`` (1.0 for its allies, the
 malicious participants, and 0.0 for everyone else), ``lazy`` (commits, never reveals),
-``wrong-aggregate`` (publishes a corrupted subgroup result), ``copycat`` (commits a copy of an
-honest member's commitment and then tries to reveal that member's result: commit-reveal binds
-each commitment to its evaluator's address, so the reveal fails and the copycat is silent).
+``wrong-aggregate`` (publishes a corrupted subgroup result; malicious evaluators do not collude
+here, each corrupts differently: a colluding majority is outside DIN's honest-majority
+assumption), ``copycat`` (commits a copy of an honest member's commitment, result or scores,
+and then tries to reveal that member's opening: commit-reveal binds each commitment to its
+evaluator's address, so the reveal fails and the copycat is silent).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -111,17 +115,13 @@ class WrongAggregate(EvaluatorBehaviour):
         return (weighted_sum + rng.standard_normal(weighted_sum.shape).astype(np.float32)).astype(np.float32)
 
 
-def _evaluator(name: str) -> EvaluatorBehaviour:
-    if name == "lazy":
-        return EvaluatorBehaviour(name=name, reveals=False)
-    if name == "copycat":
-        return EvaluatorBehaviour(name=name, copies=True)
-    return EVALUATOR_BEHAVIOURS[name](name=name)
-
-
-EVALUATOR_BEHAVIOURS: dict[str, type[EvaluatorBehaviour]] = {
-    "honest": EvaluatorBehaviour, "random": RandomScores, "extreme": Extreme, "lazy": EvaluatorBehaviour,
-    "wrong-aggregate": WrongAggregate, "copycat": EvaluatorBehaviour,
+EVALUATOR_BEHAVIOURS: dict[str, Callable[[], EvaluatorBehaviour]] = {
+    "honest": lambda: EvaluatorBehaviour(name="honest"),
+    "random": lambda: RandomScores(name="random"),
+    "extreme": lambda: Extreme(name="extreme"),
+    "lazy": lambda: EvaluatorBehaviour(name="lazy", reveals=False),
+    "wrong-aggregate": lambda: WrongAggregate(name="wrong-aggregate"),
+    "copycat": lambda: EvaluatorBehaviour(name="copycat", copies=True),
 }
 
 
@@ -136,18 +136,19 @@ def evaluator_behaviour(name: str) -> EvaluatorBehaviour:
     if name not in EVALUATOR_BEHAVIOURS:
         raise ConfigError(f"malicious_evaluators: unknown behaviour {name!r}; "
                           f"choose from {', '.join(EVALUATOR_BEHAVIOURS)}")
-    return _evaluator(name)
+    return EVALUATOR_BEHAVIOURS[name]()
 
 
-def assign_behaviours(count: int, shares: tuple[tuple[float, str], ...], *, make, rng: np.random.Generator) -> list:
+def assign_behaviours(count: int, shares: tuple[tuple[float, str], ...], *, make: Callable[[str], Any],
+                      rng: np.random.Generator, field: str) -> list:
     """``count`` behaviours: ``round(fraction * count)`` of each share, at seeded random positions,
     the rest honest."""
-    names = []
+    names: list[str] = []
     for fraction, name in shares:
         make(name)  # validate the name first
         names += [name] * int(round(fraction * count))
     if len(names) > count:
-        raise ConfigError(f"the malicious shares ask for {len(names)} of {count} roles")
+        raise ConfigError(f"{field}: the shares ask for {len(names)} of {count} roles once rounded")
     names += ["honest"] * (count - len(names))
     order = rng.permutation(count)
     return [make(names[i]) for i in order]

@@ -89,10 +89,14 @@ def check_update(update: Update, *, dimension: int, round_: int, participant: st
         return f"claims {update.samples} samples (allowed 1..{max_samples})"
     if not np.all(np.isfinite(update.delta)):
         return "update holds NaN or Inf"
+    if float(np.max(np.abs(update.delta), initial=0.0)) > MAX_MAGNITUDE:
+        return f"update has a coordinate above {MAX_MAGNITUDE:g} in magnitude"
     return None
 
 
 NORM_FACTOR = 3.0
+SAMPLES_FACTOR = 4.0
+MAX_MAGNITUDE = 1e6  # no honest model delta comes near it; keeps float32 sums finite
 MIN_NORM_FRACTION = 0.1
 MIN_COSINE = 0.0
 COSINE_FRACTION = 0.5
@@ -107,6 +111,7 @@ class RoundReference:
     direction: np.ndarray
     median_norm: float
     median_cosine: float
+    median_samples: float
 
     @classmethod
     def of(cls, updates: Sequence[Update]) -> RoundReference | None:
@@ -118,7 +123,8 @@ class RoundReference:
         ref = float(np.linalg.norm(direction))
         cosines = [float(row @ direction) / (n * ref) for row, n in zip(stacked, norms, strict=True) if n > 0 and ref > 0]
         return cls(direction=direction, median_norm=float(np.median(norms)),
-                   median_cosine=float(np.median(cosines)) if cosines else 0.0)
+                   median_cosine=float(np.median(cosines)) if cosines else 0.0,
+                   median_samples=float(np.median([u.samples for u in updates])))
 
 
 def screen_update(update: Update, reference: RoundReference | None) -> str | None:
@@ -129,6 +135,9 @@ def screen_update(update: Update, reference: RoundReference | None) -> str | Non
     inverted-label ones at most 0.23, against a floor of about 0.2-0.4."""
     if reference is None or reference.median_norm == 0.0:
         return None
+    if update.samples > SAMPLES_FACTOR * reference.median_samples:
+        return (f"claims {update.samples} samples, above {SAMPLES_FACTOR:g}x the round's median "
+                f"{reference.median_samples:g} (FedAvg weight inflation)")
     delta = update.delta.astype(np.float64)
     norm = float(np.linalg.norm(delta))
     if norm > NORM_FACTOR * reference.median_norm:
@@ -188,6 +197,17 @@ def decode_model(data: bytes) -> np.ndarray:
         return tensors_from_bytes(data)["parameters"]
     except (SerializationError, KeyError) as e:
         raise ProtocolError(f"malformed global model: {e}") from e
+
+
+def check_result(result: SubgroupResult, *, dimension: int, round_: int, subgroup: int) -> str | None:
+    """Why an accepted subgroup result cannot enter the global model (``None`` if it can)."""
+    if result.round != round_ or result.subgroup != subgroup:
+        return "result is for another round or subgroup"
+    if result.weighted_sum.shape != (dimension,) or result.weighted_sum.dtype != np.float32:
+        return f"result has shape {result.weighted_sum.shape}, the model has {dimension} parameters"
+    if result.samples < 0 or not np.all(np.isfinite(result.weighted_sum)):
+        return "result holds NaN, Inf or a negative sample count"
+    return None
 
 
 def next_global_model(previous: np.ndarray, results: Sequence[SubgroupResult]) -> np.ndarray:
