@@ -206,12 +206,15 @@ def test_minority_malicious_evaluators_are_slashed_and_never_win(behaviour):
 
 @pytest.mark.slow
 def test_majority_malicious_committee_opens_a_dispute_instead_of_accepting():
-    lab = Lab.create(ExperimentConfig(participants=8, subgroup_size=4, evaluators=4, evaluators_per_subgroup=3,
-                                      rounds=1, seed=5, malicious_evaluators=("0.5:wrong-aggregate",)))
+    # two of every committee of three publish (different) corrupted sums: no majority anywhere
+    lab = Lab.create(ExperimentConfig(participants=8, subgroup_size=4, evaluators=3, evaluators_per_subgroup=3,
+                                      rounds=1, seed=5, malicious_evaluators=("0.67:wrong-aggregate",)))
     lab.run()
     state = lab.rounds[0]
     honest = _honest_result_cids(lab)
-    assert state.disputes >= 1
+    assert state.disputes == state.groups == 2
+    assert not state.accepted and state.failed == [0, 1]  # the dispute committee cannot outvote them either
+    assert any("no subgroup result was accepted" in n for n in lab.notes)
     for g, cid in state.accepted.items():
         assert cid in honest[(0, g)]
     finalized = lab.chain.events.where("SubgroupFinalized", address=lab.task.address)

@@ -115,10 +115,11 @@ class EventIndex:
     def where(self, event: str | None = None, *, address: str | None = None, **match: Any) -> list[ChainEvent]:
         """Events with the given name (and address, and argument values)."""
         out = []
+        wanted = to_checksum_address(address) if address is not None else None
         for e in self._events:
             if event is not None and e.event != event:
                 continue
-            if address is not None and e.address != to_checksum_address(address):
+            if wanted is not None and e.address != wanted:
                 continue
             if any(e.args.get(k) != v for k, v in match.items()):
                 continue

@@ -37,7 +37,15 @@ from din_lab.learning.aggregation import (
     hierarchical,
     trimmed_mean,
 )
-from din_lab.learning.datasets import DATASETS, ENERGY_CLASSES, ENERGY_FEATURES, Dataset, load_dataset, make_energy
+from din_lab.learning.datasets import (
+    DATASETS,
+    ENERGY_CLASSES,
+    ENERGY_FEATURES,
+    Dataset,
+    dataset_name_ok,
+    load_dataset,
+    make_energy,
+)
 from din_lab.learning.evaluation import Metrics, evaluate, evaluate_many
 from din_lab.learning.models import ACTIVATIONS, MODELS, ModelSpec, build_model
 from din_lab.learning.params import ParamLayout, flatten, stacked_state, unflatten
@@ -70,6 +78,7 @@ __all__ = [
     "TrainingConfig",
     "aggregate",
     "build_model",
+    "dataset_name_ok",
     "coordinate_median",
     "evaluate",
     "evaluate_many",

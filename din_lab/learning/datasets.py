@@ -173,8 +173,18 @@ def _raw(name: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], tuple[str,
     if name == "wine":
         b = load_wine()
         return b.data, b.target, tuple(map(str, b.feature_names)), tuple(map(str, b.target_names)), None
-    X, y = make_energy()
+    households = int(name.partition(":")[2] or 100)
+    X, y = make_energy(num_households=households)
     return X, y, ENERGY_FEATURES, ENERGY_CLASSES, None
+
+
+def dataset_name_ok(name: str) -> bool:
+    """A bundled data set's name, or ``energy:HOUSEHOLDS`` (the synthetic set at another size;
+    ``energy`` is 100 households of 24 hours)."""
+    if name in DATASETS:
+        return True
+    base, _, size = str(name).partition(":")
+    return base == "energy" and size.isdigit() and 10 <= int(size) <= 100_000
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -187,8 +197,9 @@ def load_dataset(name: str, *, seed: int, test_fraction: float = 0.25) -> Datase
     """Load a bundled data set, split it (stratified, ``test_fraction`` to test, shuffled by ``seed``)
     and scale the features with statistics of the training part only (digits: ``/16``; the others:
     standardized, a constant feature keeps scale 1). Same arguments, same arrays, bit for bit."""
-    if name not in DATASETS:
-        raise ConfigError(f"dataset: unknown name {name!r}; valid names: {', '.join(DATASETS)}")
+    if not dataset_name_ok(name):
+        raise ConfigError(f"dataset: unknown name {name!r}; valid names: {', '.join(DATASETS)} "
+                          "(and energy:HOUSEHOLDS, 10 to 100000)")
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise ConfigError(f"dataset: seed must be a non-negative integer, got {seed!r}")
     if not 0.0 < float(test_fraction) < 1.0:

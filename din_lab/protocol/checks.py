@@ -6,14 +6,15 @@ from __future__ import annotations
 
 from din_lab.config import ExperimentConfig
 from din_lab.errors import ConfigError
-from din_lab.learning import DATASETS, MODELS, load_dataset, partition
+from din_lab.learning import DATASETS, MODELS, dataset_name_ok, load_dataset, partition
 from din_lab.roles.behaviours import EVALUATOR_BEHAVIOURS, PARTICIPANT_BEHAVIOURS
 from din_lab.scoring import SCORERS
 
 
 def check_config(config: ExperimentConfig) -> None:
-    if config.dataset not in DATASETS:
-        raise ConfigError(f"dataset: unknown data set {config.dataset!r}; choose from {', '.join(DATASETS)}")
+    if not dataset_name_ok(config.dataset):
+        raise ConfigError(f"dataset: unknown data set {config.dataset!r}; choose from {', '.join(DATASETS)} "
+                          "or energy:HOUSEHOLDS")
     if config.model not in MODELS:
         raise ConfigError(f"model: unknown model {config.model!r}; choose from {', '.join(MODELS)}")
     if config.model == "cnn" and config.dataset != "digits":

@@ -33,6 +33,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from din_lab.chain import Chain, Receipt, connect
+from din_lab.chain import assignment as assign
 from din_lab.chain.din import (
     WAD,
     Phase,
@@ -58,6 +59,7 @@ from din_lab.storage.serialization import json_to_bytes, tensors_to_bytes
 
 log = logging.getLogger(__name__)
 
+RELAY_BATCH = 100  # signed updates per relayed transaction (about 1.5M gas; see benchmarks/gas.py)
 ROUND_PHASES = ("assign", "train", "submit", "aggregate", "commit", "reveal", "finalize", "publish")
 FINAL_PHASES = ("score", "reward", "claim")
 BASELINE_NOTE = ("baseline: updates travel in plaintext and evaluators receive the test set in plaintext "
@@ -108,6 +110,7 @@ class _RoundState:
     started: float = 0.0
     gas: int = 0
     reference: tuple[codec.RoundReference | None] | None = None
+    submitted: dict[str, Cid] | None = None
 
 
 class Lab:
@@ -197,12 +200,15 @@ class Lab:
         genesis = self._add(codec.encode_model(self.global_vector, round_=-1, model=cfg.model))
         n, s, k = cfg.participants, cfg.subgroup_size, cfg.evaluators_per_subgroup
         groups = n // s
-        votes = 2 * (2 * k + 1) * groups + 4  # blocks: the embedded chain mines one per transaction
+        # windows in blocks, sized to the transactions each needs (the embedded chain and anvil mine
+        # one block per transaction): every member's vote, plus a dispute's finalize and larger committee
+        votes = groups * (2 * k + 2) + 4
+        batches = -(-n // RELAY_BATCH) if cfg.relayed_submissions else n
         self.task_params = TaskParams(
             genesis_model=genesis, reward_deposit=self._wad(cfg.reward_deposit), fee_budget=self._wad(cfg.fee_budget),
             evaluator_fee=self._wad(cfg.evaluator_fee), slash_amount=self._wad(cfg.slash_amount),
             rounds=cfg.rounds, subgroup_size=s, evaluators_per_subgroup=k, public_goods_bps=cfg.public_goods_bps,
-            public_goods_fund=fund.address, submission_window=n + 4, commit_window=votes, reveal_window=votes)
+            public_goods_fund=fund.address, submission_window=batches + 4, commit_window=votes, reveal_window=votes)
         approve = token.approve(self.din.factory.address, self.task_params.reward_deposit + self.task_params.fee_budget)
         self._tx("setup", None, owner_acct, approve, "approve deposit")
         receipt = self._tx("setup", None, owner_acct, self.din.factory.functions.createTask(self.task_params.to_chain()),
@@ -325,9 +331,15 @@ class Lab:
         self.rounds.append(state)
         info = self.chain.call(F.roundInfo(r))
         state.seed, state.groups = bytes(info[0]), int(info[4])
+        order = [p.address for p in self.participants]  # registration order = on-chain index
+        size = self.config.subgroup_size
         for g in range(state.groups):
-            state.members[g] = list(self.chain.call(F.subgroupMembers(r, g)))
+            # recomputed off chain from the seed (DINTask.subgroupMembers, without 100 shuffles in the EVM)
+            state.members[g] = [order[i] for i in assign.subgroup_members(g, seed=state.seed, participants=len(order),
+                                                                          subgroup_size=size)]
             state.committees[g] = list(self.chain.call(F.committee(r, g, 0)))
+        if state.groups and state.members[0] != list(self.chain.call(F.subgroupMembers(r, 0))):
+            raise ProtocolError("the off-chain subgroup assignment disagrees with the contract's")
         self._note("assign", r, "contract", "subgroups drawn",
                    detail=f"{state.groups} subgroups, seed {state.seed.hex()[:16]}...")
 
@@ -352,10 +364,12 @@ class Lab:
             cids[p.address] = self._add(codec.encode_update(state.updates[p.address]))
             self._note("submit", r, p.name, "uploaded update", cid=str(cids[p.address]))
         if self.config.relayed_submissions and cids:
-            batch = [sign_update(participant=self._by_address[a].account, task=self.task, chain_id=self.chain.chain_id,
-                                 round_=r, update=c) for a, c in cids.items()]
-            self._tx("submit", r, self.owner.account, F.submitUpdatesRelayed(r, batch), "relay signed updates",
-                     detail=f"{len(batch)} updates in one transaction")
+            signed = [sign_update(participant=self._by_address[a].account, task=self.task, chain_id=self.chain.chain_id,
+                                  round_=r, update=c) for a, c in cids.items()]
+            for start in range(0, len(signed), RELAY_BATCH):
+                batch = signed[start:start + RELAY_BATCH]
+                self._tx("submit", r, self.owner.account, F.submitUpdatesRelayed(r, batch), "relay signed updates",
+                         detail=f"{len(batch)} updates in one transaction")
         else:
             for a, c in cids.items():
                 p = self._by_address[a]
@@ -363,8 +377,12 @@ class Lab:
         self._mine_past(int(self.chain.call(F.roundInfo(r))[3]))
 
     def _submitted(self, r: int) -> dict[str, Cid]:
-        events = self.chain.events.where("UpdateSubmitted", address=self.task.address, round=r)
-        return {e.args["participant"]: Cid.from_chain(e.args["update"]) for e in events}
+        """The update CIDs recorded on chain for round ``r`` (read once the submission window closed)."""
+        state = self.rounds[r]
+        if state.submitted is None:
+            events = self.chain.events.where("UpdateSubmitted", address=self.task.address, round=r)
+            state.submitted = {e.args["participant"]: Cid.from_chain(e.args["update"]) for e in events}
+        return state.submitted
 
     def _aggregate(self, r: int, g: int, evaluator: Evaluator) -> bytes:
         """What ``evaluator`` computes for subgroup ``g``: fetch each member's update by its CID
