@@ -32,10 +32,15 @@ def _x25519(seed: bytes) -> tuple[X25519PrivateKey, bytes]:
 
 @dataclass(eq=False)
 class Role:
-    """An account that acts in the protocol."""
+    """An account that acts in the protocol, with its own X25519 key pair (derived from the
+    account's key): participants register its public half with the task, and secure aggregation
+    and encrypted deliveries to a role use it."""
 
     name: str
     account: LocalAccount
+
+    def __post_init__(self) -> None:
+        self._key, self.public_key = _x25519(bytes(self.account.key))
 
     @property
     def address(self) -> str:
@@ -60,9 +65,6 @@ class Participant(Role):
     behaviour: ParticipantBehaviour = field(default_factory=ParticipantBehaviour)
     _x: np.ndarray | None = field(default=None, repr=False)
     _y: np.ndarray | None = field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        self._key, self.public_key = _x25519(bytes(self.account.key))
 
     def receive_data(self, x: np.ndarray, y: np.ndarray) -> None:
         """The participant's own data (once, at set-up)."""
