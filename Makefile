@@ -74,6 +74,7 @@ check-vectors: $(VECTOR_NODE_MODULES)/.installed
 bench: setup
 	$(PY) benchmarks/gas.py
 	$(PY) benchmarks/ipfs.py
+	$(PY) benchmarks/round.py
 
 clean:
 	rm -rf $(VENV) $(NODE_MODULES) $(VECTOR_NODE_MODULES) $(KUBO_CLIENT_NODE_MODULES) results test-artifacts .pytest_cache .hypothesis
