@@ -154,7 +154,7 @@ def test_non_finite_updates_are_rejected_and_scored_zero():
     bad.behaviour = _NaNUpdate(name="nan")
     lab.run()
     for state in lab.rounds:
-        assert bad.address in state.updates  # it did submit
+        assert bad.address in state.sent  # it did submit
     for r in range(len(lab.rounds)):
         assert lab.verify_round(r)
         assert np.all(np.isfinite(lab.rounds[r].global_model))
@@ -257,3 +257,16 @@ def test_the_same_task_runs_on_anvil(anvil_url):
     assert s["final_accuracy"] >= 0.85
     lazy = [e for e in s["evaluators"] if e["behaviour"] == "lazy"]
     assert lazy[0]["slashed_amount"] > 0
+
+
+def test_dropouts_train_then_vanish_and_the_round_goes_on():
+    lab = Lab.create(ExperimentConfig(**SMALL, malicious_participants=("0.25:dropout",)))
+    lab.run()
+    dropouts = {p.address for p in lab.participants if p.behaviour.name == "dropout"}
+    assert len(dropouts) == 3
+    assert dropouts <= set(lab.rounds[1].updates)  # they trained in round 1 ...
+    assert not dropouts & lab.rounds[1].sent  # ... and never submitted
+    assert dropouts <= lab.rounds[0].sent
+    assert all(state.accepted for state in lab.rounds)
+    vanished = [e for e in lab.events if e.action.startswith("vanished")]
+    assert {e.actor for e in vanished} == {p.name for p in lab.participants if p.address in dropouts}

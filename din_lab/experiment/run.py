@@ -67,9 +67,8 @@ def tabulate(lab: Lab, *, seconds: float) -> ExperimentResult:
     rounds = []
     for r, state in enumerate(lab.rounds):
         slashed = slashes[slashes["round"] == r]
-        included = sum(1 for u in state.updates.values() if u is not None)
-        rounds.append({"round": r, "accuracy": round(lab.accuracy(r), 6), "updates": included,
-                       "samples": int(sum(u.samples for u in state.updates.values())),
+        rounds.append({"round": r, "accuracy": round(lab.accuracy(r), 6), "updates": len(state.sent),
+                       "samples": int(sum(u.samples for a, u in state.updates.items() if a in state.sent)),
                        "accepted_groups": len(state.accepted),
                        "failed_groups": len(state.failed), "disputes": state.disputes,
                        "slashed": sorted(set(slashed.actor)), "gas": state.gas,
@@ -88,7 +87,7 @@ def tabulate(lab: Lab, *, seconds: float) -> ExperimentResult:
                            "slashed_amount": float(slashes[slashes.actor == e.name].amount.sum()),
                            "stake_after": lab.stakes()[e.name]})
     tokens = _token_flows(lab, participants, evaluators)
-    participant_rounds = sum(len(s.updates) for s in lab.rounds) or 1
+    participant_rounds = sum(len(s.sent) for s in lab.rounds) or 1
     total_gas = sum(int(g) for g in events.gas) if len(events) else 0
     training_gas = sum(s.gas for s in lab.rounds)
     summary = {

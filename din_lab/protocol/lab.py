@@ -111,6 +111,7 @@ class _RoundState:
     gas: int = 0
     reference: tuple[codec.RoundReference | None] | None = None
     submitted: dict[str, Cid] | None = None
+    sent: set[str] = field(default_factory=set)
 
 
 class Lab:
@@ -348,19 +349,22 @@ class Lab:
         # participants fetch the global model by its CID
         cid = self.genesis_cid if r == 0 else self.rounds[r - 1].global_cid
         global_vector = codec.decode_model(self.store.cat(cid))
-        active = [p for p in self.participants if p.behaviour.submits(r)]
-        dropped = [p for p in self.participants if not p.behaviour.submits(r)]
-        state.updates = Participant.train_cohort(active, model=self.model, global_vector=global_vector,
+        state.updates = Participant.train_cohort(self.participants, model=self.model, global_vector=global_vector,
                                                  config=self.training, round_=r, seed=self.config.seed,
-                                                 num_classes=self.dataset.num_classes) if active else {}
+                                                 num_classes=self.dataset.num_classes)
         self._note("train", r, "participants", "trained locally",
-                   detail=f"{len(active)} participants, batched; {len(dropped)} dropped out")
+                   detail=f"{len(self.participants)} participants, one batched computation")
 
     def _phase_submit(self, r: int) -> None:
         F = self.task.functions
         state = self.rounds[r]
         cids = {}
-        for p in self._bar([p for p in self.participants if p.address in state.updates], f"round {r} submit"):
+        for p in self.participants:
+            if not p.behaviour.submits(r):
+                self._note("submit", r, p.name, "vanished mid-round: trained, never submitted")
+        senders = [p for p in self.participants if p.address in state.updates and p.behaviour.submits(r)]
+        state.sent = {p.address for p in senders}
+        for p in self._bar(senders, f"round {r} submit"):
             cids[p.address] = self._add(codec.encode_update(state.updates[p.address]))
             self._note("submit", r, p.name, "uploaded update", cid=str(cids[p.address]))
         if self.config.relayed_submissions and cids:
