@@ -39,7 +39,6 @@ import logging
 import os
 import random
 import statistics
-import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -47,6 +46,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from _provenance import git_provenance
 from tqdm import tqdm
 
 from din_lab.chain import Chain, Receipt, connect
@@ -382,15 +382,7 @@ def _summarize(n: int, gas: dict[str, list[int]], *, deploy_gas: dict[str, int],
 def provenance() -> dict[str, Any]:
     """Which contracts were measured: git commit, uncommitted changes, compiled source hashes."""
     out: dict[str, Any] = {}
-    try:
-        git = ["git", "-C", str(REPO)]
-        out["git_commit"] = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                           check=True).stdout.strip()
-        status = subprocess.run([*git, "status", "--porcelain", "--", "contracts/src", "din_lab/chain/artifacts"],
-                                capture_output=True, text=True, check=True).stdout
-        out["uncommitted"] = sorted(line[3:] for line in status.splitlines())
-    except (OSError, subprocess.CalledProcessError):
-        out["git_commit"] = None
+    out.update(git_provenance("contracts/src", "din_lab/chain/artifacts"))
     manifest = REPO / "din_lab" / "chain" / "artifacts" / "manifest.json"
     if manifest.exists():
         out["artifact_sources"] = json.loads(manifest.read_text()).get("sources", {})

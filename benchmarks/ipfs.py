@@ -53,6 +53,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from _provenance import git_provenance
 from tqdm import tqdm
 
 from din_lab.storage.embedded import EmbeddedStore
@@ -408,15 +409,7 @@ def machine_info() -> dict[str, Any]:
 def provenance() -> dict[str, Any]:
     """Which code was measured: git commit and uncommitted changes to the storage package."""
     out: dict[str, Any] = {}
-    try:
-        git = ["git", "-C", str(REPO)]
-        out["git_commit"] = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                           check=True).stdout.strip()
-        status = subprocess.run([*git, "status", "--porcelain", "--", "din_lab/storage", "din_lab/cid.py"],
-                                capture_output=True, text=True, check=True).stdout
-        out["uncommitted"] = sorted(line[3:] for line in status.splitlines())
-    except (OSError, subprocess.CalledProcessError):
-        out["git_commit"] = None
+    out.update(git_provenance("din_lab/storage", "din_lab/cid.py"))
     return out
 
 

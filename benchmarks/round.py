@@ -64,6 +64,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _provenance import git_provenance
 
 from din_lab.config import ExperimentConfig
 from din_lab.learning import train_local_loop
@@ -396,15 +397,7 @@ def machine_info() -> dict[str, Any]:
             if row.startswith("model name"):
                 info["cpu_model"] = row.split(":", 1)[1].strip()
                 break
-    try:
-        git = ["git", "-C", str(REPO)]
-        info["git_commit"] = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                            check=True).stdout.strip()
-        status = subprocess.run([*git, "status", "--porcelain", "--", "din_lab", "contracts/src"],
-                                capture_output=True, text=True, check=True).stdout
-        info["uncommitted"] = sorted(row[3:] for row in status.splitlines())
-    except (OSError, subprocess.CalledProcessError):
-        info["git_commit"] = None
+    info.update(git_provenance("din_lab", "contracts/src"))
     return info
 
 

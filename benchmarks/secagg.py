@@ -47,7 +47,6 @@ import platform
 import re
 import ssl
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -55,6 +54,7 @@ from typing import Any
 
 import cryptography
 import numpy as np
+from _provenance import git_provenance
 from tqdm import tqdm
 
 from din_lab.secagg import (
@@ -289,22 +289,14 @@ def machine_info() -> dict[str, Any]:
 def provenance() -> dict[str, Any]:
     """Which code was measured: git commit and uncommitted changes to the secagg package."""
     out: dict[str, Any] = {}
-    try:
-        git = ["git", "-C", str(REPO)]
-        out["git_commit"] = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                           check=True).stdout.strip()
-        status = subprocess.run([*git, "status", "--porcelain", "--untracked-files=all", "--", "din_lab/secagg"],
-                                capture_output=True, text=True, check=True).stdout
-        out["uncommitted"] = sorted(line[3:] for line in status.splitlines())
-    except (OSError, subprocess.CalledProcessError):
-        out["git_commit"] = None
+    out.update(git_provenance("din_lab/secagg", untracked=True))
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true",
-                    help=f"one repeat and dropout rates {', '.join(f'{d:.0%}' for d in QUICK_DROPOUTS)} only")
+                    help=f"one repeat and dropout rates {', '.join(f'{d * 100:.0f}%%' for d in QUICK_DROPOUTS)} only")
     ap.add_argument("--repeats", type=int, default=None, help="timings are the best of this many runs (default 3, "
                     "1 with --quick)")
     ap.add_argument("--committee", type=int, default=5, help="evaluators holding the shares (default 5, t = 3)")
