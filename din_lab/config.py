@@ -99,6 +99,9 @@ class ExperimentConfig:
     optimizer: str = "adam"
     scorer: str = "shapley"
     evaluation: str = "plaintext"
+    secagg: bool = False
+    secagg_graph: str = "full"
+    dropout: float = 0.0
     malicious_evaluators: tuple[tuple[float, str], ...] = ()
     malicious_participants: tuple[tuple[float, str], ...] = ()
     chain: str = "embedded"
@@ -133,6 +136,12 @@ class ExperimentConfig:
         need(self.learning_rate > 0, "learning_rate", "must be positive")
         need(self.optimizer in ("sgd", "adam"), "optimizer", f"must be sgd or adam, got {self.optimizer!r}")
         need(self.evaluation in ("plaintext", "he"), "evaluation", f"must be plaintext or he, got {self.evaluation!r}")
+        need(isinstance(self.secagg, bool), "secagg", f"must be true or false, got {self.secagg!r}")
+        need(self.secagg_graph in ("full", "secagg+"), "secagg_graph",
+             f"must be full (every pair masks) or secagg+ (a sparse graph), got {self.secagg_graph!r}")
+        need(isinstance(self.dropout, int | float) and not isinstance(self.dropout, bool)
+             and 0.0 <= self.dropout < 1.0, "dropout",
+             f"must be a fraction in [0, 1) of participants that vanish each round, got {self.dropout!r}")
         need(isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0, "seed",
              f"must be a non-negative integer, got {self.seed!r}")
         need(isinstance(self.public_goods_bps, int) and not isinstance(self.public_goods_bps, bool),

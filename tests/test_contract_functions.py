@@ -78,6 +78,18 @@ def test_registry_admin_and_slash_access(net):
     assert net.call(R.eligibleAt(0)) == net.staked[0].address
 
 
+def test_evaluator_publishes_its_x25519_key(net):
+    R = net.din.registry.functions
+    ev = net.staked[0]
+    assert net.call(R.publicKeyOf(ev.address)) == b"\x00" * 32
+    expect_revert(net, R.setPublicKey(b"\x00" * 32), ev, reverts.InvalidPublicKey)
+    receipt = net.tx(R.setPublicKey(b"\x07" * 32), ev)
+    assert receipt.event("PublicKeySet").args["publicKey"] == b"\x07" * 32
+    assert net.call(R.publicKeyOf(ev.address)) == b"\x07" * 32
+    net.tx(R.setPublicKey(b"\x08" * 32), ev)  # rotation
+    assert net.call(R.publicKeyOf(ev.address)) == b"\x08" * 32
+
+
 def test_slashed_evaluator_is_banned_and_keeps_only_the_rest(net):
     task = net.started_task()
     lazy = net.committee(task, 0, 0)[0]

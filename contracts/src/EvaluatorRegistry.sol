@@ -25,6 +25,7 @@ contract EvaluatorRegistry is ReentrancyGuard {
     error FactoryAlreadySet(address factory);
     error UntrustedTask(address caller);
     error ZeroAmount();
+    error InvalidPublicKey();
 
     event Staked(address indexed evaluator, uint256 amount, uint256 total);
     event UnstakeRequested(address indexed evaluator, uint256 unlockBlock);
@@ -32,6 +33,7 @@ contract EvaluatorRegistry is ReentrancyGuard {
     event Slashed(address indexed evaluator, address indexed task, uint256 amount, uint256 remaining);
     event TaskTrusted(address indexed task);
     event FactorySet(address indexed factory);
+    event PublicKeySet(address indexed evaluator, bytes32 publicKey);
 
     struct Evaluator {
         uint128 stake;
@@ -49,6 +51,9 @@ contract EvaluatorRegistry is ReentrancyGuard {
 
     mapping(address => Evaluator) public evaluators;
     mapping(address => bool) public trustedTask;
+    /// @notice Each evaluator's long-term X25519 public key: participants encrypt their secure-
+    /// aggregation shares and their revealed contributions to it.
+    mapping(address => bytes32) public publicKeyOf;
     address[] private _eligible;
 
     constructor(IERC20 token_, uint256 minStake_, uint64 unstakeCooldown_, address admin_) {
@@ -87,6 +92,14 @@ contract EvaluatorRegistry is ReentrancyGuard {
         }
         token.safeTransferFrom(msg.sender, address(this), amount);
         emit Staked(msg.sender, amount, total);
+    }
+
+    /// @notice Publish (or rotate) the caller's X25519 public key; any address may, a key only
+    /// matters once its holder is an eligible evaluator drawn into a committee.
+    function setPublicKey(bytes32 publicKey) external {
+        if (publicKey == bytes32(0)) revert InvalidPublicKey();
+        publicKeyOf[msg.sender] = publicKey;
+        emit PublicKeySet(msg.sender, publicKey);
     }
 
     function requestUnstake() external {

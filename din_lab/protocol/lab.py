@@ -51,9 +51,12 @@ from din_lab.config import MIN_STAKE, ExperimentConfig
 from din_lab.errors import ContractRevert, DinLabError, ProtocolError
 from din_lab.learning import ModelSpec, TrainingConfig, build_model, flatten, load_dataset, partition
 from din_lab.roles import codec
+from din_lab.roles import secure_aggregation as sa
 from din_lab.roles.agents import Evaluator, ModelOwner, Participant
 from din_lab.roles.behaviours import assign_behaviours, evaluator_behaviour, participant_behaviour
 from din_lab.roles.scoring import contribution_scores, evaluate_vector
+from din_lab.secagg import Committee, SecAggError
+from din_lab.secagg.prg import seeded_rng
 from din_lab.storage import ContentStore, open_store
 from din_lab.storage.serialization import json_to_bytes, tensors_to_bytes
 
@@ -63,7 +66,11 @@ RELAY_BATCH = 100  # signed updates per relayed transaction (about 1.5M gas; see
 ROUND_PHASES = ("assign", "train", "submit", "aggregate", "commit", "reveal", "finalize", "publish")
 FINAL_PHASES = ("score", "reward", "claim")
 BASELINE_NOTE = ("baseline: updates travel in plaintext and evaluators receive the test set in plaintext "
-                 "(secure aggregation and encrypted evaluation replace both in later issues)")
+                 "(secure aggregation: --secagg on; encrypted evaluation arrives in its own issue)")
+SECAGG_NOTE = ("secure aggregation: evaluators see only each subgroup's sum of masked updates, never one update; "
+               "they cannot screen individual updates for poisoning while aggregating, and at scoring each "
+               "participant reveals its final-round update to its own committee only, sealed to the members' keys "
+               "(the committee learns it; nobody else does); the test set is still read in plaintext")
 
 
 @dataclass(frozen=True)
@@ -111,7 +118,16 @@ class _RoundState:
     gas: int = 0
     reference: tuple[codec.RoundReference | None] | None = None
     submitted: dict[str, Cid] | None = None
+    submitted_aux: dict[str, Cid | None] | None = None
     sent: set[str] = field(default_factory=set)
+    vanished: set[str] = field(default_factory=set)
+    # secure aggregation: announced aux CIDs (subgroup -> position -> CID), each subgroup's view as
+    # the committee reads it, the committee's published share reveals, aborted subgroups
+    aux_cids: dict[int, dict[int, Cid]] = field(default_factory=dict)
+    views: dict[int, sa.SubgroupView] = field(default_factory=dict)
+    share_reveals: dict[int, dict[int, Cid]] = field(default_factory=dict)
+    aborted: dict[int, str] = field(default_factory=dict)
+    sealed: dict[str, Cid] = field(default_factory=dict)
 
 
 class Lab:
@@ -128,8 +144,9 @@ class Lab:
         self.progress = progress
         self.events: list[LabEvent] = []
         self.rounds: list[_RoundState] = []
-        self.notes: list[str] = [BASELINE_NOTE]
+        self.notes: list[str] = [SECAGG_NOTE if config.secagg else BASELINE_NOTE]
         self._names: dict[str, str] = {}
+        self._participant_keys: dict[str, bytes] = {}
         self._failed: tuple[str, str] | None = None
         self._invalid_results: set[str] = set()
         self._plan: Iterator[tuple[str, int | None]] = self._phases()
@@ -197,6 +214,9 @@ class Lab:
             self._tx("setup", None, e.account, token.approve(self.din.registry.address, stake), "approve stake")
             self._tx("setup", None, e.account, self.din.registry.functions.stake(stake), "stake",
                      amount=cfg.evaluator_stake)
+            if cfg.secagg:  # participants seal their share bundles and reveals to this key
+                self._tx("setup", None, e.account, self.din.registry.functions.setPublicKey(e.public_key),
+                         "publish X25519 key")
         self.global_vector = flatten(self.model)
         genesis = self._add(codec.encode_model(self.global_vector, round_=-1, model=cfg.model))
         n, s, k = cfg.participants, cfg.subgroup_size, cfg.evaluators_per_subgroup
@@ -358,18 +378,24 @@ class Lab:
     def _phase_submit(self, r: int) -> None:
         F = self.task.functions
         state = self.rounds[r]
-        cids = {}
+        state.vanished = self._vanishing(r)
         for p in self.participants:
-            if not p.behaviour.submits(r):
+            if p.address in state.vanished:
                 self._note("submit", r, p.name, "vanished mid-round: trained, never submitted")
-        senders = [p for p in self.participants if p.address in state.updates and p.behaviour.submits(r)]
-        state.sent = {p.address for p in senders}
-        for p in self._bar(senders, f"round {r} submit"):
-            cids[p.address] = self._add(codec.encode_update(state.updates[p.address]))
-            self._note("submit", r, p.name, "uploaded update", cid=str(cids[p.address]))
+        if self.config.secagg:
+            self._advertise(r)
+        senders = [p for p in self.participants if p.address in state.updates and p.address not in state.vanished]
+        if self.config.secagg:
+            cids, aux = self._mask(r, senders)
+        else:
+            cids, aux = {}, {}
+            for p in self._bar(senders, f"round {r} submit"):
+                cids[p.address] = self._add(codec.encode_update(state.updates[p.address]))
+                self._note("submit", r, p.name, "uploaded update", cid=str(cids[p.address]))
+        state.sent = set(cids)
         if self.config.relayed_submissions and cids:
             signed = [sign_update(participant=self._by_address[a].account, task=self.task, chain_id=self.chain.chain_id,
-                                  round_=r, update=c) for a, c in cids.items()]
+                                  round_=r, update=c, aux=aux.get(a)) for a, c in cids.items()]
             for start in range(0, len(signed), RELAY_BATCH):
                 batch = signed[start:start + RELAY_BATCH]
                 self._tx("submit", r, self.owner.account, F.submitUpdatesRelayed(r, batch), "relay signed updates",
@@ -377,8 +403,141 @@ class Lab:
         else:
             for a, c in cids.items():
                 p = self._by_address[a]
-                self._tx("submit", r, p.account, F.submitUpdate(r, c.to_chain(), cid_arg(None)), "submit update", cid=c)
+                self._tx("submit", r, p.account, F.submitUpdate(r, c.to_chain(), cid_arg(aux.get(a))),
+                         "submit masked update" if self.config.secagg else "submit update", cid=c)
         self._mine_past(int(self.chain.call(F.roundInfo(r))[3]))
+
+    def _vanishing(self, r: int) -> set[str]:
+        """Who trains this round and then never submits: ``dropout`` behaviours, plus the configured
+        fraction of participants drawn afresh each round (seeded)."""
+        gone = {p.address for p in self.participants if not p.behaviour.submits(r)}
+        count = int(round(self.config.dropout * len(self.participants)))
+        if count:
+            rng = np.random.default_rng([self.config.seed, r, 29])
+            gone |= {self.participants[i].address for i in rng.choice(len(self.participants), size=count,
+                                                                       replace=False)}
+        return gone
+
+    # ------------------------------------------------------------------ secure aggregation
+
+    def _context(self, r: int, g: int) -> sa.RoundContext:
+        return sa.round_context(task=self.task.address, round_=r, subgroup=g)
+
+    def _committee_keys(self, committee: list[str]) -> tuple[bytes, ...]:
+        """The members' long-term X25519 keys as the registry publishes them."""
+        reg = self.din.registry.functions
+        return tuple(bytes(self.chain.call(reg.publicKeyOf(a))) for a in committee)
+
+    def _participant_key(self, address: str) -> bytes:
+        """A participant's long-term X25519 key as it registered it with the task."""
+        if address not in self._participant_keys:
+            self._participant_keys[address] = bytes(self.chain.call(self.task.functions.publicKeyOf(address)))
+        return self._participant_keys[address]
+
+    def _advertise(self, r: int) -> None:
+        """Every participant of a subgroup draws fresh round keys, shares them with the subgroup's
+        committee and announces the aux object's CID to its subgroup (off chain: no transaction)."""
+        state = self.rounds[r]
+        for g in range(state.groups):
+            context = self._context(r, g)
+            committee = Committee(public_keys=self._committee_keys(state.committees[g]))
+            announced = state.aux_cids.setdefault(g, {})
+            for pos, addr in enumerate(state.members[g]):
+                if addr not in state.updates:
+                    continue
+                p = self._by_address[addr]
+                rng = seeded_rng(f"din-lab/secagg/{self.config.seed}/{r}/{p.index}")
+                announced[pos] = self._add(p.advertise(round_=r, position=pos, context=context, committee=committee,
+                                                       rng=rng))
+                self._note("submit", r, p.name, f"advertised round keys, shares sealed to subgroup {g}'s committee",
+                           cid=str(announced[pos]))
+
+    def _mask(self, r: int, senders: list[Participant]) -> tuple[dict[str, Cid], dict[str, Cid]]:
+        """Each sender masks its update against its subgroup's announced aux objects and stores it."""
+        state = self.rounds[r]
+        where = {a: (g, pos) for g, ms in state.members.items() for pos, a in enumerate(ms)}
+        peers: dict[int, dict[int, tuple[Cid, sa.AuxObject]]] = {}
+        cids: dict[str, Cid] = {}
+        aux: dict[str, Cid] = {}
+        for p in self._bar(senders, f"round {r} mask"):
+            if p.address not in where:
+                self._note("submit", r, p.name, "in no subgroup this round: nothing to mask")
+                continue
+            g, pos = where[p.address]
+            if g not in peers:  # every member of g reads the same announced, content-addressed objects
+                peers[g] = sa.read_peers(state.aux_cids.get(g, {}), fetch=self.store.cat, context=self._context(r, g),
+                                         members=state.members[g])
+            if pos not in peers[g]:
+                self._note("submit", r, p.name, "its own aux object is unusable: cannot take part this round")
+                continue
+            try:
+                data = p.mask(state.updates[p.address], round_=r, position=pos, peers=peers[g],
+                              secagg_plus=self.config.secagg_graph == "secagg+", seed=sa.graph_seed(state.seed, g))
+            except SecAggError as e:
+                self._note("submit", r, p.name, "cannot mask its update: does not submit", detail=str(e))
+                continue
+            cids[p.address] = self._add(data)
+            aux[p.address] = state.aux_cids[g][pos]
+            self._note("submit", r, p.name, "uploaded masked update", cid=str(cids[p.address]))
+        return cids, aux
+
+    def _secure_view(self, r: int, g: int) -> sa.SubgroupView:
+        """Subgroup ``g`` as every committee member reads it from the CIDs on chain (deterministic:
+        the lab reads it once)."""
+        state = self.rounds[r]
+        if g not in state.views:
+            self._submitted(r)
+            submitted = {m: (state.submitted[m], state.submitted_aux.get(m)) for m in state.members[g]
+                         if m in state.submitted}
+            state.views[g] = view = sa.read_subgroup(
+                context=self._context(r, g), members=state.members[g], submitted=submitted, fetch=self.store.cat,
+                dimension=self.global_vector.shape[0] + 1, secagg_plus=self.config.secagg_graph == "secagg+",
+                seed=sa.graph_seed(state.seed, g))
+            for pos, why in sorted(view.rejected.items()):
+                self._note("aggregate", r, self.name_of(state.members[g][pos]), f"treated as a dropout in subgroup {g}",
+                           detail=why)
+            if view.abort:
+                self._note("aggregate", r, "committee", f"secure aggregation of subgroup {g} aborts", detail=view.abort)
+        return state.views[g]
+
+    def _share_pool(self, r: int, g: int) -> list:
+        """The shares the subgroup's (cohort 0) committee revealed, published once by each member
+        and read back from the store; a dispute committee unmasks from the same pool."""
+        state = self.rounds[r]
+        view = self._secure_view(r, g)
+        holders = state.committees[g]
+        if g not in state.share_reveals:
+            state.share_reveals[g] = {}
+            keys = {m: self._participant_key(m) for m in state.members[g]}
+            for h, addr in enumerate(holders):
+                ev = self._by_address[addr]
+                try:
+                    shares, problems = ev.reveal_shares(view, holder=h, participant_keys=keys)
+                except SecAggError as e:  # the quorum fails: reveal nothing
+                    self._note("aggregate", r, ev.name, f"reveals no shares for subgroup {g}", detail=str(e))
+                    continue
+                for pos, why in sorted(problems.items()):
+                    self._note("aggregate", r, ev.name, f"cannot open the shares of {self.name_of(state.members[g][pos])}",
+                               detail=why)
+                if view.abort is None:
+                    cid = self._add(sa.encode_share_reveal(shares, holder=h, evaluator=addr, context=view.context))
+                    state.share_reveals[g][h] = cid
+                    self._note("aggregate", r, ev.name, f"revealed {len(shares)} shares for subgroup {g}", cid=str(cid))
+        pool = []
+        for h, cid in sorted(state.share_reveals[g].items()):
+            try:
+                pool += sa.decode_share_reveal(self.store.cat(cid), holder=h)
+            except DinLabError as e:
+                self._note("aggregate", r, self.name_of(holders[h]), f"share reveal for subgroup {g} refused",
+                           detail=str(e))
+        return pool
+
+    def _aggregate_secure(self, r: int, g: int) -> codec.SubgroupResult:
+        """The unmasked sum every honest committee member computes for subgroup ``g``."""
+        state = self.rounds[r]
+        view = self._secure_view(r, g)
+        committee = Committee(public_keys=self._committee_keys(state.committees[g]))
+        return sa.unmask(view, shares=self._share_pool(r, g), committee=committee, round_=r, subgroup=g)
 
     def _submitted(self, r: int) -> dict[str, Cid]:
         """The update CIDs recorded on chain for round ``r`` (read once the submission window closed)."""
@@ -386,11 +545,15 @@ class Lab:
         if state.submitted is None:
             events = self.chain.events.where("UpdateSubmitted", address=self.task.address, round=r)
             state.submitted = {e.args["participant"]: Cid.from_chain(e.args["update"]) for e in events}
+            state.submitted_aux = {e.args["participant"]: Cid.from_chain(e.args["aux"]) for e in events}
         return state.submitted
 
     def _aggregate(self, r: int, g: int, evaluator: Evaluator) -> bytes:
         """What ``evaluator`` computes for subgroup ``g``: fetch each member's update by its CID
-        on chain, reject missing/malformed/non-finite ones, sum the rest in member order."""
+        on chain, reject missing/malformed/non-finite ones, sum the rest in member order. Under secure
+        aggregation: the unmasked sum of the subgroup's masked updates (:meth:`_aggregate_secure`)."""
+        if self.config.secagg:
+            return self._corrupt(r, g, evaluator, self._aggregate_secure(r, g))
         state = self.rounds[r]
         submitted = self._submitted(r)
         accepted, rejected = [], []
@@ -414,11 +577,14 @@ class Lab:
         accepted = [(a, u) for a, u in accepted if a not in screened]
         result = codec.aggregate_subgroup(accepted, round_=r, subgroup=g, rejected=rejected,
                                           dimension=self.global_vector.shape[0])
+        return self._corrupt(r, g, evaluator, result)
+
+    def _corrupt(self, r: int, g: int, evaluator: Evaluator, result: codec.SubgroupResult) -> bytes:
+        """The result ``evaluator`` publishes: the honest one, unless its behaviour corrupts it."""
         rng = np.random.default_rng([self.config.seed, r, g, evaluator.index, 11])
         corrupted = evaluator.behaviour.result(result.weighted_sum, rng=rng)
         if corrupted is not result.weighted_sum:
-            result = codec.SubgroupResult(weighted_sum=corrupted, samples=result.samples, round=r, subgroup=g,
-                                          included=result.included, rejected=result.rejected)
+            result = dataclasses.replace(result, weighted_sum=corrupted)
         return codec.encode_result(result)
 
     def _phase_aggregate(self, r: int) -> None:
@@ -496,6 +662,7 @@ class Lab:
                 fin = receipt.event("SubgroupFinalized")
                 if fin.args["status"] == SubgroupStatus.ACCEPTED:
                     state.accepted[g] = Cid.from_chain(fin.args["result"])
+                    self._note_abort(r, g, state.accepted[g])
                 else:
                     state.failed.append(g)
             if not disputed:
@@ -515,6 +682,20 @@ class Lab:
             pending = disputed
         if not state.accepted:
             self.notes.append(f"round {r}: no subgroup result was accepted; the global model does not change")
+
+    def _note_abort(self, r: int, g: int, cid: Cid) -> None:
+        """An accepted secure-aggregation result that records an abort: the subgroup failed cleanly."""
+        if not self.config.secagg:
+            return
+        try:
+            reason = codec.decode_result(self.store.cat(cid)).aborted
+        except DinLabError:
+            return
+        if reason:
+            self.rounds[r].aborted[g] = reason
+            self.notes.append(f"round {r}: secure aggregation of subgroup {g} aborted ({reason}); the committee "
+                              "accepted the abort (nobody slashed, no participant paid for it) and its participants "
+                              "train again next round from the unchanged model")
 
     def _phase_publish(self, r: int) -> None:
         F = self.task.functions
@@ -588,6 +769,8 @@ class Lab:
                                            "scorer": self.config.scorer}))
         self._tx("score", None, self.owner.account, F.publishEvaluationSet(test_set.to_chain(), context.to_chain()),
                  "publish evaluation set", cid=test_set)
+        if self.config.secagg:
+            self._reveal_contributions(final)
         previous = codec.decode_model(self.store.cat(self.genesis_cid if final == 0 else
                                                      self.rounds[final - 1].global_cid))
         allies = {p.address for p in self.participants if p.behaviour.malicious}
@@ -606,7 +789,8 @@ class Lab:
                     continue
                 if honest is None:  # every honest evaluator computes the same scores (deterministic)
                     honest = contribution_scores(
-                        members=members, updates=self._accepted_updates(final, members), previous=previous,
+                        members=members, updates=self._accepted_updates(final, members, g=g, evaluator=ev),
+                        previous=previous,
                         model=self.model, x=self.dataset.X_test, y=self.dataset.y_test, scorer=self.config.scorer,
                         seed=int.from_bytes(state.seed[:8], "big") ^ g)
                 rng = np.random.default_rng([self.config.seed, g, ev.index, 17])
@@ -622,8 +806,68 @@ class Lab:
                 self._tx("score", None, ev.account, F.commitScores(g, commitment), f"commit scores of subgroup {g}")
                 self._score_reports.append((g, ev, wads, salt))
 
-    def _accepted_updates(self, r: int, members: list[str]) -> dict[str, codec.Update]:
+    def _reveal_contributions(self, r: int) -> None:
+        """Secure aggregation's price for individual rewards: each participant whose update entered
+        an accepted sum reveals it to its own committee only, sealed to the members' keys."""
+        state = self.rounds[r]
+        for g in range(state.groups):
+            cid = state.accepted.get(g)
+            if cid is None or g in state.aborted:
+                continue
+            keys = self._committee_keys(state.committees[g])
+            for addr in codec.decode_result(self.store.cat(cid)).included:
+                p = self._by_address[addr]
+                rng = seeded_rng(f"din-lab/reveal/{self.config.seed}/{r}/{p.index}")
+                state.sealed[addr] = self._add(p.seal_contribution(
+                    state.updates[addr], round_=r, position=state.members[g].index(addr), committee=keys, rng=rng))
+                self._note("score", None, p.name, f"revealed its round {r} update to subgroup {g}'s committee only "
+                           "(sealed to the members' keys)", cid=str(state.sealed[addr]))
+
+    def _accepted_updates_secure(self, r: int, members: list[str], *, g: int,
+                                 evaluator: Evaluator) -> dict[str, codec.Update]:
+        """What a committee member scores under secure aggregation: the revealed updates of the
+        accepted sum's participants that open (sealed to it, matching the commitment in their masked
+        update) and pass the checks and the screening, among the subgroup's revealed updates."""
+        state = self.rounds[r]
+        cid = state.accepted.get(g)
+        if cid is None:
+            return {}
+        result = codec.decode_result(self.store.cat(cid))
+        if result.aborted:
+            return {}
+        view = self._secure_view(r, g)
+        holder = state.committees[g].index(evaluator.address)
+        out = {}
+        for addr in result.included:
+            pos = members.index(addr)
+            if addr not in state.sealed:
+                self._note("score", None, self.name_of(addr), "revealed nothing: scores 0")
+                continue
+            try:
+                update = evaluator.open_contribution(self.store.cat(state.sealed[addr]), context=view.context,
+                                                     position=pos, participant=addr, holder=holder,
+                                                     participant_public_key=self._participant_key(addr),
+                                                     commitment=view.commitments[pos])
+            except DinLabError as e:
+                self._note("score", None, self.name_of(addr), "reveal refused: scores 0", detail=str(e))
+                continue
+            reason = codec.check_update(update, dimension=self.global_vector.shape[0], round_=r, participant=addr,
+                                        max_samples=self.num_train)
+            if reason is not None:
+                self._note("score", None, self.name_of(addr), "revealed update refused: scores 0", detail=reason)
+                continue
+            out[addr] = update
+        if len(out) == len(result.included) and result.encoded_sum is not None \
+                and not sa.revealed_sum_matches(list(out.values()), result.encoded_sum):
+            self.notes.append(f"round {r}: the updates revealed in subgroup {g} do not add up to the sum its "
+                              "committee agreed on: someone revealed another update than it masked")
+        reference = codec.RoundReference.of(list(out.values()))
+        return {m: u for m, u in out.items() if codec.screen_update(u, reference) is None}
+
+    def _accepted_updates(self, r: int, members: list[str], *, g: int, evaluator: Evaluator) -> dict[str, codec.Update]:
         """The members' updates an evaluator accepts (fetched by CID, checked as in aggregation)."""
+        if self.config.secagg:
+            return self._accepted_updates_secure(r, members, g=g, evaluator=evaluator)
         submitted = self._submitted(r)
         out = {}
         for m in members:

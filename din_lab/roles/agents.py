@@ -20,9 +20,13 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from eth_account.signers.local import LocalAccount
 from torch import nn
 
+from din_lab.cid import Cid
 from din_lab.learning import TrainingConfig, train_local_batched
+from din_lab.roles import secure_aggregation as sa
 from din_lab.roles.behaviours import EvaluatorBehaviour, ParticipantBehaviour
 from din_lab.roles.codec import Update
+from din_lab.secagg import Committee, RoundContext, Share
+from din_lab.secagg.prg import Rng
 
 
 def _x25519(seed: bytes) -> tuple[X25519PrivateKey, bytes]:
@@ -65,6 +69,7 @@ class Participant(Role):
     behaviour: ParticipantBehaviour = field(default_factory=ParticipantBehaviour)
     _x: np.ndarray | None = field(default=None, repr=False)
     _y: np.ndarray | None = field(default=None, repr=False)
+    _round_secrets: dict[int, sa.RoundSecrets] = field(default_factory=dict, repr=False)
 
     def receive_data(self, x: np.ndarray, y: np.ndarray) -> None:
         """The participant's own data (once, at set-up)."""
@@ -92,6 +97,29 @@ class Participant(Role):
                                         participant=p.address)
         return updates
 
+    # secure aggregation (din_lab.roles.secure_aggregation): the round secrets stay in the participant
+
+    def advertise(self, *, round_: int, position: int, context: RoundContext, committee: Committee,
+                  rng: Rng) -> bytes:
+        """Fresh round keys, shared with the committee; returns the aux object to store and announce."""
+        keys, aux = sa.advertise(participant=self.address, position=position, context=context,
+                                 long_term_key=self._key, committee=committee, rng=rng)
+        self._round_secrets[round_] = sa.RoundSecrets(keys=keys, salt=rng(32))
+        return self.behaviour.aux_object(aux)
+
+    def mask(self, update: Update, *, round_: int, position: int, peers: dict[int, tuple[Cid, sa.AuxObject]],
+             secagg_plus: bool, seed: bytes) -> bytes:
+        """The masked update object of this round (its secrets come from :meth:`advertise`)."""
+        return sa.mask(update, participant=self.address, position=position,
+                       secrets=self._round_secrets[round_], peers=peers, secagg_plus=secagg_plus, seed=seed)
+
+    def seal_contribution(self, update: Update, *, round_: int, position: int, committee: Sequence[bytes],
+                          rng: Rng) -> bytes:
+        """This round's update revealed to the committee only (reward phase)."""
+        return sa.seal_contribution(self.behaviour.revealed(update), position=position,
+                                    secrets=self._round_secrets[round_], long_term_key=self._key,
+                                    committee=committee, rng=rng)
+
 
 @dataclass(eq=False)
 class Evaluator(Role):
@@ -99,3 +127,14 @@ class Evaluator(Role):
 
     index: int = 0
     behaviour: EvaluatorBehaviour = field(default_factory=EvaluatorBehaviour)
+
+    def reveal_shares(self, view: sa.SubgroupView, *, holder: int,
+                      participant_keys: dict[str, bytes]) -> tuple[list[Share], dict[int, str]]:
+        """Open the share bundles addressed to this member and reveal by Bonawitz's rule."""
+        return sa.committee_reveal(view, holder=holder, holder_key=self._key, participant_keys=participant_keys)
+
+    def open_contribution(self, data: bytes, *, context: RoundContext, position: int, participant: str, holder: int,
+                          participant_public_key: bytes, commitment: bytes) -> Update:
+        return sa.open_contribution(data, context=context, position=position, participant=participant, holder=holder,
+                                    holder_key=self._key, participant_public_key=participant_public_key,
+                                    commitment=commitment)

@@ -7,7 +7,9 @@ a threat-model test shows exactly what the protocol does with one deviation.
 
 Participants: ``honest``, ``random-data`` (trains on noise), ``inverted-labels`` (label ``y``
 becomes ``K-1-y``), ``scaled`` (update boosted x10), ``free-rider`` (resubmits the global
-model: a zero delta), ``dropout`` (vanishes from the second round on).
+model: a zero delta), ``dropout`` (vanishes from the second round on), ``wrong-length`` (an update,
+or masked vector, one parameter short), ``bad-shares`` (secure aggregation: tampered share bundles), ``false-reveal`` (secure
+aggregation: reveals another update at scoring than the one it masked).
 
 Evaluators: ``honest``, ``random`` (uniform random scores), ``extreme`` (1.0 for its allies, the
 malicious participants, and 0.0 for everyone else), ``lazy`` (commits, never reveals),
@@ -27,6 +29,8 @@ from typing import Any
 import numpy as np
 
 from din_lab.errors import ConfigError
+from din_lab.roles.codec import Update
+from din_lab.roles.secure_aggregation import AuxObject
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,15 @@ class ParticipantBehaviour:
 
     def submits(self, round_: int) -> bool:
         return True
+
+    def revealed(self, update: Update) -> Update:
+        """The update it reveals to its committee at scoring time (secure aggregation); honest: the
+        one it masked."""
+        return update
+
+    def aux_object(self, data: bytes) -> bytes:
+        """The aux object (round keys and share bundles) it publishes; honest: as made."""
+        return data
 
 
 class RandomData(ParticipantBehaviour):
@@ -71,6 +84,33 @@ class FreeRider(ParticipantBehaviour):
         return np.zeros_like(delta)
 
 
+class WrongLength(ParticipantBehaviour):
+    """Sends an update one parameter short (a masked vector of the wrong length, under secure
+    aggregation): evaluators reject it and treat the sender as a dropout."""
+
+    def update(self, delta):
+        return delta[:-1].copy()
+
+
+class BadShares(ParticipantBehaviour):
+    """Publishes share bundles whose ciphertexts are tampered with (secure aggregation): no committee
+    member can open them, so its secrets cannot be recovered and its subgroup aborts cleanly."""
+
+    def aux_object(self, data: bytes) -> bytes:
+        obj = AuxObject.from_bytes(data)
+        broken = tuple(b[:-1] + bytes([b[-1] ^ 0x01]) for b in obj.bundles)
+        return AuxObject(participant=obj.participant, position=obj.position, aux=obj.aux, bundles=broken).to_bytes()
+
+
+class FalseReveal(ParticipantBehaviour):
+    """Masks its honest update but reveals a boosted one (x2) at scoring time (secure aggregation):
+    the reveal does not open the commitment in its masked update, so it scores 0."""
+
+    def revealed(self, update):
+        return Update(delta=(update.delta * 2).astype(np.float32), samples=update.samples, round=update.round,
+                      participant=update.participant)
+
+
 class Dropout(ParticipantBehaviour):
     def submits(self, round_: int) -> bool:
         return round_ == 0
@@ -78,7 +118,8 @@ class Dropout(ParticipantBehaviour):
 
 PARTICIPANT_BEHAVIOURS: dict[str, type[ParticipantBehaviour]] = {
     "honest": ParticipantBehaviour, "random-data": RandomData, "inverted-labels": InvertedLabels,
-    "scaled": Scaled, "free-rider": FreeRider, "dropout": Dropout,
+    "scaled": Scaled, "free-rider": FreeRider, "dropout": Dropout, "wrong-length": WrongLength,
+    "bad-shares": BadShares, "false-reveal": FalseReveal,
 }
 
 

@@ -51,6 +51,8 @@ class SubgroupResult:
     subgroup: int
     included: tuple[str, ...]
     rejected: tuple[str, ...]
+    encoded_sum: np.ndarray | None = None  # secure aggregation: the exact fixed-point sum (uint64)
+    aborted: str = ""  # secure aggregation could not unmask: why (the subgroup adds nothing)
 
 
 def _kind(data: bytes, expected: str) -> dict[str, str]:
@@ -165,10 +167,15 @@ def aggregate_subgroup(updates: Sequence[tuple[str, Update]], *, round_: int, su
 
 
 def encode_result(result: SubgroupResult) -> bytes:
-    return tensors_to_bytes(
-        {"weighted_sum": result.weighted_sum, "samples": np.array([result.samples], dtype=np.int64)},
-        metadata={"kind": RESULT_KIND, "round": str(result.round), "subgroup": str(result.subgroup),
-                  "included": ",".join(result.included), "rejected": ",".join(result.rejected)})
+    tensors = {"weighted_sum": result.weighted_sum, "samples": np.array([result.samples], dtype=np.int64)}
+    metadata = {"kind": RESULT_KIND, "round": str(result.round), "subgroup": str(result.subgroup),
+                "included": ",".join(result.included), "rejected": ",".join(result.rejected)}
+    if result.encoded_sum is not None:
+        tensors["encoded_sum"] = np.asarray(result.encoded_sum, dtype=np.uint64)
+        metadata["aggregation"] = "secure"
+    if result.aborted:
+        metadata["aborted"] = result.aborted
+    return tensors_to_bytes(tensors, metadata=metadata)
 
 
 def decode_result(data: bytes) -> SubgroupResult:
@@ -183,7 +190,8 @@ def decode_result(data: bytes) -> SubgroupResult:
 
     return SubgroupResult(weighted_sum=weighted, samples=int(samples[0]), round=int(meta["round"]),
                           subgroup=int(meta["subgroup"]), included=split(meta.get("included", "")),
-                          rejected=split(meta.get("rejected", "")))
+                          rejected=split(meta.get("rejected", "")), encoded_sum=tensors.get("encoded_sum"),
+                          aborted=meta.get("aborted", ""))
 
 
 def encode_model(vector: np.ndarray, *, round_: int, model: str) -> bytes:

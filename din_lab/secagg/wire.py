@@ -29,8 +29,10 @@ class MessageType:
     AUX = 1
     SHARES = 2  # the encrypted shares of one participant for one committee member
     SHARE = 3  # one revealed (decrypted) share
+    SEALED = 4  # a contribution sealed to a committee (din_lab.secagg.reveal)
 
-    NAMES = {AUX: "aux message", SHARES: "encrypted share bundle", SHARE: "revealed share"}
+    NAMES = {AUX: "aux message", SHARES: "encrypted share bundle", SHARE: "revealed share",
+             SEALED: "sealed reveal"}
 
 
 def u64(value: int) -> bytes:

@@ -1,0 +1,426 @@
+"""Secure aggregation in a DIN round (paper sections 3.2.3 and 5.1 step 2c): what participants and
+evaluators do with :mod:`din_lab.secagg`, and the objects they exchange through IPFS.
+
+The round, for one subgroup (participants at positions ``0..s-1`` of the on-chain subgroup, the
+subgroup's evaluator committee of ``k`` members at positions ``0..k-1``):
+
+1. **Advertise** (:func:`advertise`, no transaction). Each participant draws fresh round keys and
+   stores an *aux object* on IPFS: its :class:`~din_lab.secagg.AuxMessage` (fresh mask public key,
+   seed commitment) and one encrypted share bundle per committee member (sealed to the members'
+   long-term keys, which the evaluators publish in the registry). The CID is announced to the
+   subgroup off chain. The long-term keys never mask anything.
+2. **Mask and submit** (:func:`mask`). Each participant fetches its subgroup's aux objects,
+   keeps those that are well formed (the mask graph's vertices ``V``), encodes its FedAvg
+   contribution ``[samples * delta, samples]`` in fixed point and masks it. The *masked object*
+   names ``V`` (position -> aux CID) and carries a hiding commitment to the encoded update (see
+   :mod:`din_lab.secagg.reveal`). The participant records ``(masked CID, aux CID)`` on chain in
+   one ``submitUpdate``: that is where its aux CID goes on chain, with no extra transaction. A
+   participant that vanishes after advertising is a dropout: its aux object (and so its shares) is
+   reachable through the survivors' ``V``.
+3. **Unmask** (:func:`read_subgroup`, :func:`committee_reveal`, :func:`unmask`). Every committee
+   member reads the same objects by the CIDs on chain: survivors are the submitters whose masked
+   object is well formed, agrees on ``V`` with the majority and names its own aux CID; everyone
+   else in ``V`` dropped. Each member opens its bundles and publishes its revealed shares
+   (Bonawitz's rule: survivors' self seeds, dropouts' mask keys). From the pooled reveals every
+   member reconstructs the same secrets and gets the byte-identical sum, so the committee votes
+   by CID as in the plaintext round. A dispute committee uses the same published reveals.
+4. **Abort**: when the quorum fails (fewer than 3 survivors, a disconnected SecAgg+ graph, fewer
+   than ``t`` holders' shares), every honest member publishes the same *aborted* result: the
+   committee accepts it by majority, nobody is slashed, no funds move for it, and the subgroup
+   adds nothing to the global model; its participants train again in the next round from the
+   unchanged model.
+
+Trade-offs the lab shows rather than hides:
+
+- Evaluators cannot screen individual updates for poisoning during a secure round (the plaintext
+  round compares every update with the round's median update). Poisoners still enter the sum; they
+  are caught at scoring time, when contributions are revealed to the committee.
+- Scoring needs individual contributions: at the reward phase each participant reveals its final
+  round's update to its own committee only, sealed to the members' keys and opening the
+  commitment it published while masking (:func:`seal_contribution`, :func:`open_contribution`).
+  The committee checks that the revealed updates add up to the agreed sum, exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from din_lab.cid import Cid
+from din_lab.errors import DinLabError, ProtocolError, SerializationError
+from din_lab.roles.codec import SubgroupResult, Update, decode_update, encode_update
+from din_lab.secagg import (
+    AuxMessage,
+    Committee,
+    FixedPoint,
+    MaskGraph,
+    RoundContext,
+    RoundKeys,
+    SecAggAbort,
+    SecAggError,
+    Share,
+    check_quorum,
+    mask_update,
+    open_shares,
+    participant_setup,
+    recover_secrets,
+    reveal_shares,
+    shares_for_committee,
+    unmask_sum,
+    validate_masked,
+)
+from din_lab.secagg.prg import Rng
+from din_lab.secagg.reveal import RevealError, contribution_commitment, open_sealed, seal_for_committee
+from din_lab.storage.serialization import metadata_from_bytes, tensors_from_bytes, tensors_to_bytes
+
+log = logging.getLogger(__name__)
+
+AUX_KIND = "din-lab/secagg/aux/v1"
+MASKED_KIND = "din-lab/secagg/masked-update/v1"
+REVEAL_KIND = "din-lab/secagg/share-reveal/v1"
+SEALED_KIND = "din-lab/secagg/sealed-contribution/v1"
+
+# FedAvg contributions samples * delta reach a few hundred; 2^20 leaves ample room, 2^-24 resolution
+# keeps the global model within 1e-7 of the plaintext one, and up to 2^19 vectors sum exactly.
+FIXED_POINT = FixedPoint(clip=float(2**20), frac_bits=24)
+
+Fetch = Callable[[Cid], bytes]
+
+
+def round_context(*, task: str, round_: int, subgroup: int) -> RoundContext:
+    return RoundContext(task=task.lower(), round=round_, subgroup=subgroup)
+
+
+def graph_seed(round_seed: bytes, subgroup: int) -> bytes:
+    """The SecAgg+ ring order of a subgroup, from the round's on-chain seed: no one picks it."""
+    return hashlib.sha256(b"din-lab/secagg+/graph" + bytes(round_seed) + subgroup.to_bytes(8, "big")).digest()
+
+
+def mask_graph(positions: Sequence[int], *, secagg_plus: bool, seed: bytes) -> MaskGraph:
+    return MaskGraph.harary(positions, seed=seed) if secagg_plus else MaskGraph.full(positions)
+
+
+def contribution_vector(update: Update) -> np.ndarray:
+    """What a participant adds to its subgroup's sum: ``[samples * delta, samples]`` (float64)."""
+    return np.concatenate([update.samples * update.delta.astype(np.float64), [float(update.samples)]])
+
+
+def encode_contribution(update: Update) -> np.ndarray:
+    return FIXED_POINT.encode(contribution_vector(update))
+
+
+# ------------------------------------------------------------------ objects on IPFS
+
+
+def _u8(data: bytes) -> np.ndarray:
+    return np.frombuffer(bytes(data), dtype=np.uint8)
+
+
+def _read(data: bytes, kind: str) -> tuple[dict[str, str], dict[str, np.ndarray]]:
+    try:
+        meta = metadata_from_bytes(data)
+        if meta.get("kind") != kind:
+            raise ProtocolError(f"expected a {kind} object, got {meta.get('kind')!r}")
+        return meta, tensors_from_bytes(data)
+    except SerializationError as e:
+        raise ProtocolError(f"malformed {kind} object: {e}") from e
+
+
+@dataclass(frozen=True)
+class AuxObject:
+    """A participant's round advertisement: aux message and one share bundle per committee member."""
+
+    participant: str
+    position: int
+    aux: AuxMessage
+    bundles: tuple[bytes, ...] = field(repr=False)
+
+    def to_bytes(self) -> bytes:
+        tensors = {"aux": _u8(self.aux.to_bytes())}
+        tensors.update({f"bundle_{h:03d}": _u8(b) for h, b in enumerate(self.bundles)})
+        return tensors_to_bytes(tensors, metadata={"kind": AUX_KIND, "participant": self.participant,
+                                                   "position": str(self.position)})
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> AuxObject:
+        meta, tensors = _read(data, AUX_KIND)
+        try:
+            aux = AuxMessage.from_bytes(tensors["aux"].tobytes())
+            bundles = tuple(tensors[k].tobytes() for k in sorted(tensors) if k.startswith("bundle_"))
+            return cls(participant=meta["participant"], position=int(meta["position"]), aux=aux, bundles=bundles)
+        except (KeyError, ValueError) as e:
+            raise ProtocolError(f"malformed aux object: {e}") from e
+
+
+@dataclass(frozen=True)
+class MaskedObject:
+    """A participant's masked update: ``y_i`` (uint64), the peers it masked against, a commitment."""
+
+    participant: str
+    position: int
+    round: int
+    subgroup: int
+    masked: np.ndarray = field(repr=False)
+    peers: tuple[tuple[int, str], ...]  # (position, aux CID) = the vertices of the mask graph
+    commitment: bytes
+
+    def to_bytes(self) -> bytes:
+        return tensors_to_bytes({"masked": self.masked}, metadata={
+            "kind": MASKED_KIND, "participant": self.participant, "position": str(self.position),
+            "round": str(self.round), "subgroup": str(self.subgroup),
+            "peers": ",".join(f"{p}:{c}" for p, c in self.peers), "commitment": self.commitment.hex()})
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> MaskedObject:
+        meta, tensors = _read(data, MASKED_KIND)
+        try:
+            peers = tuple((int(p), c) for p, _, c in (x.partition(":") for x in meta["peers"].split(",") if x))
+            return cls(participant=meta["participant"], position=int(meta["position"]), round=int(meta["round"]),
+                       subgroup=int(meta["subgroup"]), masked=tensors["masked"], peers=peers,
+                       commitment=bytes.fromhex(meta["commitment"]))
+        except (KeyError, ValueError) as e:
+            raise ProtocolError(f"malformed masked update: {e}") from e
+
+
+def encode_share_reveal(shares: Sequence[Share], *, holder: int, evaluator: str, context: RoundContext) -> bytes:
+    tensors = {f"share_{i:05d}": _u8(s.to_bytes()) for i, s in enumerate(shares)}
+    return tensors_to_bytes(tensors, metadata={"kind": REVEAL_KIND, "holder": str(holder), "evaluator": evaluator,
+                                               "round": str(context.round), "subgroup": str(context.subgroup)})
+
+
+def decode_share_reveal(data: bytes, *, holder: int) -> list[Share]:
+    """The shares committee member ``holder`` revealed; shares it claims for another holder are a
+    :class:`~din_lab.secagg.ShareError` (a member speaks only for itself)."""
+    from din_lab.secagg import ShareError
+
+    meta, tensors = _read(data, REVEAL_KIND)
+    if meta.get("holder") != str(holder):
+        raise ShareError(f"a share reveal of holder {meta.get('holder')} offered as holder {holder}'s")
+    shares = [Share.from_bytes(tensors[k].tobytes()) for k in sorted(tensors)]
+    for s in shares:
+        if s.holder != holder:
+            raise ShareError(f"committee member {holder} revealed a share as member {s.holder}")
+    return shares
+
+
+# ------------------------------------------------------------------ participant side
+
+
+@dataclass(frozen=True)
+class RoundSecrets:
+    """What a participant keeps to itself for one round: its round keys and commitment salt."""
+
+    keys: RoundKeys = field(repr=False)
+    salt: bytes = field(repr=False)
+
+
+def advertise(*, participant: str, position: int, context: RoundContext, long_term_key: X25519PrivateKey,
+              committee: Committee, rng: Rng) -> tuple[RoundKeys, bytes]:
+    """Fresh round keys and the aux object (bytes) to store and announce."""
+    keys, aux_bytes = participant_setup(context=context, participant=position, rng=rng)
+    bundles = shares_for_committee(keys=keys, long_term_key=long_term_key, committee=committee, rng=rng)
+    return keys, AuxObject(participant=participant, position=position, aux=AuxMessage.from_bytes(aux_bytes),
+                           bundles=tuple(bundles)).to_bytes()
+
+
+def read_peers(announced: Mapping[int, Cid], *, fetch: Fetch, context: RoundContext,
+               members: Sequence[str]) -> dict[int, tuple[Cid, AuxObject]]:
+    """The announced aux objects that are well formed and belong where they are filed: the vertices
+    of the subgroup's mask graph as a participant (or an evaluator) sees them."""
+    out = {}
+    for position, cid in sorted(announced.items()):
+        try:
+            obj = AuxObject.from_bytes(fetch(cid))
+            obj.aux.check(context=context, participant=position)
+            if obj.position != position or obj.participant.lower() != members[position].lower():
+                raise ProtocolError("aux object filed under another participant")
+        except DinLabError as e:
+            log.info("%s: aux object %s of position %d ignored: %s", context, cid, position, e)
+            continue
+        out[position] = (cid, obj)
+    return out
+
+
+def mask(update: Update, *, participant: str, position: int, secrets: RoundSecrets,
+         peers: Mapping[int, tuple[Cid, AuxObject]], secagg_plus: bool, seed: bytes) -> bytes:
+    """The masked object (bytes) of ``update``, masked against the graph over ``peers``."""
+    keys = secrets.keys
+    graph = mask_graph(sorted(peers), secagg_plus=secagg_plus, seed=seed)
+    encoded = encode_contribution(update)
+    masked = mask_update(encoded, keys=keys, peers={p: obj.aux for p, (_, obj) in peers.items()}, graph=graph)
+    commitment = contribution_commitment(context=keys.context, participant=position, encoded=encoded.tobytes(),
+                                         salt=secrets.salt)
+    return MaskedObject(participant=participant, position=position, round=keys.context.round,
+                        subgroup=keys.context.subgroup, masked=masked,
+                        peers=tuple((p, str(cid)) for p, (cid, _) in sorted(peers.items())),
+                        commitment=commitment).to_bytes()
+
+
+def seal_contribution(update: Update, *, position: int, secrets: RoundSecrets, long_term_key: X25519PrivateKey,
+                      committee: Sequence[bytes], rng: Rng) -> bytes:
+    """The participant's update and commitment salt, sealed to its committee's keys."""
+    payload = tensors_to_bytes({"salt": _u8(secrets.salt), "update": _u8(encode_update(update))},
+                               metadata={"kind": "din-lab/secagg/contribution/v1"})
+    sealed = seal_for_committee(payload, context=secrets.keys.context, participant=position,
+                                long_term_key=long_term_key, committee=committee, rng=rng)
+    return tensors_to_bytes({"sealed": _u8(sealed)}, metadata={"kind": SEALED_KIND})
+
+
+def open_contribution(data: bytes, *, context: RoundContext, position: int, participant: str, holder: int,
+                      holder_key: X25519PrivateKey, participant_public_key: bytes, commitment: bytes) -> Update:
+    """A committee member opens a sealed contribution and checks it against the commitment the
+    participant published in its masked update. :class:`RevealError` or :class:`ProtocolError`."""
+    _, tensors = _read(data, SEALED_KIND)
+    payload = open_sealed(tensors["sealed"].tobytes(), context=context, participant=position, holder=holder,
+                          holder_key=holder_key, participant_public_key=participant_public_key)
+    _, inner = _read(payload, "din-lab/secagg/contribution/v1")
+    update = decode_update(inner["update"].tobytes())
+    if update.round != context.round or update.participant.lower() != participant.lower():
+        raise RevealError(f"the revealed update of {participant} is for another round or participant")
+    encoded = encode_contribution(update)
+    if contribution_commitment(context=context, participant=position, encoded=encoded.tobytes(),
+                               salt=inner["salt"].tobytes()) != commitment:
+        raise RevealError(f"the revealed update of {participant} does not open the commitment in its masked update")
+    return update
+
+
+# ------------------------------------------------------------------ evaluator side
+
+
+@dataclass(frozen=True)
+class SubgroupView:
+    """One subgroup's secure-aggregation round as every committee member reads it from the CIDs on
+    chain. ``abort`` is the reason the round cannot be unmasked (``None`` if it can)."""
+
+    context: RoundContext
+    members: tuple[str, ...]
+    graph: MaskGraph | None
+    aux: Mapping[int, AuxObject] = field(repr=False)
+    masked: Mapping[int, np.ndarray] = field(repr=False)
+    commitments: Mapping[int, bytes] = field(repr=False)
+    rejected: Mapping[int, str]
+    dimension: int
+    abort: str | None = None
+
+    @property
+    def survivors(self) -> tuple[int, ...]:
+        return tuple(sorted(self.masked))
+
+    @property
+    def dropped(self) -> tuple[int, ...]:
+        return tuple(p for p in (self.graph.participants if self.graph else ()) if p not in self.masked)
+
+
+def read_subgroup(*, context: RoundContext, members: Sequence[str], submitted: Mapping[str, tuple[Cid, Cid | None]],
+                  fetch: Fetch, dimension: int, secagg_plus: bool, seed: bytes) -> SubgroupView:
+    """What a committee member reads before revealing anything. ``submitted``: each member's
+    ``(masked CID, aux CID)`` from ``UpdateSubmitted`` events; ``dimension``: model parameters + 1
+    (the sample count travels in the last coordinate). A masked object that does not decode, is for
+    another round, subgroup or participant, has the wrong dtype or length, or whose bytes do not
+    hash to its CID (the store refuses them) makes its sender a dropout, never a survivor."""
+    rejected: dict[int, str] = {}
+    valid: dict[int, MaskedObject] = {}
+    for position, member in enumerate(members):
+        if member not in submitted:
+            continue
+        cid, aux_cid = submitted[member]
+        try:
+            obj = MaskedObject.from_bytes(fetch(cid))
+            if (obj.round, obj.subgroup, obj.position) != (context.round, context.subgroup, position) \
+                    or obj.participant.lower() != member.lower():
+                raise ProtocolError("masked update for another round, subgroup or participant")
+            validate_masked({position: obj.masked}, dimension=dimension,
+                            graph=MaskGraph.full(range(len(members))))
+            if aux_cid is None or (position, str(aux_cid)) not in obj.peers:
+                raise ProtocolError("the masked update does not name its own aux CID among its peers")
+        except DinLabError as e:
+            rejected[position] = f"masked update rejected: {e}"
+            continue
+        valid[position] = obj
+    if not valid:
+        return SubgroupView(context=context, members=tuple(members), graph=None, aux={}, masked={}, commitments={},
+                            rejected=rejected, dimension=dimension, abort="no well-formed masked update")
+    # the graph's vertices: the peer set the majority of valid submitters masked against
+    votes = Counter(obj.peers for obj in valid.values())
+    peers, _ = max(votes.items(), key=lambda kv: (kv[1], kv[0]))
+    for position in [p for p, obj in valid.items() if obj.peers != peers]:
+        rejected[position] = "masked against another set of peers than the subgroup"
+        del valid[position]
+    aux = read_peers({p: Cid.coerce(c) for p, c in peers}, fetch=fetch, context=context, members=members)
+    if len(aux) != len(peers):
+        return SubgroupView(context=context, members=tuple(members), graph=None, aux={}, masked={}, commitments={},
+                            rejected=rejected, dimension=dimension,
+                            abort="the survivors masked against an aux object that is not well formed")
+    graph = mask_graph(sorted(aux), secagg_plus=secagg_plus, seed=seed)
+    masked = {p: obj.masked for p, obj in valid.items()}
+    abort = None
+    try:
+        check_quorum(graph=graph, survivors=masked.keys())
+    except SecAggAbort as e:
+        abort = str(e)
+    return SubgroupView(context=context, members=tuple(members), graph=graph, aux={p: obj for p, (_, obj) in aux.items()},
+                        masked=masked, commitments={p: obj.commitment for p, obj in valid.items()},
+                        rejected=rejected, dimension=dimension, abort=abort)
+
+
+def committee_reveal(view: SubgroupView, *, holder: int, holder_key: X25519PrivateKey,
+                     participant_keys: Mapping[str, bytes]) -> tuple[list[Share], dict[int, str]]:
+    """Member ``holder`` opens the bundles addressed to it and reveals by Bonawitz's rule. Returns the
+    shares and, per participant whose bundle did not open, why (those get no share from it)."""
+    if view.abort is not None or view.graph is None:
+        return [], {}
+    opened, problems = [], {}
+    for position, obj in sorted(view.aux.items()):
+        try:
+            if holder >= len(obj.bundles):
+                raise ProtocolError(f"no share bundle for committee member {holder}")
+            opened.append(open_shares(obj.bundles[holder], context=view.context, aux=obj.aux, holder=holder,
+                                      holder_key=holder_key,
+                                      participant_public_key=participant_keys[view.members[position]]))
+        except (DinLabError, KeyError) as e:
+            problems[position] = str(e)
+    return reveal_shares(opened, graph=view.graph, survivors=view.masked.keys()), problems
+
+
+def unmask(view: SubgroupView, *, shares: Sequence[Share], committee: Committee, round_: int,
+           subgroup: int) -> SubgroupResult:
+    """The subgroup's result from the pooled reveals: the decoded sum with its exact encoding, or
+    the aborted result every honest member publishes alike."""
+    rejected = tuple(view.members[p] for p in sorted(set(range(len(view.members))) - set(view.masked)))
+    if view.abort is None and view.graph is not None:
+        try:
+            recovered = recover_secrets(shares, context=view.context, committee=committee,
+                                        aux={p: o.aux for p, o in view.aux.items()}, graph=view.graph,
+                                        survivors=view.masked.keys())
+            total = unmask_sum(view.masked, context=view.context, aux={p: o.aux for p, o in view.aux.items()},
+                               graph=view.graph, recovered=recovered, dimension=view.dimension)
+        except SecAggError as e:
+            return aborted_result(str(e), members=view.members, round_=round_, subgroup=subgroup,
+                                  dimension=view.dimension - 1)
+        decoded = FIXED_POINT.decode(total, count=len(view.masked))
+        samples = int(round(decoded[-1]))
+        return SubgroupResult(weighted_sum=decoded[:-1].astype(np.float32), samples=samples, round=round_,
+                              subgroup=subgroup, included=tuple(view.members[p] for p in view.survivors),
+                              rejected=rejected, encoded_sum=total)
+    return aborted_result(view.abort or "no mask graph", members=view.members, round_=round_, subgroup=subgroup,
+                          dimension=view.dimension - 1)
+
+
+def aborted_result(reason: str, *, members: Sequence[str], round_: int, subgroup: int,
+                   dimension: int) -> SubgroupResult:
+    return SubgroupResult(weighted_sum=np.zeros(dimension, dtype=np.float32), samples=0, round=round_,
+                          subgroup=subgroup, included=(), rejected=tuple(members), aborted=reason)
+
+
+def revealed_sum_matches(updates: Sequence[Update], encoded_sum: np.ndarray) -> bool:
+    """Whether the revealed updates of a subgroup add up exactly to the sum its committee agreed on."""
+    total = np.zeros(encoded_sum.shape, dtype=np.uint64)
+    for u in updates:
+        np.add(total, encode_contribution(u), out=total)
+    return bool(np.array_equal(total, encoded_sum))
