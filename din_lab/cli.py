@@ -60,17 +60,25 @@ def _run(args: argparse.Namespace) -> int:
     for key in ("malicious_evaluators", "malicious_participants"):
         if getattr(args, key):
             settings[key] = getattr(args, key)
+    if args.secagg is not None:
+        settings["secagg"] = args.secagg == "on"
+    if args.secagg_graph is not None:
+        settings["secagg_graph"] = args.secagg_graph
+    if args.dropout is not None:
+        settings["dropout"] = args.dropout
     config = ExperimentConfig.from_dict(settings)
     result = run(config, progress=not args.no_progress)
     s = result.summary
     print(f"DIN task on the {config.chain} chain: {config.participants} participants, {config.evaluators} "
-          f"evaluators, {len(s['rounds'])} rounds, {config.dataset} / {config.model}, scorer {config.scorer}")
+          f"evaluators, {len(s['rounds'])} rounds, {config.dataset} / {config.model}, scorer {config.scorer}, "
+          + (f"secure aggregation ({config.secagg_graph} mask graph)" if config.secagg else "plaintext updates")
+          + (f", {config.dropout:g} of participants drop out each round" if config.dropout else ""))
     for note in s["notes"]:
         print(f"note: {note}")
-    print("\nround  accuracy  accepted  disputes  slashed")
+    print("\nround  accuracy  updates  accepted  aborted  disputes  slashed")
     for r in s["rounds"]:
-        print(f"{r['round']:>5}  {r['accuracy']:>8.3f}  {r['accepted_groups']:>8}  {r['disputes']:>8}  "
-              f"{', '.join(r['slashed']) or '-'}")
+        print(f"{r['round']:>5}  {r['accuracy']:>8.3f}  {r['updates']:>7}  {r['accepted_groups']:>8}  "
+              f"{r['aborted_groups']:>7}  {r['disputes']:>8}  {', '.join(r['slashed']) or '-'}")
     top = sorted(s["participants"], key=lambda p: -p["reward"])[:5]
     print("\ntop-paid participants: " + ", ".join(f"{p['name']} ({p['behaviour']}) {p['reward']:.1f}" for p in top))
     slashed = [e for e in s["evaluators"] if e["slashed_amount"] > 0]
@@ -186,6 +194,12 @@ def _add_run_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--malicious-participants", dest="malicious_participants", action="append",
                      metavar="FRACTION:BEHAVIOUR",
                      help="random-data, inverted-labels, scaled, free-rider, dropout (repeatable)")
+    run.add_argument("--secagg", choices=("on", "off"),
+                     help="secure aggregation of updates: masked in subgroups, unmasked as a sum (default off)")
+    run.add_argument("--secagg-graph", dest="secagg_graph", choices=("full", "secagg+"),
+                     help="mask graph: every pair (full, Bonawitz) or O(log n) neighbours (secagg+, Bell et al.)")
+    run.add_argument("--dropout", type=float, metavar="FRACTION",
+                     help="fraction of participants that train, then vanish before submitting, each round")
     run.add_argument("--chain", help="embedded (default) or a JSON-RPC URL")
     run.add_argument("--seed", type=int)
     run.add_argument("--out", help="directory for the CSV tables and summary.json")

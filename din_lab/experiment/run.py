@@ -1,6 +1,7 @@
 """``din_lab.run(config) -> ExperimentResult``: one DIN task, end to end, as tidy tables.
 
-Tables (pandas): ``rounds`` (accuracy, accepted subgroups, disputes, slashes, gas, seconds),
+Tables (pandas): ``rounds`` (accuracy, accepted subgroups, secure-aggregation aborts, dropouts,
+disputes, slashes, gas, seconds),
 ``participants`` (behaviour, samples, score, reward), ``evaluators`` (behaviour, fees, slashed
 stake), ``transactions`` (every Lab event). ``summary`` is the JSON-ready digest written to
 ``summary.json``; with the same seed and config on the embedded backends it is identical from run
@@ -70,7 +71,8 @@ def tabulate(lab: Lab, *, seconds: float) -> ExperimentResult:
         rounds.append({"round": r, "accuracy": round(lab.accuracy(r), 6), "updates": len(state.sent),
                        "samples": int(sum(u.samples for a, u in state.updates.items() if a in state.sent)),
                        "accepted_groups": len(state.accepted),
-                       "failed_groups": len(state.failed), "disputes": state.disputes,
+                       "failed_groups": len(state.failed), "aborted_groups": len(state.aborted),
+                       "dropouts": len(state.vanished), "disputes": state.disputes,
                        "slashed": sorted(set(slashed.actor)), "gas": state.gas,
                        "seconds": round(_round_seconds(lab, r), 3)})
     participants = []

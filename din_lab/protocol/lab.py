@@ -15,9 +15,14 @@ committees score the participants of their subgroups (commit); ``reward`` they r
 contract reduces the scores with BlockFlow's median rule and settles the deposit; ``claim``
 everyone pulls what it is owed and the owner publishes the final model.
 
-Baseline of this issue: updates travel in plaintext and evaluators receive the owner's test set in
-plaintext. Secure aggregation (masked updates) and the encrypted test set replace both in their
-own issues; the seams are the update codec (:mod:`din_lab.roles.codec`) and the scorer's utility.
+Updates travel in plaintext by default. With ``secagg=True`` (``--secagg on``) they are masked
+(:mod:`din_lab.roles.secure_aggregation`): in ``submit`` participants first advertise fresh round
+keys and committee-sealed shares (aux objects on IPFS, no transaction), then mask and submit
+``(masked CID, aux CID)``; in ``aggregate`` each committee member publishes its share reveals and
+unmasks the subgroup's sum from the pooled reveals (a quorum failure becomes an accepted, aborted
+result); in ``score`` participants reveal their final-round update to their own committee only.
+Evaluators still read the owner's test set in plaintext until the encrypted-evaluation issue; the
+seam is the scorer's utility.
 """
 
 from __future__ import annotations
@@ -694,8 +699,8 @@ class Lab:
         if reason:
             self.rounds[r].aborted[g] = reason
             self.notes.append(f"round {r}: secure aggregation of subgroup {g} aborted ({reason}); the committee "
-                              "accepted the abort (nobody slashed, no participant paid for it) and its participants "
-                              "train again next round from the unchanged model")
+                              "accepted the abort (nobody slashed, no participant paid for it); its participants' "
+                              "updates are left out of this round's global model and they train again next round")
 
     def _phase_publish(self, r: int) -> None:
         F = self.task.functions

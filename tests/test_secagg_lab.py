@@ -1,0 +1,253 @@
+"""Secure aggregation inside a DIN task (issue 5): the lab's rounds with masked updates against the
+plaintext rounds of the same seed, dropouts, SecAgg+, and every bad input the protocol must survive."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from din_lab.cid import Cid
+from din_lab.config import ExperimentConfig
+from din_lab.errors import ConfigError, IntegrityError, ProtocolError
+from din_lab.experiment import tabulate
+from din_lab.protocol.lab import Lab
+from din_lab.roles import codec
+from din_lab.roles import secure_aggregation as sa
+from din_lab.roles.scoring import contribution_scores
+
+warnings.filterwarnings("ignore", category=UserWarning)
+
+SMALL = dict(participants=12, subgroup_size=4, evaluators=7, evaluators_per_subgroup=3, rounds=2)
+
+
+def finished(config: ExperimentConfig) -> tuple[Lab, dict]:
+    lab = Lab.create(config)
+    lab.run()
+    return lab, tabulate(lab, seconds=1.0).summary
+
+
+@pytest.fixture(scope="module")
+def plaintext():
+    return finished(ExperimentConfig())
+
+
+@pytest.fixture(scope="module")
+def secure():
+    return finished(ExperimentConfig(secagg=True))
+
+
+def _result_cids(lab: Lab, r: int, g: int) -> set[Cid]:
+    return {cid for (group, _), (cid, _) in lab.rounds[r].results.items() if group == g}
+
+
+def test_secure_task_matches_the_plaintext_task(plaintext, secure):
+    plain_lab, plain = plaintext
+    lab, s = secure
+    assert abs(s["final_accuracy"] - plain["final_accuracy"]) <= 0.005
+    assert s["tokens"]["conserved"] is True and s["tokens"]["left_in_task"] == 0
+    assert all(r["accepted_groups"] == 4 and r["aborted_groups"] == 0 and not r["slashed"] for r in s["rounds"])
+    for r, (a, b) in enumerate(zip(lab.rounds, plain_lab.rounds, strict=True)):
+        # the same global model up to the fixed-point step (2^-24 on samples * delta)
+        np.testing.assert_allclose(a.global_model, b.global_model, atol=1e-5)
+        assert lab.verify_round(r)
+        for g in range(a.groups):
+            assert len(_result_cids(lab, r, g)) == 1  # every honest member: byte-identical sum
+    assert any("secure aggregation" in note for note in s["notes"])
+
+
+def test_scores_are_the_plaintext_scores_of_the_revealed_updates(secure):
+    """The committee scores exactly the updates the participants masked: the scores on chain equal
+    plaintext scoring of the participants' own final-round updates (screened within the subgroup)."""
+    lab, s = secure
+    final = len(lab.rounds) - 1
+    state = lab.rounds[final]
+    previous = lab.rounds[final - 1].global_model
+    on_chain = {p["address"]: p["score"] for p in s["participants"]}
+    for g, members in state.members.items():
+        updates = {m: state.updates[m] for m in members}
+        reference = codec.RoundReference.of(list(updates.values()))
+        updates = {m: u for m, u in updates.items() if codec.screen_update(u, reference) is None}
+        expected = contribution_scores(members=members, updates=updates, previous=previous, model=lab.model,
+                                       x=lab.dataset.X_test, y=lab.dataset.y_test, scorer=lab.config.scorer,
+                                       seed=int.from_bytes(state.seed[:8], "big") ^ g)
+        np.testing.assert_allclose([on_chain[m] for m in members], expected, atol=1e-6)
+
+
+def test_no_individual_update_is_ever_stored_in_the_clear(secure):
+    lab, _ = secure
+    for r, state in enumerate(lab.rounds):
+        for participant, cid in lab._submitted(r).items():
+            data = lab.store.cat(cid)
+            with pytest.raises(ProtocolError):
+                codec.decode_update(data)
+            masked = sa.MaskedObject.from_bytes(data)
+            clear = sa.encode_contribution(state.updates[participant])
+            assert masked.masked.dtype == np.uint64 and masked.masked.shape == clear.shape
+            # a masked coordinate equals the clear one with probability 2^-64 each
+            assert np.count_nonzero(masked.masked == clear) <= 1
+        # what the committee published is the sum, and it equals the plain fixed-point sum
+        for g, members in state.members.items():
+            result = codec.decode_result(lab.store.cat(state.accepted[g]))
+            expected = np.zeros(lab.global_vector.shape[0] + 1, dtype=np.uint64)
+            for m in members:
+                np.add(expected, sa.encode_contribution(state.updates[m]), out=expected)
+            np.testing.assert_array_equal(result.encoded_sum, expected)
+            assert result.included == tuple(members)
+
+
+def test_sealed_contributions_open_only_for_their_committee(secure):
+    lab, _ = secure
+    final = len(lab.rounds) - 1
+    state = lab.rounds[final]
+    member = state.members[0][0]
+    data = lab.store.cat(state.sealed[member])
+    view = lab._secure_view(final, 0)
+    committee = state.committees[0]
+    kwargs = dict(context=view.context, position=0, participant=member,
+                  participant_public_key=lab._participant_key(member), commitment=view.commitments[0])
+    opened = lab._by_address[committee[0]].open_contribution(data, holder=0, **kwargs)
+    np.testing.assert_array_equal(opened.delta, state.updates[member].delta)
+    outsider = next(e for e in lab.evaluators if e.address not in committee)
+    from din_lab.secagg.reveal import RevealError
+
+    with pytest.raises(RevealError):
+        outsider.open_contribution(data, holder=0, **kwargs)
+    with pytest.raises(RevealError):  # a member cannot use another member's slot either
+        lab._by_address[committee[1]].open_contribution(data, holder=0, **kwargs)
+
+
+@pytest.mark.slow
+def test_dropouts_are_recovered_and_the_task_matches_plaintext():
+    plain_lab, plain = finished(ExperimentConfig(dropout=0.3))
+    lab, s = finished(ExperimentConfig(secagg=True, dropout=0.3))
+    assert abs(s["final_accuracy"] - plain["final_accuracy"]) <= 0.005
+    assert s["tokens"]["conserved"] is True
+    assert all(r["dropouts"] == 6 for r in s["rounds"])
+    recovered = [(r, g) for r, state in enumerate(lab.rounds) for g, view in state.views.items()
+                 if view.dropped and not view.abort]
+    assert recovered  # subgroups with dropouts were unmasked from the committee's shares
+    for r, g in recovered:
+        state = lab.rounds[r]
+        result = codec.decode_result(lab.store.cat(state.accepted[g]))
+        survivors = [state.members[g][p] for p in lab.rounds[r].views[g].survivors]
+        expected = np.zeros(lab.global_vector.shape[0] + 1, dtype=np.uint64)
+        for m in survivors:
+            np.add(expected, sa.encode_contribution(state.updates[m]), out=expected)
+        np.testing.assert_array_equal(result.encoded_sum, expected)
+    # subgroups left with fewer than 3 survivors abort cleanly: accepted, nobody slashed
+    aborted = [(r, g) for r, state in enumerate(lab.rounds) for g in state.aborted]
+    assert aborted, "with 30% dropout in subgroups of 5 some subgroup keeps fewer than 3 (seeded)"
+    assert all(not r["slashed"] for r in s["rounds"])
+    for r, g in aborted:
+        assert len(lab.rounds[r].views[g].survivors) < 3
+        assert g in lab.rounds[r].accepted
+
+
+def test_secagg_plus_masks_with_a_sparse_graph_and_sums_exactly():
+    lab, s = finished(ExperimentConfig(participants=24, subgroup_size=12, evaluators=4, rounds=1,
+                                       secagg=True, secagg_graph="secagg+", dropout=0.1))
+    assert s["tokens"]["conserved"] is True
+    state = lab.rounds[0]
+    for g, view in state.views.items():
+        assert view.graph.degree == 8 < len(view.members) - 1  # 2 * ceil(log2 12)
+        result = codec.decode_result(lab.store.cat(state.accepted[g]))
+        assert not result.aborted
+        expected = np.zeros(lab.global_vector.shape[0] + 1, dtype=np.uint64)
+        for p in view.survivors:
+            np.add(expected, sa.encode_contribution(state.updates[view.members[p]]), out=expected)
+        np.testing.assert_array_equal(result.encoded_sum, expected)
+
+
+def test_a_masked_vector_of_the_wrong_length_is_a_dropout_and_earns_nothing():
+    lab = Lab.create(ExperimentConfig(**SMALL, secagg=True, malicious_participants=("0.09:wrong-length",)))
+    bad = next(p for p in lab.participants if p.behaviour.name == "wrong-length")
+    lab.run()
+    for r, state in enumerate(lab.rounds):
+        assert bad.address in state.sent  # it did submit ...
+        g = next(g for g, ms in state.members.items() if bad.address in ms)
+        view = state.views[g]
+        assert "shape" in view.rejected[state.members[g].index(bad.address)]  # ... and was refused
+        result = codec.decode_result(lab.store.cat(state.accepted[g]))
+        assert not result.aborted and bad.address in result.rejected and bad.address not in result.included
+        assert lab.verify_round(r)
+    row = tabulate(lab, seconds=1.0).participants.set_index("address").loc[bad.address]
+    assert row.score == 0 and row.reward == 0
+
+
+def test_tampered_share_bundles_abort_the_subgroup_cleanly():
+    lab = Lab.create(ExperimentConfig(**SMALL, secagg=True, malicious_participants=("0.09:bad-shares",)))
+    bad = next(p for p in lab.participants if p.behaviour.name == "bad-shares")
+    lab.run()
+    summary = tabulate(lab, seconds=1.0).summary
+    assert summary["tokens"]["conserved"] is True
+    for state in lab.rounds:
+        g = next(g for g, ms in state.members.items() if bad.address in ms)
+        assert g in state.aborted and "shares" in state.aborted[g]
+        assert len(state.accepted) == state.groups  # the other subgroups go on
+        refused = [e for e in lab.events if e.round == lab.rounds.index(state) and e.action.startswith("cannot open")]
+        assert {e.detail.split(":")[0] for e in refused}  # AEAD failures were reported by the members
+    assert all(not r["slashed"] for r in summary["rounds"])
+    row = next(p for p in summary["participants"] if p["address"] == bad.address)
+    assert row["reward"] == 0
+
+
+def test_a_reveal_that_does_not_open_the_commitment_scores_zero():
+    lab = Lab.create(ExperimentConfig(**SMALL, secagg=True, malicious_participants=("0.09:false-reveal",)))
+    bad = next(p for p in lab.participants if p.behaviour.name == "false-reveal")
+    lab.run()
+    refused = [e for e in lab.events if e.actor == bad.name and e.action.startswith("reveal refused")]
+    assert refused and "commitment" in refused[0].detail
+    row = tabulate(lab, seconds=1.0).participants.set_index("address").loc[bad.address]
+    assert row.score == 0 and row.reward == 0
+
+
+def test_content_that_does_not_hash_to_its_cid_is_refused():
+    """A participant cannot show different evaluators different masked vectors: its CID is on
+    chain and the store refuses bytes that do not hash to it. The lab treats it as a dropout."""
+    lab = Lab.create(ExperimentConfig(**{**SMALL, "rounds": 1}, secagg=True))
+    while lab.next_phase[0] != "aggregate":
+        lab.step()
+    state = lab.rounds[0]
+    victim = state.members[0][1]
+    cid = lab._submitted(0)[victim]
+    original = lab.store.cat(cid)
+    other = sa.MaskedObject.from_bytes(original)
+    forged = sa.MaskedObject(participant=other.participant, position=other.position, round=other.round,
+                             subgroup=other.subgroup, masked=other.masked + np.uint64(1), peers=other.peers,
+                             commitment=other.commitment).to_bytes()
+    lab.store._backend.blocks[cid.digest] = forged  # what a lying node would hand out under that CID
+    with pytest.raises(IntegrityError):
+        lab.store.cat(cid)
+    lab.run()
+    view = state.views[0]
+    assert 1 not in view.survivors and "hash" in view.rejected[1].lower()
+    result = codec.decode_result(lab.store.cat(state.accepted[0]))
+    assert victim in result.rejected and not result.aborted
+    expected = np.zeros(lab.global_vector.shape[0] + 1, dtype=np.uint64)
+    for m in result.included:
+        np.add(expected, sa.encode_contribution(state.updates[m]), out=expected)
+    np.testing.assert_array_equal(result.encoded_sum, expected)
+    row = tabulate(lab, seconds=1.0).participants.set_index("address").loc[victim]
+    assert row.reward == 0
+
+
+def test_share_reveals_from_a_member_speak_only_for_that_member(secure):
+    lab, _ = secure
+    state = lab.rounds[0]
+    cid = state.share_reveals[0][0]
+    from din_lab.secagg import ShareError
+
+    assert sa.decode_share_reveal(lab.store.cat(cid), holder=0)
+    with pytest.raises(ShareError):  # member 0's reveal offered as member 1's
+        sa.decode_share_reveal(lab.store.cat(cid), holder=1)
+
+
+@pytest.mark.parametrize("settings, field", [
+    (dict(secagg="yes"), "secagg"), (dict(secagg_graph="ring"), "secagg_graph"),
+    (dict(dropout=1.0), "dropout"), (dict(dropout=-0.1), "dropout"),
+])
+def test_bad_secagg_settings_name_the_field(settings, field):
+    with pytest.raises(ConfigError, match=field):
+        ExperimentConfig(**settings)
