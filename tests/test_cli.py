@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from din_lab import __version__
 
 
@@ -82,3 +84,30 @@ def test_run_refuses_bad_config_naming_the_field():
     assert r.returncode == 2 and "subgroup_size" in r.stderr
     r = run("run", "--malicious-participants", "0.3:sneaky", "--no-progress")
     assert r.returncode == 2 and "malicious_participants" in r.stderr
+
+
+@pytest.mark.slow
+def test_run_with_secure_aggregation_and_dropouts_matches_plaintext(tmp_path):
+    """din-lab run --secagg on [--dropout F] completes a task; the final accuracy is the plaintext
+    run's (same seed) within half a point, and the dropouts are recovered."""
+    accuracy = {}
+    for mode in ("on", "off"):
+        out = tmp_path / mode
+        r = run("run", "--secagg", mode, "--dropout", "0.2", "--no-progress", "--out", str(out))
+        assert r.returncode == 0, r.stderr
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["tokens"]["conserved"] is True
+        assert all(row["dropouts"] == 4 for row in summary["rounds"])
+        accuracy[mode] = summary["final_accuracy"]
+        if mode == "on":
+            assert "secure aggregation (full mask graph)" in r.stdout
+            assert "reveals its final-round update to its own committee only" in r.stdout  # the trade-off
+            assert summary["config"]["secagg"] is True
+    assert abs(accuracy["on"] - accuracy["off"]) <= 0.005
+
+
+def test_run_refuses_bad_secagg_flags():
+    r = run("run", "--dropout", "1.5", "--no-progress")
+    assert r.returncode == 2 and "dropout" in r.stderr
+    r = run("run", "--secagg", "maybe", "--no-progress")
+    assert r.returncode == 2 and "invalid choice" in r.stderr
