@@ -75,6 +75,7 @@ bench: setup
 	$(PY) benchmarks/gas.py
 	$(PY) benchmarks/ipfs.py
 	$(PY) benchmarks/round.py
+	$(PY) benchmarks/secagg.py
 
 clean:
 	rm -rf $(VENV) $(NODE_MODULES) $(VECTOR_NODE_MODULES) $(KUBO_CLIENT_NODE_MODULES) results test-artifacts .pytest_cache .hypothesis
