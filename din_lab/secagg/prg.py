@@ -1,6 +1,6 @@
 """Randomness and key derivation: the byte source (:data:`Rng`, :func:`seeded_rng`), HKDF-SHA256
 (:func:`hkdf`) and the mask PRG (:func:`expand`): AES-256-CTR keystream read as little-endian
-``uint64`` words, i.e. uniform elements of Z_(2^64).
+``uint64`` (or ``uint32``) words, i.e. uniform elements of Z_(2^64) (or Z_(2^32)).
 """
 
 from __future__ import annotations
@@ -18,7 +18,17 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from din_lab.errors import ConfigError
 
-__all__ = ["MaskStream", "Rng", "expand", "hkdf", "seeded_rng", "system_rng"]
+__all__ = ["RING_DTYPES", "MaskStream", "Rng", "expand", "hkdf", "ring_dtype", "seeded_rng", "system_rng"]
+
+RING_DTYPES = (np.dtype("<u4"), np.dtype("<u8"))  # Z_(2^32) and Z_(2^64)
+
+
+def ring_dtype(dtype: npt.DTypeLike) -> np.dtype:
+    """The little-endian unsigned dtype of a supported ring (``uint32`` or ``uint64``), or ValueError."""
+    d = np.dtype(dtype).newbyteorder("<")
+    if d not in RING_DTYPES:
+        raise ValueError(f"masks live in Z_(2^32) or Z_(2^64): dtype uint32 or uint64, not {np.dtype(dtype)}")
+    return d
 
 Rng = Callable[[int], bytes]
 """A source of random bytes: ``rng(n)`` returns ``n`` bytes. ``os.urandom`` for real keys;
@@ -66,25 +76,28 @@ def _zeros(nbytes: int) -> bytes:
     return bytes(nbytes)
 
 
-def expand(key: bytes, dimension: int) -> npt.NDArray[np.uint64]:
-    """The PRG: ``dimension`` uniform elements of Z_(2^64) from a 32-byte key (AES-256-CTR with a
-    zero IV, so every key must be used for one stream only: callers derive a fresh key per use with
-    :func:`hkdf`). The array is read-only (a view of the keystream)."""
+def expand(key: bytes, dimension: int, dtype: npt.DTypeLike = np.uint64) -> npt.NDArray[np.uint64]:
+    """The PRG: ``dimension`` uniform elements of Z_(2^64) (or Z_(2^32) with ``dtype=uint32``) from a
+    32-byte key (AES-256-CTR with a zero IV, so every key must be used for one stream only: callers
+    derive a fresh key per use with :func:`hkdf`). The array is read-only (a view of the keystream)."""
     if len(key) != 32:
         raise ValueError("the PRG key must be 32 bytes")
+    d = ring_dtype(dtype)
     encryptor = Cipher(algorithms.AES(key), modes.CTR(_ZERO_IV)).encryptor()
-    return np.frombuffer(encryptor.update(_zeros(8 * dimension)), dtype="<u8")
+    return np.frombuffer(encryptor.update(_zeros(d.itemsize * dimension)), dtype=d)
 
 
 class MaskStream:
     """:func:`expand` into one reusable buffer (no allocation per mask): ``generate(key)`` returns a
     view that the next call overwrites. One per thread."""
 
-    def __init__(self, dimension: int) -> None:
+    def __init__(self, dimension: int, dtype: npt.DTypeLike = np.uint64) -> None:
         self.dimension = dimension
-        self._zeros = _zeros(8 * dimension)
-        self._buffer = bytearray(8 * dimension + 15)  # update_into wants room for one more block
-        self._view = np.frombuffer(self._buffer, dtype="<u8", count=dimension)
+        self.dtype = ring_dtype(dtype)
+        nbytes = self.dtype.itemsize * dimension
+        self._zeros = _zeros(nbytes)
+        self._buffer = bytearray(nbytes + 15)  # update_into wants room for one more block
+        self._view = np.frombuffer(self._buffer, dtype=self.dtype, count=dimension)
 
     def generate(self, key: bytes) -> npt.NDArray[np.uint64]:
         if len(key) != 32:

@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 class SumResult:
     """The outcome of :func:`simulate_round`.
 
-    ``sum``: the unmasked sum of the survivors' encoded updates (``uint64``); ``decoded``: its floats;
+    ``sum``: the unmasked sum of the survivors' encoded updates (the ring's dtype, ``uint64`` or
+    ``uint32``); ``decoded``: its floats;
     ``expected``: the plain fixed-point sum of the same encodings, computed without any masking (the
     reference: ``exact`` says whether they are equal). ``timings`` (seconds): ``setup``, ``shares``
     and ``mask`` per participant (means), ``open`` per committee member (decrypting its n bundles,
@@ -111,7 +112,7 @@ def simulate_round(vectors: Sequence[npt.ArrayLike], *, committee_size: int = 3,
     t0 = time.perf_counter()
     masked = {i: mask_update(encoded[i], keys=round_keys[i], peers=aux, graph=graph) for i in survivors}
     t_mask = time.perf_counter() - t0
-    expected = np.zeros(dimension, dtype=np.uint64)
+    expected = np.zeros(dimension, dtype=fp.dtype)
     for i in survivors:
         np.add(expected, encoded[i], out=expected)
 
