@@ -3,6 +3,7 @@ plaintext rounds of the same seed, dropouts, SecAgg+, and every bad input the pr
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -16,6 +17,7 @@ from din_lab.protocol.lab import Lab
 from din_lab.roles import codec
 from din_lab.roles import secure_aggregation as sa
 from din_lab.roles.scoring import contribution_scores
+from din_lab.secagg import SecretKind, ShareError
 
 warnings.filterwarnings("ignore", category=UserWarning)
 
@@ -233,15 +235,46 @@ def test_content_that_does_not_hash_to_its_cid_is_refused():
     assert row.reward == 0
 
 
-def test_share_reveals_from_a_member_speak_only_for_that_member(secure):
+def test_share_reveals_are_checked_before_they_are_pooled(secure):
+    """Bonawitz's rule, a member speaking only for itself, one share per participant and the round's
+    context: a reveal that breaks any of them is refused whole, with a typed error."""
     lab, _ = secure
     state = lab.rounds[0]
+    view = state.views[0]
     cid = state.share_reveals[0][0]
-    from din_lab.secagg import ShareError
+    shares = sa.decode_share_reveal(lab.store.cat(cid), holder=0, view=view)
+    assert {s.participant for s in shares} == set(view.graph.participants)
+    other_round = sa.round_context(task=lab.task.address, round_=1, subgroup=0)
+    leaked = sa.decode_share_reveal(lab.store.cat(lab.rounds[1].share_reveals[0][0]), holder=0,
+                                    view=lab.rounds[1].views[0])
 
-    assert sa.decode_share_reveal(lab.store.cat(cid), holder=0)
-    with pytest.raises(ShareError):  # member 0's reveal offered as member 1's
-        sa.decode_share_reveal(lab.store.cat(cid), holder=1)
+    def reveal(items, holder=0):
+        return sa.encode_share_reveal(items, holder=holder, evaluator="0xmember", context=view.context)
+
+    bad = {
+        "offered as holder 1's": (reveal(shares), 1),
+        "as member 1": (reveal([dataclasses.replace(shares[0], holder=1)]), 0),
+        "two shares": (reveal(shares + shares[:1]), 0),
+        "Bonawitz": (reveal([dataclasses.replace(shares[0], kind=SecretKind.MASK_KEY)]), 0),
+        "outside the mask graph": (reveal([dataclasses.replace(shares[0], participant=99)]), 0),
+        f"for {other_round}": (reveal(leaked[:1]), 0),
+    }
+    for expected, (data, holder) in bad.items():
+        with pytest.raises(ShareError, match=expected):
+            sa.decode_share_reveal(data, holder=holder, view=view)
+
+
+def test_forged_share_reveals_are_refused_and_the_round_survives():
+    lab = Lab.create(ExperimentConfig(**SMALL, secagg=True, malicious_evaluators=("0.15:forged-shares",)))
+    forger = next(e for e in lab.evaluators if e.behaviour.name == "forged-shares")
+    lab.run()
+    seats = [(r, g) for r, state in enumerate(lab.rounds) for g, c in state.committees.items() if forger.address in c]
+    assert seats, "the forger sits on some committee (seeded)"
+    refused = [e for e in lab.events if e.actor == forger.name and "refused" in e.action]
+    assert len(refused) == len(seats) and all("ShareError" in e.detail or "two shares" in e.detail for e in refused)
+    for r, state in enumerate(lab.rounds):
+        assert not state.aborted and len(state.accepted) == state.groups
+        assert lab.verify_round(r)
 
 
 @pytest.mark.parametrize("settings, field", [

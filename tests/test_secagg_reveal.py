@@ -87,3 +87,26 @@ def test_commitment_binds_update_salt_and_round() -> None:
     assert c != contribution_commitment(context=CONTEXT, participant=1, encoded=b"abc", salt=bytes(32))
     with pytest.raises(RevealError):
         contribution_commitment(context=CONTEXT, participant=1, encoded=b"abc", salt=b"short")
+
+
+def test_a_member_cannot_swap_the_body_under_the_other_members_wraps() -> None:
+    """Every member learns the content key; the key wraps bind the body's digest, so a member that
+    re-encrypts another body with that key still cannot make the others accept it."""
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+    from din_lab.secagg import wire
+    from din_lab.secagg.reveal import _ad
+
+    _, keys, sender = _parties(3)
+    sealed = seal_for_committee(b"honest update", context=CONTEXT, participant=0, long_term_key=sender,
+                                committee=[public_key_bytes(k) for k in keys], rng=seeded_rng(5))
+    content_key = seeded_rng(5)(32)  # what member 0 learns when it opens its wrap
+    fields = wire.unpack(sealed, wire.MessageType.SEALED, 10, RevealError)
+    nonce = bytes(12)
+    body_ad = _ad(context=CONTEXT, participant=0, holder=wire.U64_MAX, sender=public_key_bytes(sender), recipient=b"")
+    fields[6] = nonce + ChaCha20Poly1305(content_key).encrypt(nonce, b"forged update", body_ad)
+    forged = wire.pack(wire.MessageType.SEALED, fields)
+    for h in (1, 2):
+        with pytest.raises(RevealError):
+            open_sealed(forged, context=CONTEXT, participant=0, holder=h, holder_key=keys[h],
+                        participant_public_key=public_key_bytes(sender))

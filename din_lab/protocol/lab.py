@@ -61,7 +61,6 @@ from din_lab.roles.agents import Evaluator, ModelOwner, Participant
 from din_lab.roles.behaviours import assign_behaviours, evaluator_behaviour, participant_behaviour
 from din_lab.roles.scoring import contribution_scores, evaluate_vector
 from din_lab.secagg import Committee, SecAggError
-from din_lab.secagg.prg import seeded_rng
 from din_lab.storage import ContentStore, open_store
 from din_lab.storage.serialization import json_to_bytes, tensors_to_bytes
 
@@ -131,6 +130,7 @@ class _RoundState:
     aux_cids: dict[int, dict[int, Cid]] = field(default_factory=dict)
     views: dict[int, sa.SubgroupView] = field(default_factory=dict)
     share_reveals: dict[int, dict[int, Cid]] = field(default_factory=dict)
+    share_pools: dict[int, list] = field(default_factory=dict)
     aborted: dict[int, str] = field(default_factory=dict)
     sealed: dict[str, Cid] = field(default_factory=dict)
 
@@ -152,6 +152,7 @@ class Lab:
         self.notes: list[str] = [SECAGG_NOTE if config.secagg else BASELINE_NOTE]
         self._names: dict[str, str] = {}
         self._participant_keys: dict[str, bytes] = {}
+        self._invalid_secure: set[tuple[int, int]] = set()
         self._failed: tuple[str, str] | None = None
         self._invalid_results: set[str] = set()
         self._plan: Iterator[tuple[str, int | None]] = self._phases()
@@ -445,15 +446,23 @@ class Lab:
         state = self.rounds[r]
         for g in range(state.groups):
             context = self._context(r, g)
-            committee = Committee(public_keys=self._committee_keys(state.committees[g]))
             announced = state.aux_cids.setdefault(g, {})
+            try:
+                committee = Committee(public_keys=self._committee_keys(state.committees[g]))
+            except DinLabError as e:  # a member published no key, a duplicate or a malformed one
+                self._note("submit", r, "participants", f"subgroup {g}'s committee keys are unusable: no shares, "
+                           "no secure aggregation for it this round", detail=str(e))
+                continue
             for pos, addr in enumerate(state.members[g]):
                 if addr not in state.updates:
                     continue
                 p = self._by_address[addr]
-                rng = seeded_rng(f"din-lab/secagg/{self.config.seed}/{r}/{p.index}")
-                announced[pos] = self._add(p.advertise(round_=r, position=pos, context=context, committee=committee,
-                                                       rng=rng))
+                try:
+                    aux = p.advertise(round_=r, position=pos, context=context, committee=committee)
+                except DinLabError as e:  # e.g. a member's key is a low-order point
+                    self._note("submit", r, p.name, "cannot share its round secrets with the committee", detail=str(e))
+                    continue
+                announced[pos] = self._add(aux)
                 self._note("submit", r, p.name, f"advertised round keys, shares sealed to subgroup {g}'s committee",
                            cid=str(announced[pos]))
 
@@ -473,7 +482,7 @@ class Lab:
                 peers[g] = sa.read_peers(state.aux_cids.get(g, {}), fetch=self.store.cat, context=self._context(r, g),
                                          members=state.members[g])
             if pos not in peers[g]:
-                self._note("submit", r, p.name, "its own aux object is unusable: cannot take part this round")
+                self._note("submit", r, p.name, "no usable aux object of its own: cannot take part this round")
                 continue
             try:
                 data = p.mask(state.updates[p.address], round_=r, position=pos, peers=peers[g],
@@ -528,10 +537,12 @@ class Lab:
                     cid = self._add(sa.encode_share_reveal(shares, holder=h, evaluator=addr, context=view.context))
                     state.share_reveals[g][h] = cid
                     self._note("aggregate", r, ev.name, f"revealed {len(shares)} shares for subgroup {g}", cid=str(cid))
-        pool = []
+        if g in state.share_pools:  # every member reads the same published reveals: check them once
+            return state.share_pools[g]
+        pool = state.share_pools[g] = []
         for h, cid in sorted(state.share_reveals[g].items()):
-            try:
-                pool += sa.decode_share_reveal(self.store.cat(cid), holder=h)
+            try:  # a holder's reveal is pooled whole or not at all
+                pool += sa.decode_share_reveal(self.store.cat(cid), holder=h, view=view)
             except DinLabError as e:
                 self._note("aggregate", r, self.name_of(holders[h]), f"share reveal for subgroup {g} refused",
                            detail=str(e))
@@ -541,8 +552,13 @@ class Lab:
         """The unmasked sum every honest committee member computes for subgroup ``g``."""
         state = self.rounds[r]
         view = self._secure_view(r, g)
-        committee = Committee(public_keys=self._committee_keys(state.committees[g]))
-        return sa.unmask(view, shares=self._share_pool(r, g), committee=committee, round_=r, subgroup=g)
+        try:
+            committee = Committee(public_keys=self._committee_keys(state.committees[g]))
+        except DinLabError as e:
+            return sa.aborted_result(f"the committee's keys are unusable ({e})", members=state.members[g], round_=r,
+                                     subgroup=g, dimension=self.global_vector.shape[0])
+        return sa.unmask(view, shares=self._share_pool(r, g), committee=committee, round_=r, subgroup=g,
+                         max_samples=self.num_train)
 
     def _submitted(self, r: int) -> dict[str, Cid]:
         """The update CIDs recorded on chain for round ``r`` (read once the submission window closed)."""
@@ -816,17 +832,36 @@ class Lab:
         an accepted sum reveals it to its own committee only, sealed to the members' keys."""
         state = self.rounds[r]
         for g in range(state.groups):
-            cid = state.accepted.get(g)
-            if cid is None or g in state.aborted:
+            result = self._secure_result(r, g)
+            if result is None:
                 continue
             keys = self._committee_keys(state.committees[g])
-            for addr in codec.decode_result(self.store.cat(cid)).included:
+            for addr in result.included:
                 p = self._by_address[addr]
-                rng = seeded_rng(f"din-lab/reveal/{self.config.seed}/{r}/{p.index}")
                 state.sealed[addr] = self._add(p.seal_contribution(
-                    state.updates[addr], round_=r, position=state.members[g].index(addr), committee=keys, rng=rng))
+                    state.updates[addr], round_=r, position=state.members[g].index(addr), committee=keys))
                 self._note("score", None, p.name, f"revealed its round {r} update to subgroup {g}'s committee only "
                            "(sealed to the members' keys)", cid=str(state.sealed[addr]))
+
+    def _secure_result(self, r: int, g: int) -> codec.SubgroupResult | None:
+        """Subgroup ``g``'s accepted sum, if participants may reveal to its committee: not aborted, and
+        including exactly the survivors every honest member reads from the chain (an accepted result
+        naming anyone else, e.g. a dropout, would make them reveal an update that never entered a sum)."""
+        state = self.rounds[r]
+        cid = state.accepted.get(g)
+        if cid is None or g in state.aborted:
+            return None
+        try:
+            result = codec.decode_result(self.store.cat(cid))
+        except DinLabError:
+            return None
+        if result.aborted or result.included != sa.included(self._secure_view(r, g)):
+            if not result.aborted and (r, g) not in self._invalid_secure:
+                self._invalid_secure.add((r, g))
+                self.notes.append(f"round {r}: the accepted result of subgroup {g} does not include exactly the "
+                                  "participants whose masked updates survived; nobody reveals to its committee")
+            return None
+        return result
 
     def _accepted_updates_secure(self, r: int, members: list[str], *, g: int,
                                  evaluator: Evaluator) -> dict[str, codec.Update]:
@@ -834,11 +869,8 @@ class Lab:
         accepted sum's participants that open (sealed to it, matching the commitment in their masked
         update) and pass the checks and the screening, among the subgroup's revealed updates."""
         state = self.rounds[r]
-        cid = state.accepted.get(g)
-        if cid is None:
-            return {}
-        result = codec.decode_result(self.store.cat(cid))
-        if result.aborted:
+        result = self._secure_result(r, g)
+        if result is None:
             return {}
         view = self._secure_view(r, g)
         holder = state.committees[g].index(evaluator.address)

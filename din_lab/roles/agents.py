@@ -26,7 +26,7 @@ from din_lab.roles import secure_aggregation as sa
 from din_lab.roles.behaviours import EvaluatorBehaviour, ParticipantBehaviour
 from din_lab.roles.codec import Update
 from din_lab.secagg import Committee, RoundContext, Share
-from din_lab.secagg.prg import Rng
+from din_lab.secagg.prg import Rng, seeded_rng
 
 
 def _x25519(seed: bytes) -> tuple[X25519PrivateKey, bytes]:
@@ -99,9 +99,15 @@ class Participant(Role):
 
     # secure aggregation (din_lab.roles.secure_aggregation): the round secrets stay in the participant
 
-    def advertise(self, *, round_: int, position: int, context: RoundContext, committee: Committee,
-                  rng: Rng) -> bytes:
+    def _secret_rng(self, label: str) -> Rng:
+        """Randomness only this participant can reproduce: seeded from its own private key (so a lab
+        run is reproducible from its seed, yet nobody without the key can derive round secrets)."""
+        return seeded_rng(hashlib.sha256(b"din-lab/secagg/participant-rng" + bytes(self.account.key)
+                                         + label.encode()).digest())
+
+    def advertise(self, *, round_: int, position: int, context: RoundContext, committee: Committee) -> bytes:
         """Fresh round keys, shared with the committee; returns the aux object to store and announce."""
+        rng = self._secret_rng(f"{context}/round keys")
         keys, aux = sa.advertise(participant=self.address, position=position, context=context,
                                  long_term_key=self._key, committee=committee, rng=rng)
         self._round_secrets[round_] = sa.RoundSecrets(keys=keys, salt=rng(32))
@@ -113,12 +119,12 @@ class Participant(Role):
         return sa.mask(update, participant=self.address, position=position,
                        secrets=self._round_secrets[round_], peers=peers, secagg_plus=secagg_plus, seed=seed)
 
-    def seal_contribution(self, update: Update, *, round_: int, position: int, committee: Sequence[bytes],
-                          rng: Rng) -> bytes:
+    def seal_contribution(self, update: Update, *, round_: int, position: int, committee: Sequence[bytes]) -> bytes:
         """This round's update revealed to the committee only (reward phase)."""
-        return sa.seal_contribution(self.behaviour.revealed(update), position=position,
-                                    secrets=self._round_secrets[round_], long_term_key=self._key,
-                                    committee=committee, rng=rng)
+        secrets = self._round_secrets[round_]
+        return sa.seal_contribution(self.behaviour.revealed(update), position=position, secrets=secrets,
+                                    long_term_key=self._key, committee=committee,
+                                    rng=self._secret_rng(f"{secrets.keys.context}/reveal"))
 
 
 @dataclass(eq=False)
@@ -131,7 +137,9 @@ class Evaluator(Role):
     def reveal_shares(self, view: sa.SubgroupView, *, holder: int,
                       participant_keys: dict[str, bytes]) -> tuple[list[Share], dict[int, str]]:
         """Open the share bundles addressed to this member and reveal by Bonawitz's rule."""
-        return sa.committee_reveal(view, holder=holder, holder_key=self._key, participant_keys=participant_keys)
+        shares, problems = sa.committee_reveal(view, holder=holder, holder_key=self._key,
+                                               participant_keys=participant_keys)
+        return self.behaviour.shares(shares), problems
 
     def open_contribution(self, data: bytes, *, context: RoundContext, position: int, participant: str, holder: int,
                           participant_public_key: bytes, commitment: bytes) -> Update:

@@ -17,11 +17,13 @@ malicious participants, and 0.0 for everyone else), ``lazy`` (commits, never rev
 here, each corrupts differently: a colluding majority is outside DIN's honest-majority
 assumption), ``copycat`` (commits a copy of an honest member's commitment, result or scores,
 and then tries to reveal that member's opening: commit-reveal binds each commitment to its
-evaluator's address, so the reveal fails and the copycat is silent).
+evaluator's address, so the reveal fails and the copycat is silent), ``forged-shares`` (secure
+aggregation: reveals duplicate shares and shares under another member's name; refused whole).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +33,7 @@ import numpy as np
 from din_lab.errors import ConfigError
 from din_lab.roles.codec import Update
 from din_lab.roles.secure_aggregation import AuxObject
+from din_lab.secagg import Share
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,20 @@ class EvaluatorBehaviour:
     def scores(self, honest: np.ndarray, *, allies: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return honest
 
+    def shares(self, shares: list[Share]) -> list[Share]:
+        """The shares it reveals to the rest of its committee (secure aggregation); honest: its own."""
+        return shares
+
+
+class ForgedShares(EvaluatorBehaviour):
+    """Secure aggregation: reveals each of its shares twice and once more under the next member's
+    name. The other members refuse its whole reveal (duplicate, non-member share) and unmask from
+    the honest members' shares."""
+
+    def shares(self, shares):
+        impersonated = [dataclasses.replace(s, holder=s.holder + 1) for s in shares]
+        return shares + shares + impersonated
+
 
 class RandomScores(EvaluatorBehaviour):
     def scores(self, honest, *, allies, rng):
@@ -163,6 +180,7 @@ EVALUATOR_BEHAVIOURS: dict[str, Callable[[], EvaluatorBehaviour]] = {
     "lazy": lambda: EvaluatorBehaviour(name="lazy", reveals=False),
     "wrong-aggregate": lambda: WrongAggregate(name="wrong-aggregate"),
     "copycat": lambda: EvaluatorBehaviour(name="copycat", copies=True),
+    "forged-shares": lambda: ForgedShares(name="forged-shares"),
 }
 
 

@@ -215,6 +215,8 @@ def check_result(result: SubgroupResult, *, dimension: int, round_: int, subgrou
         return f"result has shape {result.weighted_sum.shape}, the model has {dimension} parameters"
     if result.samples < 0 or not np.all(np.isfinite(result.weighted_sum)):
         return "result holds NaN, Inf or a negative sample count"
+    if result.aborted and (result.samples or np.any(result.weighted_sum) or result.included):
+        return "an aborted result must add nothing (no samples, a zero sum, nobody included)"
     return None
 
 

@@ -19,13 +19,20 @@ subgroup's evaluator committee of ``k`` members at positions ``0..k-1``):
    reachable through the survivors' ``V``.
 3. **Unmask** (:func:`read_subgroup`, :func:`committee_reveal`, :func:`unmask`). Every committee
    member reads the same objects by the CIDs on chain: survivors are the submitters whose masked
-   object is well formed, agrees on ``V`` with the majority and names its own aux CID; everyone
-   else in ``V`` dropped. Each member opens its bundles and publishes its revealed shares
+   object is well formed, agrees on ``V`` with the plurality of valid submitters (ties go to the
+   larger peer list) and names its own aux CID; everyone else in ``V`` dropped. Each member opens its bundles and publishes its revealed shares
    (Bonawitz's rule: survivors' self seeds, dropouts' mask keys). From the pooled reveals every
    member reconstructs the same secrets and gets the byte-identical sum, so the committee votes
-   by CID as in the plaintext round. A dispute committee uses the same published reveals.
+   by CID as in the plaintext round. A dispute committee uses the same published reveals. A
+   member's reveal that breaks Bonawitz's rule, speaks for another member, repeats a share or is
+   for another round is refused whole (:func:`decode_share_reveal`); wrong share values are
+   corrected while ``t`` consistent ones remain. In the lab the members exchange their reveal CIDs
+   off chain (every member reads the same set); anchoring them on chain with a deadline, so members
+   reading at different times cannot disagree, is not built yet.
 4. **Abort**: when the quorum fails (fewer than 3 survivors, a disconnected SecAgg+ graph, fewer
-   than ``t`` holders' shares), every honest member publishes the same *aborted* result: the
+   than ``t`` holders' shares, a participant whose share bundles do not open for ``t`` members),
+   or the unmasked sample total is implausible, every honest member publishes the same *aborted*
+   result: the
    committee accepts it by majority, nobody is slashed, no funds move for it, and the subgroup
    adds nothing to the global model; its participants train again in the next round from the
    unchanged model.
@@ -33,12 +40,15 @@ subgroup's evaluator committee of ``k`` members at positions ``0..k-1``):
 Trade-offs the lab shows rather than hides:
 
 - Evaluators cannot screen individual updates for poisoning during a secure round (the plaintext
-  round compares every update with the round's median update). Poisoners still enter the sum; they
-  are caught at scoring time, when contributions are revealed to the committee.
+  round compares every update with the round's median update). Poisoners enter the sums of every
+  round, bounded only by the fixed-point clip; the final round's contributions, revealed to the
+  committee, are screened and scored, so poisoners earn nothing, but earlier rounds' poisoned
+  updates are never seen individually.
 - Scoring needs individual contributions: at the reward phase each participant reveals its final
   round's update to its own committee only, sealed to the members' keys and opening the
   commitment it published while masking (:func:`seal_contribution`, :func:`open_contribution`).
-  The committee checks that the revealed updates add up to the agreed sum, exactly.
+  When every reveal of a subgroup opens, the committee checks that they add up to the agreed sum,
+  exactly (a mismatch becomes a note: it cannot name the liar).
 """
 
 from __future__ import annotations
@@ -64,7 +74,9 @@ from din_lab.secagg import (
     RoundKeys,
     SecAggAbort,
     SecAggError,
+    SecretKind,
     Share,
+    ShareError,
     check_quorum,
     mask_update,
     open_shares,
@@ -87,7 +99,7 @@ REVEAL_KIND = "din-lab/secagg/share-reveal/v1"
 SEALED_KIND = "din-lab/secagg/sealed-contribution/v1"
 
 # FedAvg contributions samples * delta reach a few hundred; 2^20 leaves ample room, 2^-24 resolution
-# keeps the global model within 1e-7 of the plaintext one, and up to 2^19 vectors sum exactly.
+# keeps the global model within 1e-7 of the plaintext one, and up to 2^19 - 1 vectors sum exactly.
 FIXED_POINT = FixedPoint(clip=float(2**20), frac_bits=24)
 
 Fetch = Callable[[Cid], bytes]
@@ -194,18 +206,32 @@ def encode_share_reveal(shares: Sequence[Share], *, holder: int, evaluator: str,
                                                "round": str(context.round), "subgroup": str(context.subgroup)})
 
 
-def decode_share_reveal(data: bytes, *, holder: int) -> list[Share]:
-    """The shares committee member ``holder`` revealed; shares it claims for another holder are a
-    :class:`~din_lab.secagg.ShareError` (a member speaks only for itself)."""
-    from din_lab.secagg import ShareError
-
+def decode_share_reveal(data: bytes, *, holder: int, view: SubgroupView) -> list[Share]:
+    """The shares committee member ``holder`` revealed for ``view``'s round, checked against
+    Bonawitz's rule before they are pooled: for this round and subgroup, from this holder only (a
+    member speaks only for itself), of participants of the mask graph, each survivor's self seed and
+    each dropout's mask key, at most one per participant. Anything else is a
+    :class:`~din_lab.secagg.ShareError` and the caller drops the holder's whole reveal."""
     meta, tensors = _read(data, REVEAL_KIND)
     if meta.get("holder") != str(holder):
         raise ShareError(f"a share reveal of holder {meta.get('holder')} offered as holder {holder}'s")
     shares = [Share.from_bytes(tensors[k].tobytes()) for k in sorted(tensors)]
+    graph = set(view.graph.participants) if view.graph is not None else set()
+    seen: set[int] = set()
     for s in shares:
+        if s.context != view.context:
+            raise ShareError(f"committee member {holder} revealed a share for {s.context}, not {view.context}")
         if s.holder != holder:
             raise ShareError(f"committee member {holder} revealed a share as member {s.holder}")
+        if s.participant not in graph:
+            raise ShareError(f"committee member {holder} revealed a share of {s.participant}, outside the mask graph")
+        wanted = SecretKind.SELF_SEED if s.participant in view.masked else SecretKind.MASK_KEY
+        if s.kind is not wanted:
+            raise ShareError(f"committee member {holder} revealed the {s.kind.name} of participant {s.participant}: "
+                             "Bonawitz's rule reveals only survivors' self seeds and dropouts' mask keys")
+        if s.participant in seen:
+            raise ShareError(f"committee member {holder} revealed two shares of participant {s.participant}")
+        seen.add(s.participant)
     return shares
 
 
@@ -277,9 +303,13 @@ def open_contribution(data: bytes, *, context: RoundContext, position: int, part
     """A committee member opens a sealed contribution and checks it against the commitment the
     participant published in its masked update. :class:`RevealError` or :class:`ProtocolError`."""
     _, tensors = _read(data, SEALED_KIND)
+    if "sealed" not in tensors:
+        raise RevealError(f"the sealed contribution of {participant} holds no ciphertext")
     payload = open_sealed(tensors["sealed"].tobytes(), context=context, participant=position, holder=holder,
                           holder_key=holder_key, participant_public_key=participant_public_key)
     _, inner = _read(payload, "din-lab/secagg/contribution/v1")
+    if "update" not in inner or "salt" not in inner:
+        raise RevealError(f"the revealed contribution of {participant} lacks its update or salt")
     update = decode_update(inner["update"].tobytes())
     if update.round != context.round or update.participant.lower() != participant.lower():
         raise RevealError(f"the revealed update of {participant} is for another round or participant")
@@ -317,6 +347,15 @@ class SubgroupView:
         return tuple(p for p in (self.graph.participants if self.graph else ()) if p not in self.masked)
 
 
+def _check_peers(peers: tuple[tuple[int, str], ...], *, members: int) -> None:
+    """A masked update's peer list: positions of the subgroup, strictly increasing, each with a CID."""
+    positions = [p for p, _ in peers]
+    if not peers or positions != sorted(set(positions)) or not all(0 <= p < members for p in positions):
+        raise ProtocolError("its peer list is not a strictly increasing list of subgroup positions")
+    for _, c in peers:
+        Cid.parse(c)
+
+
 def read_subgroup(*, context: RoundContext, members: Sequence[str], submitted: Mapping[str, tuple[Cid, Cid | None]],
                   fetch: Fetch, dimension: int, secagg_plus: bool, seed: bytes) -> SubgroupView:
     """What a committee member reads before revealing anything. ``submitted``: each member's
@@ -336,7 +375,8 @@ def read_subgroup(*, context: RoundContext, members: Sequence[str], submitted: M
                     or obj.participant.lower() != member.lower():
                 raise ProtocolError("masked update for another round, subgroup or participant")
             validate_masked({position: obj.masked}, dimension=dimension,
-                            graph=MaskGraph.full(range(len(members))))
+                            graph=MaskGraph.full(range(len(members))), dtype=FIXED_POINT.dtype)
+            _check_peers(obj.peers, members=len(members))
             if aux_cid is None or (position, str(aux_cid)) not in obj.peers:
                 raise ProtocolError("the masked update does not name its own aux CID among its peers")
         except DinLabError as e:
@@ -352,7 +392,7 @@ def read_subgroup(*, context: RoundContext, members: Sequence[str], submitted: M
     for position in [p for p, obj in valid.items() if obj.peers != peers]:
         rejected[position] = "masked against another set of peers than the subgroup"
         del valid[position]
-    aux = read_peers({p: Cid.coerce(c) for p, c in peers}, fetch=fetch, context=context, members=members)
+    aux = read_peers({p: Cid.parse(c) for p, c in peers}, fetch=fetch, context=context, members=members)
     if len(aux) != len(peers):
         return SubgroupView(context=context, members=tuple(members), graph=None, aux={}, masked={}, commitments={},
                             rejected=rejected, dimension=dimension,
@@ -389,9 +429,11 @@ def committee_reveal(view: SubgroupView, *, holder: int, holder_key: X25519Priva
 
 
 def unmask(view: SubgroupView, *, shares: Sequence[Share], committee: Committee, round_: int,
-           subgroup: int) -> SubgroupResult:
+           subgroup: int, max_samples: int) -> SubgroupResult:
     """The subgroup's result from the pooled reveals: the decoded sum with its exact encoding, or
-    the aborted result every honest member publishes alike."""
+    the aborted result every honest member publishes alike. The sample total travels masked like
+    the rest, so it is checked once unmasked: an integer of at least 1 and at most ``max_samples``
+    per survivor, or the subgroup aborts (someone inflated or negated its FedAvg weight)."""
     rejected = tuple(view.members[p] for p in sorted(set(range(len(view.members))) - set(view.masked)))
     if view.abort is None and view.graph is not None:
         try:
@@ -405,8 +447,13 @@ def unmask(view: SubgroupView, *, shares: Sequence[Share], committee: Committee,
                                   dimension=view.dimension - 1)
         decoded = FIXED_POINT.decode(total, count=len(view.masked))
         samples = int(round(decoded[-1]))
+        if samples != decoded[-1] or not len(view.masked) <= samples <= len(view.masked) * max_samples:
+            return aborted_result(f"the unmasked sample total {decoded[-1]:g} is implausible for {len(view.masked)} "
+                                  f"updates (1..{max_samples} each): a masked sample count was forged",
+                                  members=view.members, round_=round_, subgroup=subgroup,
+                                  dimension=view.dimension - 1)
         return SubgroupResult(weighted_sum=decoded[:-1].astype(np.float32), samples=samples, round=round_,
-                              subgroup=subgroup, included=tuple(view.members[p] for p in view.survivors),
+                              subgroup=subgroup, included=included(view),
                               rejected=rejected, encoded_sum=total)
     return aborted_result(view.abort or "no mask graph", members=view.members, round_=round_, subgroup=subgroup,
                           dimension=view.dimension - 1)
@@ -418,9 +465,17 @@ def aborted_result(reason: str, *, members: Sequence[str], round_: int, subgroup
                           subgroup=subgroup, included=(), rejected=tuple(members), aborted=reason)
 
 
+def included(view: SubgroupView) -> tuple[str, ...]:
+    """Who an honest unmasked result of ``view`` includes: the survivors, in position order."""
+    return tuple(view.members[p] for p in view.survivors)
+
+
 def revealed_sum_matches(updates: Sequence[Update], encoded_sum: np.ndarray) -> bool:
     """Whether the revealed updates of a subgroup add up exactly to the sum its committee agreed on."""
-    total = np.zeros(encoded_sum.shape, dtype=np.uint64)
+    total = np.zeros(encoded_sum.shape, dtype=FIXED_POINT.dtype)
     for u in updates:
-        np.add(total, encode_contribution(u), out=total)
+        encoded = encode_contribution(u)
+        if encoded.shape != total.shape:
+            return False
+        np.add(total, encoded, out=total)
     return bool(np.array_equal(total, encoded_sum))

@@ -12,16 +12,19 @@ on chain): anyone else who fetches the object from IPFS sees ciphertext.
 - :func:`seal_for_committee` / :func:`open_sealed`: hybrid encryption. A fresh 256-bit content key
   encrypts the payload once (ChaCha20-Poly1305); the key is wrapped for each member under
   ``HKDF(X25519(participant long-term, member long-term))``. Associated data binds the round context,
-  the participant, the member's position and both public keys, so a sealed reveal cannot be replayed
-  to another round, subgroup or member, and only the registered participant could have made it.
+  the participant, the member's position and both public keys (and each key wrap the body's
+  digest), so a sealed reveal cannot be replayed to another round, subgroup or member, and only the
+  registered participant could have made it: a member learns the content key, but cannot re-wrap
+  another body for the other members without the participant's private key.
 
 What it costs: the committee (``t`` or more members, or any one member for the revealed update)
 learns the participant's final-round update, which secure aggregation hid from it during the
 round. Privacy against everyone else, and of every earlier round's update, stays intact. The
-committee can check the reveals collectively: the sum of the revealed, encoded updates of a
-subgroup must equal the unmasked sum it agreed on, exactly; a mismatch shows that someone revealed
-something other than it masked (it does not show who: that would need the pairwise masks, whose
-keys would expose the neighbours).
+committee can check the reveals collectively: when every included participant's reveal opens, the
+sum of the revealed, encoded updates must equal the unmasked sum it agreed on, exactly; a mismatch
+shows that someone revealed something other than it masked (the lab records it in its notes; it
+does not show who: that would need the pairwise masks, whose keys would expose the neighbours).
+The commitment in each masked update is what pins each reveal individually.
 """
 
 from __future__ import annotations
@@ -62,8 +65,13 @@ def contribution_commitment(*, context: RoundContext, participant: int, encoded:
     return hashlib.sha256(_COMMIT + wire.pack(0, [*context.fields(), wire.u64(participant), salt, encoded])).digest()
 
 
-def _ad(*, context: RoundContext, participant: int, holder: int, sender: bytes, recipient: bytes) -> bytes:
-    return _AD + wire.pack(0, [*context.fields(), wire.u64(participant), wire.u64(holder), sender, recipient])
+def _ad(*, context: RoundContext, participant: int, holder: int, sender: bytes, recipient: bytes,
+        body: bytes = b"") -> bytes:
+    """Associated data; a key wrap's also binds the body's digest, so a member (who learns the content
+    key) cannot swap in another body under the others' wraps."""
+    digest = hashlib.sha256(body).digest() if body else b""
+    return _AD + wire.pack(0, [*context.fields(), wire.u64(participant), wire.u64(holder), sender, recipient,
+                               digest])
 
 
 def seal_for_committee(payload: bytes, *, context: RoundContext, participant: int, long_term_key: X25519PrivateKey,
@@ -81,7 +89,8 @@ def seal_for_committee(payload: bytes, *, context: RoundContext, participant: in
     wraps = []
     for h, recipient in enumerate(committee):
         shared = exchange(long_term_key, recipient, RevealError, f"committee member {h}'s long-term key")
-        ad = _ad(context=context, participant=participant, holder=h, sender=sender, recipient=recipient)
+        ad = _ad(context=context, participant=participant, holder=h, sender=sender, recipient=recipient,
+                 body=body)
         wrap_nonce = rng(_NONCE)
         aead = ChaCha20Poly1305(hkdf(shared, salt=context.digest, info=_WRAP_KEY + ad))
         wraps.append(wrap_nonce + aead.encrypt(wrap_nonce, key, ad))
@@ -115,10 +124,10 @@ def open_sealed(data: bytes, *, context: RoundContext, participant: int, holder:
         raise RevealError(f"committee member {holder} is not among the {members} this reveal is sealed to")
     recipient = public_key_bytes(holder_key)
     shared = exchange(holder_key, participant_public_key, RevealError, f"participant {participant}'s long-term key")
-    ad = _ad(context=context, participant=participant, holder=holder, sender=participant_public_key,
-             recipient=recipient)
     wrap = fields[7 + holder]
     body = fields[6]
+    ad = _ad(context=context, participant=participant, holder=holder, sender=participant_public_key,
+             recipient=recipient, body=body)
     if len(wrap) != _NONCE + _KEY + 16 or len(body) < _NONCE + 16:
         raise RevealError(f"a sealed reveal of participant {participant}: malformed ciphertext")
     try:
