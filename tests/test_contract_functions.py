@@ -10,6 +10,7 @@ import pytest
 
 from din_lab.chain import reverts
 from din_lab.chain.din import WAD, Phase, SubgroupStatus, cid_arg, result_commitment, scores_commitment, sign_update
+from din_lab.cid import Cid
 from din_lab.errors import ContractRevert
 from tests.helpers import COOLDOWN, MIN_STAKE, STAKE, cid, salt
 
@@ -285,6 +286,33 @@ def test_submissions_digest_is_a_hash_chain_of_the_events(net):
 
 
 # ------------------------------------------------------------------ aggregation votes
+
+
+def test_reveal_shares_window_and_errors(net):
+    """Secure aggregation's share window: after the submissions, before the commit window, first
+    committee members only, one reveal each, a well-formed CID; the commit window starts after it."""
+    task = net.started_task(share_window=10)
+    F = task.functions
+    deadline = net.round_info(task, 0)[3]
+    assert net.call(F.subgroupInfo(0, 0))[0] == deadline + 10  # commitStart
+    c = net.committee(task, 0, 0)
+    shares = cid("shares of member 0")
+    expect_revert(net, F.revealShares(0, 0, shares.to_chain()), c[0], reverts.WindowNotOpen, opensAfterBlock=deadline)
+    net.submit_all(task, 0)
+    net.chain.mine_to(deadline + 1)
+    outsider = next(e for e in net.staked if e not in c)
+    expect_revert(net, F.revealShares(0, 0, shares.to_chain()), outsider, reverts.NotCommitteeMember)
+    expect_revert(net, F.revealShares(0, 9, shares.to_chain()), c[0], reverts.UnknownSubgroup, subgroup=9)
+    expect_revert(net, F.revealShares(0, 0, (b"\x00" * 32, 7)), c[0], reverts.MalformedCid)
+    expect_revert(net, F.commitResult(0, 0, salt(1)), c[0], reverts.WindowNotOpen)  # not during the share window
+    receipt = net.tx(F.revealShares(0, 0, shares.to_chain()), c[0])
+    event = receipt.event("SharesRevealed")
+    assert event.args["evaluator"] == c[0].address and Cid.from_chain(event.args["shares"]) == shares
+    assert net.call(F.sharesRevealed(0, 0, c[0].address)) and not net.call(F.sharesRevealed(0, 0, c[1].address))
+    expect_revert(net, F.revealShares(0, 0, shares.to_chain()), c[0], reverts.AlreadyRevealedShares)
+    net.to_commit(task, 0)
+    expect_revert(net, F.revealShares(0, 0, cid("late").to_chain()), c[1], reverts.WindowClosed)
+    net.tx(F.commitResult(0, 0, salt(1)), c[0])
 
 
 def test_commit_reveal_errors(net):

@@ -28,6 +28,7 @@ struct TaskParams {
     uint32 commitWindow; // blocks
     uint32 revealWindow; // blocks
     address identityRegistry; // optional Sybil resistance; address(0) = open
+    uint32 shareWindow; // blocks after the submission window for secure aggregation's share reveals (0: none)
 }
 
 /// @title DINTask: one training task, the paper's "intelligence" contract.
@@ -85,6 +86,7 @@ contract DINTask is EIP712, ReentrancyGuard {
     error AlreadyCommitted(address evaluator);
     error NotCommitted(address evaluator);
     error AlreadyRevealed(address evaluator);
+    error AlreadyRevealedShares(address evaluator);
     error RevealMismatch(address evaluator);
     error NotEnoughParticipants(uint256 have, uint256 need);
     error NotEnoughEvaluators(uint256 have, uint256 need);
@@ -101,6 +103,7 @@ contract DINTask is EIP712, ReentrancyGuard {
     event RoundStarted(uint256 indexed round, bytes32 seed, uint256 subgroups, uint256 submissionDeadline);
     event CommitteeDrawn(uint256 indexed round, uint256 indexed subgroup, uint8 cohort, address[] members);
     event UpdateSubmitted(uint256 indexed round, address indexed participant, Cid update, Cid aux);
+    event SharesRevealed(uint256 indexed round, uint256 indexed subgroup, address indexed evaluator, Cid shares);
     event ResultCommitted(uint256 indexed round, uint256 indexed subgroup, address indexed evaluator);
     event ResultRevealed(uint256 indexed round, uint256 indexed subgroup, address indexed evaluator, Cid result);
     event SubgroupFinalized(uint256 indexed round, uint256 indexed subgroup, SubgroupStatus status, Cid result);
@@ -183,6 +186,7 @@ contract DINTask is EIP712, ReentrancyGuard {
     mapping(uint256 => mapping(uint256 => Subgroup)) private _subgroups;
     mapping(uint256 => mapping(uint256 => mapping(uint8 => address[]))) private _committees;
     mapping(uint256 => mapping(uint256 => mapping(uint8 => mapping(address => Vote)))) private _votes;
+    mapping(uint256 => mapping(uint256 => mapping(address => bool))) public sharesRevealed;
 
     Cid public evaluationSet;
     Cid public evaluationContext;
@@ -298,8 +302,8 @@ contract DINTask is EIP712, ReentrancyGuard {
         bytes32 committeeSeed = keccak256(abi.encode(seed, "committee"));
         for (uint256 g = 0; g < groups; ++g) {
             Subgroup storage s = _subgroups[r][g];
-            s.commitStart = deadline;
-            s.commitDeadline = deadline + _params.commitWindow;
+            s.commitStart = deadline + _params.shareWindow;
+            s.commitDeadline = s.commitStart + _params.commitWindow;
             s.revealDeadline = s.commitDeadline + _params.revealWindow;
             _drawCommittee(r, g, 0, e, committeeSeed, eligible);
         }
@@ -368,6 +372,23 @@ contract DINTask is EIP712, ReentrancyGuard {
     }
 
     // ------------------------------------------------------------------ aggregate: commit, reveal, finalize
+
+    /// @notice Secure aggregation: a member of a subgroup's first committee records the CID of its
+    /// share reveal (the survivors' self-mask seeds and the dropouts' mask keys it holds) between
+    /// the submission deadline and the commit window. Every member, and a dispute committee,
+    /// unmasks from exactly the reveals recorded here, so members reading at different times
+    /// cannot disagree; one reveal per member.
+    function revealShares(uint256 round, uint256 subgroup, Cid calldata shares) external inPhase(Phase.Training) {
+        Subgroup storage s = _pendingSubgroup(round, subgroup);
+        uint64 opens = _rounds[round].submissionDeadline;
+        if (block.number <= opens) revert WindowNotOpen(opens);
+        if (s.cohort != 0 || block.number > s.commitStart) revert WindowClosed(s.commitStart);
+        if (_votes[round][subgroup][0][msg.sender].state == 0) revert NotCommitteeMember(msg.sender, round, subgroup);
+        if (sharesRevealed[round][subgroup][msg.sender]) revert AlreadyRevealedShares(msg.sender);
+        shares.check();
+        sharesRevealed[round][subgroup][msg.sender] = true;
+        emit SharesRevealed(round, subgroup, msg.sender, shares);
+    }
 
     function commitResult(uint256 round, uint256 subgroup, bytes32 commitment) external inPhase(Phase.Training) {
         Subgroup storage s = _pendingSubgroup(round, subgroup);

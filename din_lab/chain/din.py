@@ -60,6 +60,7 @@ class TaskParams:
     commit_window: int = 5
     reveal_window: int = 5
     identity_registry: str = ZERO_ADDRESS
+    share_window: int = 0  # blocks for secure aggregation's share reveals before the commit window
 
     def to_chain(self) -> tuple:
         values = list(astuple(self))

@@ -18,9 +18,9 @@ everyone pulls what it is owed and the owner publishes the final model.
 Updates travel in plaintext by default. With ``secagg=True`` (``--secagg on``) they are masked
 (:mod:`din_lab.roles.secure_aggregation`): in ``submit`` participants first advertise fresh round
 keys and committee-sealed shares (aux objects on IPFS, no transaction), then mask and submit
-``(masked CID, aux CID)``; in ``aggregate`` each committee member publishes its share reveals and
-unmasks the subgroup's sum from the pooled reveals (a quorum failure becomes an accepted, aborted
-result); in ``score`` participants reveal their final-round update to their own committee only.
+``(masked CID, aux CID)``; in ``aggregate`` each committee member records its share reveal on chain
+(``revealShares``, in the share window before the commit window) and unmasks the subgroup's sum
+from the reveals recorded there (a quorum failure becomes an accepted, aborted result); in ``score`` participants reveal their final-round update to their own committee only.
 Evaluators still read the owner's test set in plaintext until the encrypted-evaluation issue; the
 seam is the scorer's utility.
 """
@@ -231,11 +231,13 @@ class Lab:
         # one block per transaction): every member's vote, plus a dispute's finalize and larger committee
         votes = groups * (2 * k + 2) + 4
         batches = -(-n // RELAY_BATCH) if cfg.relayed_submissions else n
+        share_reveals = groups * k + 2 if cfg.secagg else 0  # one revealShares per committee member
         self.task_params = TaskParams(
             genesis_model=genesis, reward_deposit=self._wad(cfg.reward_deposit), fee_budget=self._wad(cfg.fee_budget),
             evaluator_fee=self._wad(cfg.evaluator_fee), slash_amount=self._wad(cfg.slash_amount),
             rounds=cfg.rounds, subgroup_size=s, evaluators_per_subgroup=k, public_goods_bps=cfg.public_goods_bps,
-            public_goods_fund=fund.address, submission_window=batches + 4, commit_window=votes, reveal_window=votes)
+            public_goods_fund=fund.address, submission_window=batches + 4, commit_window=votes, reveal_window=votes,
+            share_window=share_reveals)
         approve = token.approve(self.din.factory.address, self.task_params.reward_deposit + self.task_params.fee_budget)
         self._tx("setup", None, owner_acct, approve, "approve deposit")
         receipt = self._tx("setup", None, owner_acct, self.din.factory.functions.createTask(self.task_params.to_chain()),
@@ -514,38 +516,43 @@ class Lab:
                 self._note("aggregate", r, "committee", f"secure aggregation of subgroup {g} aborts", detail=view.abort)
         return state.views[g]
 
-    def _share_pool(self, r: int, g: int) -> list:
-        """The shares the subgroup's (cohort 0) committee revealed, published once by each member
-        and read back from the store; a dispute committee unmasks from the same pool."""
+    def _reveal_shares(self, r: int, g: int) -> None:
+        """Each member of subgroup ``g``'s first committee opens the share bundles addressed to it,
+        stores its share reveal (Bonawitz's rule) on IPFS and records the CID on chain
+        (``revealShares``), inside the share window between the submissions and the commit window."""
         state = self.rounds[r]
         view = self._secure_view(r, g)
-        holders = state.committees[g]
-        if g not in state.share_reveals:
-            state.share_reveals[g] = {}
-            keys = {m: self._participant_key(m) for m in state.members[g]}
-            for h, addr in enumerate(holders):
-                ev = self._by_address[addr]
-                try:
-                    shares, problems = ev.reveal_shares(view, holder=h, participant_keys=keys)
-                except SecAggError as e:  # the quorum fails: reveal nothing
-                    self._note("aggregate", r, ev.name, f"reveals no shares for subgroup {g}", detail=str(e))
-                    continue
-                for pos, why in sorted(problems.items()):
-                    self._note("aggregate", r, ev.name, f"cannot open the shares of {self.name_of(state.members[g][pos])}",
-                               detail=why)
-                if view.abort is None:
-                    cid = self._add(sa.encode_share_reveal(shares, holder=h, evaluator=addr, context=view.context))
-                    state.share_reveals[g][h] = cid
-                    self._note("aggregate", r, ev.name, f"revealed {len(shares)} shares for subgroup {g}", cid=str(cid))
-        if g in state.share_pools:  # every member reads the same published reveals: check them once
+        if view.abort is not None:
+            return  # the quorum fails: nobody reveals anything
+        keys = {m: self._participant_key(m) for m in state.members[g]}
+        for h, addr in enumerate(state.committees[g]):
+            ev = self._by_address[addr]
+            shares, problems = ev.reveal_shares(view, holder=h, participant_keys=keys)
+            for pos, why in sorted(problems.items()):
+                self._note("aggregate", r, ev.name, f"cannot open the shares of {self.name_of(state.members[g][pos])}",
+                           detail=why)
+            cid = self._add(sa.encode_share_reveal(shares, holder=h, evaluator=addr, context=view.context))
+            self._tx("aggregate", r, ev.account, self.task.functions.revealShares(r, g, cid.to_chain()),
+                     f"reveal {len(shares)} shares for subgroup {g}", cid=cid)
+
+    def _share_pool(self, r: int, g: int) -> list:
+        """The shares subgroup ``g``'s first committee revealed, as recorded on chain (``SharesRevealed``)
+        by the end of the share window: every member, and a dispute committee, unmasks from exactly
+        these. Each holder's reveal is checked whole before it is pooled."""
+        state = self.rounds[r]
+        if g in state.share_pools:  # every member reads the same events and objects: check them once
             return state.share_pools[g]
+        view = self._secure_view(r, g)
+        holders = state.committees[g]
         pool = state.share_pools[g] = []
-        for h, cid in sorted(state.share_reveals[g].items()):
-            try:  # a holder's reveal is pooled whole or not at all
-                pool += sa.decode_share_reveal(self.store.cat(cid), holder=h, view=view)
+        for event in self.chain.events.where("SharesRevealed", address=self.task.address, round=r, subgroup=g):
+            who = event.args["evaluator"]
+            cid = Cid.from_chain(event.args["shares"])
+            state.share_reveals.setdefault(g, {})[holders.index(who)] = cid  # the contract admits members only
+            try:
+                pool += sa.decode_share_reveal(self.store.cat(cid), holder=holders.index(who), view=view)
             except DinLabError as e:
-                self._note("aggregate", r, self.name_of(holders[h]), f"share reveal for subgroup {g} refused",
-                           detail=str(e))
+                self._note("aggregate", r, self.name_of(who), f"share reveal for subgroup {g} refused", detail=str(e))
         return pool
 
     def _aggregate_secure(self, r: int, g: int) -> codec.SubgroupResult:
@@ -610,6 +617,10 @@ class Lab:
 
     def _phase_aggregate(self, r: int) -> None:
         state = self.rounds[r]
+        if self.config.secagg:
+            for g in range(state.groups):
+                self._reveal_shares(r, g)
+            self._mine_past(int(self.chain.call(self.task.functions.subgroupInfo(r, 0))[0]))  # the share window
         for g in self._bar(list(range(state.groups)), f"round {r} aggregate"):
             self._aggregate_cohort(r, g, state.committees[g])
 

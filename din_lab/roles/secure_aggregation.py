@@ -26,9 +26,9 @@ subgroup's evaluator committee of ``k`` members at positions ``0..k-1``):
    by CID as in the plaintext round. A dispute committee uses the same published reveals. A
    member's reveal that breaks Bonawitz's rule, speaks for another member, repeats a share or is
    for another round is refused whole (:func:`decode_share_reveal`); wrong share values are
-   corrected while ``t`` consistent ones remain. In the lab the members exchange their reveal CIDs
-   off chain (every member reads the same set); anchoring them on chain with a deadline, so members
-   reading at different times cannot disagree, is not built yet.
+   corrected while ``t`` consistent ones remain. The reveals' CIDs are recorded on chain
+   (``DINTask.revealShares``, one per member, in a share window that closes before the commit
+   window opens), so members reading at different times cannot disagree on the pool.
 4. **Abort**: when the quorum fails (fewer than 3 survivors, a disconnected SecAgg+ graph, fewer
    than ``t`` holders' shares, a participant whose share bundles do not open for ``t`` members),
    or the unmasked sample total is implausible, every honest member publishes the same *aborted*
