@@ -74,7 +74,24 @@ def test_exactness_bound_at_the_limit() -> None:
     assert FixedPoint().max_summands == 2**28 - 1
 
 
-@pytest.mark.parametrize("kwargs", [{"bits": 32}, {"frac_bits": -1}, {"frac_bits": 63}, {"clip": 0.0},
+def test_the_32_bit_ring() -> None:
+    """Z_2^32: uint32 encodings, two's complement wrap, exact sums up to max_summands."""
+    fp = FixedPoint(clip=4.0, frac_bits=16, bits=32)  # M = 2^18, max_summands = 8191
+    assert fp.dtype == np.uint32 and fp.max_summands == (2**31 - 1) // 2**18
+    top = fp.encode([4.0, -4.0, -1.5, 100.0])
+    assert top.dtype == np.uint32 and top.view(np.int32).tolist() == [2**18, -(2**18), -3 * 2**15, 2**18]
+    total = np.zeros(4, dtype=np.uint32)
+    for _ in range(fp.max_summands):
+        np.add(total, top, out=total)
+    assert fp.decode(total, count=fp.max_summands).tolist() == [4.0 * 8191, -4.0 * 8191, -1.5 * 8191, 4.0 * 8191]
+    with pytest.raises(MaskedVectorError):
+        fp.decode(total.astype(np.uint64))
+    with pytest.raises(SecAggError, match="wrapped"):
+        fp.decode(total, count=fp.max_summands + 1)
+
+
+@pytest.mark.parametrize("kwargs", [{"bits": 16}, {"bits": 32}, {"bits": 32, "frac_bits": 31},
+                                    {"bits": 32, "clip": 2.0**20, "frac_bits": 12}, {"frac_bits": -1}, {"frac_bits": 63}, {"clip": 0.0},
                                     {"clip": float("inf")}, {"clip": 2.0**40, "frac_bits": 40},
                                     {"clip": 1e-9, "frac_bits": 8}])
 def test_bad_parameters(kwargs: dict) -> None:

@@ -128,13 +128,18 @@ def scenarios(draw, *, secagg_plus: bool, max_n: int):
     offline = draw(st.sets(st.integers(0, committee_size - 1), max_size=committee_size - t))
     scale = draw(st.sampled_from([1e-3, 1.0, 5.0, 50.0]))  # 50 with clip 8: most values clip
     seed = draw(st.integers(0, 2**32 - 1))
-    return n, dimension, dropouts, committee_size, offline, scale, seed
+    bits = draw(st.sampled_from([64, 32]))
+    return n, dimension, dropouts, committee_size, offline, scale, seed, bits
 
 
-def _check_sum(n, dimension, dropouts, committee_size, offline, scale, seed, secagg_plus) -> None:
+# Z_2^64 at 2^-32; Z_2^32 at 2^-20 (clip 8: 255 vectors sum exactly, enough for 200)
+RINGS = {64: FixedPoint(clip=8.0, frac_bits=32), 32: FixedPoint(clip=8.0, frac_bits=20, bits=32)}
+
+
+def _check_sum(n, dimension, dropouts, committee_size, offline, scale, seed, bits, secagg_plus) -> None:
     data = np.random.default_rng(seed)
     vectors = [data.normal(scale=scale, size=dimension) for _ in range(n)]
-    fp = FixedPoint(clip=8.0, frac_bits=32)
+    fp = RINGS[bits]
     survivors = [i for i in range(n) if i not in dropouts]
     try:
         result = simulate_round(vectors, committee_size=committee_size, dropouts=dropouts,
@@ -143,14 +148,14 @@ def _check_sum(n, dimension, dropouts, committee_size, offline, scale, seed, sec
         # only SecAgg+ may abort here, and only because the survivors' graph fell apart
         assert secagg_plus and "components" in str(e), e
         return
-    expected = np.zeros(dimension, dtype=np.uint64)
+    expected = np.zeros(dimension, dtype=fp.dtype)
     for i in survivors:
         expected += fp.encode(vectors[i])
-    assert result.sum.dtype == np.uint64
+    assert result.sum.dtype == fp.dtype
     assert np.array_equal(result.sum, expected) and result.exact
     assert result.survivors == tuple(survivors) and result.dropped == tuple(sorted(dropouts))
     clipped = np.clip(np.array(vectors)[survivors], -8, 8).sum(axis=0)
-    assert np.allclose(result.decoded, clipped, rtol=0, atol=len(survivors) * 2.0**-32)
+    assert np.allclose(result.decoded, clipped, rtol=0, atol=len(survivors) * fp.resolution)
 
 
 @settings(max_examples=50, deadline=None)
@@ -167,7 +172,8 @@ def test_secagg_plus_sum_is_exact(scenario) -> None:
 
 def test_full_graph_200_participants_30_percent_dropout() -> None:
     dropouts = set(range(0, 200, 3))  # 67 dropped
-    _check_sum(200, 3, dropouts, 5, {4}, 1.0, 7, secagg_plus=False)
+    _check_sum(200, 3, dropouts, 5, {4}, 1.0, 7, 64, secagg_plus=False)
+    _check_sum(200, 3, dropouts, 5, {4}, 1.0, 7, 32, secagg_plus=False)
 
 
 def test_secagg_plus_abort_matches_graph_connectivity() -> None:
