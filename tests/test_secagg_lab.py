@@ -281,6 +281,22 @@ def test_share_reveals_are_checked_before_they_are_pooled(secure):
             sa.decode_share_reveal(data, holder=holder, view=view)
 
 
+def test_a_silent_member_reveals_no_shares_and_t_others_suffice():
+    lab = Lab.create(ExperimentConfig(**SMALL, secagg=True, malicious_evaluators=("0.15:lazy",)))
+    lazy = next(e for e in lab.evaluators if e.behaviour.name == "lazy")
+    lab.run()
+    s = tabulate(lab, seconds=1.0).summary
+    seats = [(r, g) for r, state in enumerate(lab.rounds) for g, c in state.committees.items() if lazy.address in c]
+    assert seats
+    for r, g in seats:
+        state = lab.rounds[r]
+        recorded = lab.chain.events.where("SharesRevealed", address=lab.task.address, round=r, subgroup=g)
+        assert len(recorded) == 2 and lazy.address not in {e.args["evaluator"] for e in recorded}
+        assert g not in state.aborted and g in state.accepted
+    assert next(e for e in s["evaluators"] if e["address"] == lazy.address)["slashed_amount"] > 0
+    assert s["tokens"]["conserved"] is True
+
+
 def test_forged_share_reveals_are_refused_and_the_round_survives():
     lab = Lab.create(ExperimentConfig(**SMALL, secagg=True, malicious_evaluators=("0.15:forged-shares",)))
     forger = next(e for e in lab.evaluators if e.behaviour.name == "forged-shares")

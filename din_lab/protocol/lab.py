@@ -527,6 +527,9 @@ class Lab:
         keys = {m: self._participant_key(m) for m in state.members[g]}
         for h, addr in enumerate(state.committees[g]):
             ev = self._by_address[addr]
+            if not ev.behaviour.reveals:  # a silent member reveals nothing; t of the others suffice
+                self._note("aggregate", r, ev.name, f"stays silent: reveals no shares for subgroup {g}")
+                continue
             shares, problems = ev.reveal_shares(view, holder=h, participant_keys=keys)
             for pos, why in sorted(problems.items()):
                 self._note("aggregate", r, ev.name, f"cannot open the shares of {self.name_of(state.members[g][pos])}",
