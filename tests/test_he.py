@@ -1,0 +1,199 @@
+"""Encrypted evaluation (din_lab.he) against the plaintext reference: the lab's HE-ready models,
+trained on digits and breast cancer, give logits within 1e-3 and identical accuracy under CKKS;
+two evaluators in separate processes produce byte-identical outputs; bad contexts, ciphertexts
+and models are refused with typed errors before any work."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from din_lab.errors import ConfigError
+from din_lab.he import (
+    EncryptedTable,
+    HEDepthError,
+    HEError,
+    HEModel,
+    HEParameterError,
+    HEParams,
+    Linear,
+    OwnerKeys,
+    SecretKeyError,
+    Square,
+    encrypt_test_set,
+    evaluate,
+    load_public_context,
+    params_for_depth,
+    public_context_bytes,
+)
+from din_lab.learning import ModelSpec, TrainingConfig, build_model, load_dataset, train_local_batched, unflatten
+from din_lab.learning.models import Square as TorchSquare
+
+
+def he_model(module: nn.Module) -> HEModel:
+    """A trained torch Sequential of Linear and Square layers as an HEModel."""
+    layers = []
+    for m in module:
+        if isinstance(m, nn.Linear):
+            layers.append(Linear(weight=m.weight.detach().double().numpy().T, bias=m.bias.detach().double().numpy()))
+        elif isinstance(m, TorchSquare):
+            layers.append(Square())
+        else:
+            raise ConfigError(f"{type(m).__name__} has no CKKS evaluation")
+    return HEModel(layers=tuple(layers))
+
+
+def trained(dataset: str, spec: ModelSpec):
+    data = load_dataset(dataset, seed=0)
+    model = build_model(spec, num_features=data.num_features, num_classes=data.num_classes, seed=0)
+    result = train_local_batched(model, [(data.X_train, data.y_train)], config=TrainingConfig(epochs=5), seed=0)
+    with torch.no_grad():
+        for name, value in unflatten(result.params[0], like=model).items():
+            model.get_parameter(name).copy_(value)
+    return data, model
+
+
+@pytest.fixture(scope="module", params=[("digits", "logreg"), ("breast_cancer", "logreg"), ("digits", "mlp"),
+                                        ("breast_cancer", "mlp")], ids=lambda p: "-".join(p))
+def case(request):
+    dataset, name = request.param
+    spec = ModelSpec(name=name, hidden=(16,), activation="square")
+    data, model = trained(dataset, spec)
+    hem = he_model(model)
+    params = params_for_depth(hem.depth)
+    keys = OwnerKeys(params)
+    enc = encrypt_test_set(data.X_test, context=keys.context, params=params)
+    return data, model, hem, keys, enc
+
+
+def test_encrypted_logits_and_accuracy_match_plaintext(case):
+    data, model, hem, keys, enc = case
+    public = load_public_context(keys.public_context(), params=keys.params)
+    test_set = EncryptedTable.from_bytes(enc.to_bytes(), context=public, kind="test-set", params=keys.params)
+    outputs = evaluate(hem, test_set, context=public)
+    back = EncryptedTable.from_bytes(outputs.to_bytes(), context=keys.context, kind="outputs", params=keys.params)
+    logits = back.decrypt(keys.context)
+    with torch.no_grad():
+        reference = model(torch.from_numpy(np.array(data.X_test))).double().numpy()
+    np.testing.assert_allclose(hem.plaintext(data.X_test), reference, atol=1e-4)  # the converter is faithful
+    assert np.abs(logits - reference).max() < 1e-3
+    assert (logits.argmax(1) == reference.argmax(1)).all()  # accuracy identical
+    accuracy = float((logits.argmax(1) == data.y_test).mean())
+    assert accuracy > (0.85 if data.num_classes == 10 else 0.9)
+
+
+EVALUATOR = textwrap.dedent("""
+    import hashlib, sys
+    import numpy as np
+    from din_lab.he import EncryptedTable, HEModel, HEParams, Linear, Square, evaluate, load_public_context
+    params = HEParams.from_json(sys.argv[1])
+    ctx = load_public_context(open(sys.argv[2], "rb").read(), params=params)
+    table = EncryptedTable.from_bytes(open(sys.argv[3], "rb").read(), context=ctx, kind="test-set", params=params)
+    arrays = np.load(sys.argv[4])
+    layers = []
+    for i in range(int(arrays["n"])):
+        if f"w{i}" in arrays:
+            layers.append(Linear(weight=arrays[f"w{i}"], bias=arrays[f"b{i}"]))
+        else:
+            layers.append(Square())
+    print(evaluate(HEModel(layers=tuple(layers)), table, context=ctx).digest().hex())
+""")
+
+
+@pytest.mark.parametrize("depth", [1, 3])
+def test_two_evaluators_in_separate_processes_get_identical_bytes(tmp_path, depth):
+    """Byte-identical outputs (hashed) from two processes, with an exact zero weight and bias."""
+    rng = np.random.default_rng(depth)
+    if depth == 1:
+        layers = (Linear(weight=rng.normal(size=(30, 2)), bias=np.array([0.0, 0.3])),)
+    else:
+        layers = (Linear(weight=rng.normal(size=(30, 8)) * 0.2, bias=rng.normal(size=8) * 0.1), Square(),
+                  Linear(weight=rng.normal(size=(8, 2)), bias=np.zeros(2)))
+    layers[0].weight[0, 0] = 0.0
+    layers[-1].weight[1, 1] = 0.0
+    model = HEModel(layers=layers)
+    params = params_for_depth(model.depth)
+    keys = OwnerKeys(params)
+    x = load_dataset("breast_cancer", seed=0).X_test
+    (tmp_path / "ctx").write_bytes(keys.public_context())
+    (tmp_path / "x").write_bytes(encrypt_test_set(x, context=keys.context, params=params).to_bytes())
+    arrays = {"n": len(layers)}
+    for i, layer in enumerate(layers):
+        if isinstance(layer, Linear):
+            arrays[f"w{i}"], arrays[f"b{i}"] = layer.weight, layer.bias
+    np.savez(tmp_path / "model.npz", **arrays)
+    digests = {subprocess.run([sys.executable, "-c", EVALUATOR, params.to_json(), str(tmp_path / "ctx"),
+                               str(tmp_path / "x"), str(tmp_path / "model.npz")], capture_output=True, text=True,
+                              check=True, timeout=300).stdout.strip() for _ in range(2)}
+    assert len(digests) == 1 and len(digests.pop()) == 64
+
+
+def test_secret_keys_are_never_published():
+    keys = OwnerKeys(params_for_depth(1))
+    with pytest.raises(SecretKeyError):
+        public_context_bytes(keys.context)
+    with pytest.raises(SecretKeyError):
+        load_public_context(keys.context.serialize(save_secret_key=True), params=keys.params)
+    public = load_public_context(keys.public_context(), params=keys.params)
+    assert not public.is_private() and not public.has_galois_keys()
+    assert len(keys.public_context()) < 2.5e6  # about 1.9 MB without Galois keys
+    with pytest.raises(HEError):
+        encrypt_test_set([[1.0]], context=keys.context, params=keys.params).decrypt(public)
+
+
+def test_wrong_parameters_are_refused():
+    small, large = params_for_depth(1), params_for_depth(3)
+    keys = OwnerKeys(small)
+    with pytest.raises(HEParameterError, match="16384"):
+        load_public_context(keys.public_context(), params=large)
+    with pytest.raises(HEParameterError):
+        load_public_context(b"not a context", params=small)
+    enc = encrypt_test_set(np.ones((4, 3)), context=keys.context, params=small).to_bytes()
+    other = OwnerKeys(large)
+    with pytest.raises(HEParameterError):  # a test set recorded with other parameters
+        EncryptedTable.from_bytes(enc, context=other.context, kind="test-set", params=large)
+    with pytest.raises(HEParameterError):  # outputs offered as a test set
+        EncryptedTable.from_bytes(enc, context=keys.context, kind="outputs", params=small)
+    with pytest.raises(HEParameterError):
+        EncryptedTable.from_bytes(enc[:-10], context=keys.context, kind="test-set", params=small)
+
+
+def test_a_model_deeper_than_the_context_is_refused_before_any_work():
+    keys = OwnerKeys(params_for_depth(1))
+    enc = encrypt_test_set(np.ones((4, 3)), context=keys.context, params=keys.params)
+    deep = HEModel(layers=(Linear(weight=np.ones((3, 2)), bias=np.zeros(2)), Square(),
+                           Linear(weight=np.ones((2, 2)), bias=np.zeros(2))))
+    with pytest.raises(HEDepthError, match="N = 16384, primes \\[60, 40, 40, 40, 60\\]"):
+        evaluate(deep, enc, context=keys.context)
+    with pytest.raises(HEError, match="reads 2 features"):
+        evaluate(HEModel(layers=(Linear(weight=np.ones((2, 2)), bias=np.zeros(2)),)), enc, context=keys.context)
+
+
+def test_models_he_cannot_evaluate_are_refused():
+    relu_mlp = build_model(ModelSpec(name="mlp", activation="relu"), num_features=4, num_classes=2, seed=0)
+    with pytest.raises(ConfigError, match="CKKS"):
+        he_model(relu_mlp)
+    with pytest.raises(ConfigError):
+        HEModel(layers=(Square(),))
+    with pytest.raises(ConfigError):
+        HEModel(layers=(Linear(weight=np.ones((3, 2)), bias=np.zeros(2)), Linear(weight=np.ones((3, 2)),
+                                                                                  bias=np.zeros(2))))
+    with pytest.raises(ConfigError):
+        Linear(weight=np.full((2, 2), np.nan), bias=np.zeros(2))
+
+
+def test_parameters_per_depth_respect_128_bit_security():
+    assert params_for_depth(1) == HEParams(poly_modulus_degree=8192, coeff_mod_bit_sizes=(60, 40, 40, 60))
+    assert params_for_depth(3) == HEParams(poly_modulus_degree=16384, coeff_mod_bit_sizes=(60, 40, 40, 40, 60))
+    assert params_for_depth(1).max_depth == 2 and params_for_depth(3).max_depth == 3
+    with pytest.raises(ConfigError, match="security"):
+        HEParams(poly_modulus_degree=8192, coeff_mod_bit_sizes=(60, 40, 40, 40, 60))
+    with pytest.raises(ConfigError):
+        params_for_depth(0)
+    assert HEParams.from_json(params_for_depth(3).to_json()) == params_for_depth(3)
