@@ -76,6 +76,7 @@ bench: setup
 	$(PY) benchmarks/ipfs.py
 	$(PY) benchmarks/round.py
 	$(PY) benchmarks/secagg.py
+	$(PY) benchmarks/he.py
 
 clean:
 	rm -rf $(VENV) $(NODE_MODULES) $(VECTOR_NODE_MODULES) $(KUBO_CLIENT_NODE_MODULES) results test-artifacts .pytest_cache .hypothesis
