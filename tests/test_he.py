@@ -12,7 +12,6 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from din_lab.errors import ConfigError
 from din_lab.he import (
@@ -32,21 +31,16 @@ from din_lab.he import (
     params_for_depth,
     public_context_bytes,
 )
-from din_lab.learning import ModelSpec, TrainingConfig, build_model, load_dataset, train_local_batched, unflatten
-from din_lab.learning.models import Square as TorchSquare
-
-
-def he_model(module: nn.Module) -> HEModel:
-    """A trained torch Sequential of Linear and Square layers as an HEModel."""
-    layers = []
-    for m in module:
-        if isinstance(m, nn.Linear):
-            layers.append(Linear(weight=m.weight.detach().double().numpy().T, bias=m.bias.detach().double().numpy()))
-        elif isinstance(m, TorchSquare):
-            layers.append(Square())
-        else:
-            raise ConfigError(f"{type(m).__name__} has no CKKS evaluation")
-    return HEModel(layers=tuple(layers))
+from din_lab.learning import (
+    ModelSpec,
+    TrainingConfig,
+    build_model,
+    flatten,
+    load_dataset,
+    train_local_batched,
+    unflatten,
+)
+from din_lab.roles.encrypted_evaluation import he_model
 
 
 def trained(dataset: str, spec: ModelSpec):
@@ -74,6 +68,7 @@ def case(request):
 
 def test_encrypted_logits_and_accuracy_match_plaintext(case):
     data, model, hem, keys, enc = case
+    assert he_model(model, flatten(model)).plaintext(data.X_test[:5]).tolist() == hem.plaintext(data.X_test[:5]).tolist()
     public = load_public_context(keys.public_context(), params=keys.params)
     test_set = EncryptedTable.from_bytes(enc.to_bytes(), context=public, kind="test-set", params=keys.params)
     outputs = evaluate(hem, test_set, context=public)
@@ -177,8 +172,11 @@ def test_a_model_deeper_than_the_context_is_refused_before_any_work():
 
 def test_models_he_cannot_evaluate_are_refused():
     relu_mlp = build_model(ModelSpec(name="mlp", activation="relu"), num_features=4, num_classes=2, seed=0)
-    with pytest.raises(ConfigError, match="CKKS"):
+    with pytest.raises(ConfigError, match="square activation"):
         he_model(relu_mlp)
+    cnn = build_model(ModelSpec(name="cnn"), num_features=64, num_classes=10, seed=0)
+    with pytest.raises(ConfigError, match="no CKKS evaluation"):
+        he_model(cnn)
     with pytest.raises(ConfigError):
         HEModel(layers=(Square(),))
     with pytest.raises(ConfigError):
