@@ -72,8 +72,11 @@ def test_encrypted_logits_and_accuracy_match_plaintext(case):
     public = load_public_context(keys.public_context(), params=keys.params)
     test_set = EncryptedTable.from_bytes(enc.to_bytes(), context=public, kind="test-set", params=keys.params)
     outputs = evaluate(hem, test_set, context=public)
+    digest = outputs.digest()
+    logits = outputs.decrypt(keys.context)
+    assert outputs.digest() == digest  # decrypting leaves the committee-agreed ciphertexts as they were
     back = EncryptedTable.from_bytes(outputs.to_bytes(), context=keys.context, kind="outputs", params=keys.params)
-    logits = back.decrypt(keys.context)
+    np.testing.assert_array_equal(back.decrypt(keys.context), logits)
     with torch.no_grad():
         reference = model(torch.from_numpy(np.array(data.X_test))).double().numpy()
     np.testing.assert_allclose(hem.plaintext(data.X_test), reference, atol=1e-4)  # the converter is faithful
