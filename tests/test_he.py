@@ -108,13 +108,15 @@ EVALUATOR = textwrap.dedent("""
 def test_two_evaluators_in_separate_processes_get_identical_bytes(tmp_path, depth):
     """Byte-identical outputs (hashed) from two processes, with an exact zero weight and bias."""
     rng = np.random.default_rng(depth)
+    first = rng.normal(size=(30, 2 if depth == 1 else 8)) * (1.0 if depth == 1 else 0.2)
+    first[0, 0] = 0.0
     if depth == 1:
-        layers = (Linear(weight=rng.normal(size=(30, 2)), bias=np.array([0.0, 0.3])),)
+        first[1, 1] = 0.0
+        layers = (Linear(weight=first, bias=np.array([0.0, 0.3])),)
     else:
-        layers = (Linear(weight=rng.normal(size=(30, 8)) * 0.2, bias=rng.normal(size=8) * 0.1), Square(),
-                  Linear(weight=rng.normal(size=(8, 2)), bias=np.zeros(2)))
-    layers[0].weight[0, 0] = 0.0
-    layers[-1].weight[1, 1] = 0.0
+        last = rng.normal(size=(8, 2))
+        last[1, 1] = 0.0
+        layers = (Linear(weight=first, bias=rng.normal(size=8) * 0.1), Square(), Linear(weight=last, bias=np.zeros(2)))
     model = HEModel(layers=layers)
     params = params_for_depth(model.depth)
     keys = OwnerKeys(params)
@@ -152,6 +154,9 @@ def test_wrong_parameters_are_refused():
         load_public_context(keys.public_context(), params=large)
     with pytest.raises(HEParameterError):
         load_public_context(b"not a context", params=small)
+    same_total = OwnerKeys(HEParams(poly_modulus_degree=8192, coeff_mod_bit_sizes=(40, 60, 40, 60), scale_bits=30))
+    with pytest.raises(HEParameterError, match="primes"):  # 200 bits too, but other primes
+        load_public_context(same_total.public_context(), params=small)
     enc = encrypt_test_set(np.ones((4, 3)), context=keys.context, params=small).to_bytes()
     other = OwnerKeys(large)
     with pytest.raises(HEParameterError):  # a test set recorded with other parameters
@@ -187,6 +192,42 @@ def test_models_he_cannot_evaluate_are_refused():
                                                                                   bias=np.zeros(2))))
     with pytest.raises(ConfigError):
         Linear(weight=np.full((2, 2), np.nan), bias=np.zeros(2))
+    w = np.ones((2, 2))
+    layer = Linear(weight=w, bias=np.zeros(2))
+    w[0, 0] = np.nan  # the caller's array; the layer keeps its own, read-only copy
+    assert np.isfinite(layer.weight).all() and not layer.weight.flags.writeable
+
+
+def test_a_tiny_largest_weight_does_not_spoil_the_folded_bias():
+    """The last layer's bias is folded into its largest weight's input; with weights near 1e-9 the
+    stored (rounded) weight must be used, or the bias error reaches 1e-3."""
+    keys = OwnerKeys(params_for_depth(1))
+    model = HEModel(layers=(Linear(weight=np.array([[1.3e-9], [1.1e-9], [1e-9]]), bias=np.array([10.0])),))
+    x = np.random.default_rng(0).normal(size=(50, 3))
+    out = evaluate(model, encrypt_test_set(x, context=keys.context, params=keys.params), context=keys.context)
+    assert np.abs(out.decrypt(keys.context) - model.plaintext(x)).max() < 1e-6
+
+
+def test_crafted_tables_are_refused_with_typed_errors():
+    keys = OwnerKeys(params_for_depth(1))
+    good = encrypt_test_set(np.ones((4, 3)), context=keys.context, params=keys.params).to_bytes()
+    import json
+    import struct
+
+    head = struct.Struct(">4sBBI")
+    _, _, _, hlen = head.unpack_from(good)
+    header = json.loads(good[head.size:head.size + hlen])
+    body = good[head.size + hlen:]
+    for change in ({"samples": 0, "chunks": 0}, {"samples": -5}, {"columns": -3}, {"columns": 0, "chunks": 10**18},
+                   {"samples": 1e400}, {"samples": 5}, {"columns": 4}):
+        h = json.dumps({**header, **change}).encode()
+        with pytest.raises(HEParameterError):
+            EncryptedTable.from_bytes(head.pack(b"DNHE", 1, 1, len(h)) + h + body, context=keys.context,
+                                      kind="test-set", params=keys.params)
+    deep = b"[" * 100_000
+    with pytest.raises(HEParameterError):
+        EncryptedTable.from_bytes(head.pack(b"DNHE", 1, 1, len(deep)) + deep, context=keys.context, kind="test-set",
+                                  params=keys.params)
 
 
 def test_parameters_per_depth_respect_128_bit_security():
@@ -198,3 +239,18 @@ def test_parameters_per_depth_respect_128_bit_security():
     with pytest.raises(ConfigError):
         params_for_depth(0)
     assert HEParams.from_json(params_for_depth(3).to_json()) == params_for_depth(3)
+
+
+def test_outputs_do_not_depend_on_which_copy_of_the_context_is_passed():
+    """The rescale switch must reach the context the ciphertexts are linked to."""
+    keys = OwnerKeys(params_for_depth(1))
+    public = keys.public_context()
+    loaded_with = load_public_context(public, params=keys.params)
+    other_copy = load_public_context(public, params=keys.params)
+    data = encrypt_test_set(np.random.default_rng(1).normal(size=(20, 4)), context=keys.context,
+                            params=keys.params).to_bytes()
+    model = HEModel(layers=(Linear(weight=np.arange(8.0).reshape(4, 2) / 10, bias=np.array([0.5, -0.5])),))
+    table = EncryptedTable.from_bytes(data, context=loaded_with, kind="test-set", params=keys.params)
+    same = evaluate(model, table, context=loaded_with).digest()
+    table = EncryptedTable.from_bytes(data, context=loaded_with, kind="test-set", params=keys.params)
+    assert evaluate(model, table, context=other_copy).digest() == same

@@ -16,7 +16,10 @@ the bytes and records CIDs and digests on chain).
   against the parameters before any work, evaluated with deterministic operations only, so every
   honest evaluator produces byte-identical outputs and committees agree by digest.
 
-Trust assumption, stated plainly: the owner decrypts, so it could misreport a decryption. What an
+Trust assumption, stated plainly: the owner decrypts, so it could misreport a decryption. The owner
+must also never publish raw decryptions: with the public output ciphertexts, exact CKKS decryptions
+reveal the secret key (Li and Micciancio, 2021); it publishes scores derived from them.
+Byte-identical outputs assume every evaluator runs the same TenSEAL build (pinned: 0.3.18). What an
 auditor needs to check it later is public: the encrypted test set, the public context and the
 committee-agreed output ciphertexts (by digest); the owner's decryption cannot be re-checked
 without its key, which it may be asked to reveal after the task (the test set is then public).

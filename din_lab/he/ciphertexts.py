@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import tenseal as ts
 
+from din_lab.errors import ConfigError
 from din_lab.he.context import check_parameters
 from din_lab.he.params import HEError, HEParameterError, HEParams
 
@@ -33,6 +34,7 @@ _VERSION = 1
 KINDS = {"test-set": 1, "outputs": 2}
 _HEAD = struct.Struct(">4sBBI")
 _LEN = struct.Struct(">I")
+_MAX_HEADER = 4096
 
 
 @dataclass(frozen=True, eq=False)
@@ -80,12 +82,21 @@ class EncryptedTable:
         magic, version, got_kind, hlen = _HEAD.unpack_from(data)
         if magic != _MAGIC or version != _VERSION or got_kind != KINDS.get(kind):
             raise HEParameterError(f"not an encrypted {kind} (format {magic!r} v{version}, kind {got_kind})")
+        if hlen > _MAX_HEADER or _HEAD.size + hlen > len(data):
+            raise HEParameterError(f"encrypted {kind}: a header of {hlen} bytes")
         try:
             header = json.loads(data[_HEAD.size:_HEAD.size + hlen])
             recorded = HEParams.from_json(json.dumps(header["params"]))
-            samples, columns, chunks = int(header["samples"]), int(header["columns"]), int(header["chunks"])
-        except (ValueError, KeyError, TypeError) as e:
+            counts = [header[k] for k in ("samples", "columns", "chunks")]
+        except (ValueError, KeyError, TypeError, OverflowError, RecursionError, ConfigError) as e:
             raise HEParameterError(f"encrypted {kind}: malformed header ({e})") from e
+        if not all(isinstance(c, int) and not isinstance(c, bool) for c in counts):
+            raise HEParameterError(f"encrypted {kind}: sample, column and chunk counts must be integers")
+        samples, columns, chunks = counts
+        if samples < 1 or columns < 1 or chunks != -(-samples // params.slots) \
+                or chunks * columns * (_LEN.size + 1) > len(data):
+            raise HEParameterError(f"encrypted {kind}: {samples} samples, {columns} columns and {chunks} chunks do "
+                                   f"not fit {len(data)} bytes at {params.slots} slots per ciphertext")
         if recorded != params:
             raise HEParameterError(f"encrypted {kind} was made with {recorded.to_json()}, expected {params.to_json()}")
         pos = _HEAD.size + hlen
@@ -100,20 +111,25 @@ class EncryptedTable:
                 if pos + n > len(data):
                     raise HEParameterError(f"encrypted {kind}: truncated")
                 try:
-                    row.append(ts.ckks_vector_from(context, data[pos:pos + n]))
+                    vector = ts.ckks_vector_from(context, data[pos:pos + n])
+                    size = vector.size()
                 except (ValueError, RuntimeError, TypeError) as e:
                     raise HEParameterError(f"encrypted {kind}: a ciphertext does not load under this context "
                                            f"({e})") from e
+                if size != min(params.slots, samples - len(cells) * params.slots):
+                    raise HEParameterError(f"encrypted {kind}: a ciphertext of chunk {len(cells)} holds {size} values")
+                row.append(vector)
                 pos += n
             cells.append(tuple(row))
         if pos != len(data):
             raise HEParameterError(f"encrypted {kind}: {len(data) - pos} trailing bytes")
-        if chunks != -(-samples // params.slots):
-            raise HEParameterError(f"encrypted {kind}: {chunks} chunks cannot hold {samples} samples")
         return cls(kind=kind, params=params, samples=samples, columns=columns, cells=tuple(cells))
 
     def decrypt(self, secret_context: ts.Context) -> npt.NDArray[np.float64]:
-        """The ``samples x columns`` plaintext (owner only: needs the secret key)."""
+        """The ``samples x columns`` plaintext (owner only: needs the secret key). Full precision:
+        never publish these values as they are. With the public ciphertexts, exact CKKS decryptions
+        let anyone recover the secret key (Li and Micciancio, 2021); publish only what is derived from
+        them (scores, predicted classes) or values rounded far above the noise."""
         if not secret_context.is_private():
             raise HEError("decrypting needs the owner's secret key")
         out = np.empty((self.samples, self.columns))

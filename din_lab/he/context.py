@@ -17,24 +17,34 @@ from din_lab.he.params import HEParameterError, HEParams, SecretKeyError
 __all__ = ["OwnerKeys", "check_parameters", "load_public_context", "public_context_bytes"]
 
 
-def _context_parameters(ctx: ts.Context) -> tuple[int, int, int]:
-    """(ring degree, total coefficient-modulus bits, levels below the key level) as SEAL reports them."""
+def _prime_sizes(ctx: ts.Context) -> tuple[int, tuple[int, ...]]:
+    """(ring degree, prime bit sizes data-first, special last) as SEAL reports them: each level of
+    the modulus chain drops one prime, so the sizes are the differences of the levels' totals."""
     data = ctx.seal_context().data
-    key = data.key_context_data()
-    return (key.parms().poly_modulus_degree(), key.total_coeff_modulus_bit_count(),
-            data.first_context_data().chain_index())
+    level = data.key_context_data()
+    degree = level.parms().poly_modulus_degree()
+    totals = []
+    while level is not None:
+        totals.append(level.total_coeff_modulus_bit_count())
+        level = level.next_context_data()
+    drops = [a - b for a, b in zip(totals, totals[1:], strict=False)]  # special prime first, then middles
+    return degree, (totals[-1], *reversed(drops[1:]), drops[0]) if drops else (totals[-1],)
 
 
 def check_parameters(ctx: ts.Context, params: HEParams) -> None:
-    """:class:`HEParameterError` unless ``ctx`` was made with ``params`` (degree, modulus, levels)."""
-    degree, bits, chain = _context_parameters(ctx)
-    want = (params.poly_modulus_degree, sum(params.coeff_mod_bit_sizes), len(params.coeff_mod_bit_sizes) - 2)
-    if (degree, bits, chain) != want:
-        raise HEParameterError(f"the context has N = {degree}, {bits} modulus bits and {chain} levels; the "
-                               f"recorded parameters {params.to_json()} need N = {want[0]}, {want[1]} bits and "
-                               f"{want[2]} levels")
-    if round(ctx.global_scale) != 2 ** params.scale_bits:
-        raise HEParameterError(f"the context's scale is {ctx.global_scale:g}, the recorded one 2^{params.scale_bits}")
+    """:class:`HEParameterError` unless ``ctx`` is a CKKS context made with ``params`` (degree, every
+    prime's size, scale)."""
+    try:
+        degree, primes = _prime_sizes(ctx)
+        scale = ctx.global_scale
+    except (ValueError, RuntimeError, AttributeError) as e:  # e.g. a BFV context has no global scale
+        raise HEParameterError(f"not a CKKS context with a global scale: {e}") from e
+    if degree != params.poly_modulus_degree or primes != params.coeff_mod_bit_sizes:
+        raise HEParameterError(f"the context has N = {degree} and primes {list(primes)}; the recorded parameters "
+                               f"{params.to_json()} need N = {params.poly_modulus_degree} and primes "
+                               f"{list(params.coeff_mod_bit_sizes)}")
+    if round(scale) != 2 ** params.scale_bits:
+        raise HEParameterError(f"the context's scale is {scale:g}, the recorded one 2^{params.scale_bits}")
 
 
 class OwnerKeys:
@@ -75,7 +85,14 @@ def load_public_context(data: bytes, *, params: HEParams) -> ts.Context:
         ctx = ts.context_from(bytes(data))
     except (ValueError, RuntimeError, TypeError) as e:
         raise HEParameterError(f"not a TenSEAL context: {e}") from e
-    if ctx.is_private() or ctx.has_secret_key():
+    try:
+        private = ctx.is_private() or ctx.has_secret_key()
+        public_key = ctx.has_public_key()
+    except (ValueError, RuntimeError) as e:  # e.g. a symmetric-key context
+        raise HEParameterError(f"not a public-key CKKS context: {e}") from e
+    if private:
         raise SecretKeyError("the published evaluation context carries the secret key; refusing it")
+    if not public_key:
+        raise HEParameterError("the published evaluation context has no public key")
     check_parameters(ctx, params)
     return ctx

@@ -14,6 +14,10 @@ encodes as 1,024 at scale 2^40) is therefore evaluated as ``+-MIN_WEIGHT``: the 
 most ``MIN_WEIGHT * sum |x|`` (about 1e-7 for the lab's data), far inside the 1e-3 agreement with
 plaintext, and every evaluator gets the same bytes.
 
+Precision: at scale 2^40 the square-activation MLP keeps about 6e-6 of relative precision, so the
+encrypted logits agree with plaintext within 1e-3 while they stay below about 150 in magnitude
+(the lab's models: a few tens); larger outputs need a larger scale (e.g. 2^50 with 50-bit primes).
+
 The last linear layer is not rescaled: its products stay at scale 2^80, which saves the costliest
 step of each multiply (a rescale is about three quarters of it) and one level. A plain bias cannot
 be added at that scale, so it is folded into the input of the column's largest weight:
@@ -22,6 +26,7 @@ be added at that scale, so it is folded into the input of the column's largest w
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -36,6 +41,7 @@ from din_lab.he.params import HEDepthError, HEError, params_for_depth
 __all__ = ["MIN_WEIGHT", "HEModel", "Linear", "Square", "evaluate"]
 
 MIN_WEIGHT = 2.0 ** -30
+_EVALUATING = threading.Lock()
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,6 +59,9 @@ class Linear:
                               f"and {b.shape}")
         if not (np.all(np.isfinite(w)) and np.all(np.isfinite(b))):
             raise ConfigError("a linear layer's weights and bias must be finite")
+        w, b = w.copy(), b.copy()  # validated once, then frozen: nobody edits a layer afterwards
+        w.flags.writeable = False
+        b.flags.writeable = False
         object.__setattr__(self, "weight", w)
         object.__setattr__(self, "bias", b)
 
@@ -105,18 +114,21 @@ class HEModel:
 
 
 def _safe(w: float) -> float:
-    return w if abs(w) >= MIN_WEIGHT else float(np.copysign(MIN_WEIGHT, w) if w else MIN_WEIGHT)
+    return float(w) if abs(w) >= MIN_WEIGHT else float(np.copysign(MIN_WEIGHT, w) if w else MIN_WEIGHT)
 
 
-def _linear(h: Sequence[ts.CKKSVector], layer: Linear, *, last: bool) -> list[ts.CKKSVector]:
+def _linear(h: Sequence[ts.CKKSVector], layer: Linear, *, last: bool, scale: float) -> list[ts.CKKSVector]:
     out = []
     for j in range(layer.weight.shape[1]):
         w = [_safe(v) for v in layer.weight[:, j]]
         if last:
             # the products stay at scale^2, where a plain bias cannot be added: fold it into the
-            # largest weight's input instead, (h_k + b / w_k) * w_k, added at the usual scale
+            # largest weight's input instead, (h_k + b / w_k) * w_k, added at the usual scale. w_k is
+            # multiplied as round(w_k * scale) / scale, so divide by that, or a small w_k magnifies
+            # the rounding into the bias
             k = int(np.argmax(np.abs(w)))
-            acc = h[k].add(float(layer.bias[j]) / w[k]).mul(w[k])
+            stored = round(w[k] * scale) / scale
+            acc = h[k].add(float(layer.bias[j]) / stored).mul(w[k])
             for f in range(len(w)):
                 if f != k:
                     acc.add_(h[f].mul(w[f]))
@@ -141,18 +153,26 @@ def evaluate(model: HEModel, test_set: EncryptedTable, *, context: ts.Context) -
                            f"it needs N = {need.poly_modulus_degree}, primes {list(need.coeff_mod_bit_sizes)}")
     if model.inputs != test_set.columns:
         raise HEError(f"the model reads {model.inputs} features, the encrypted test set has {test_set.columns}")
-    rescale = context.auto_rescale
+    scale = 2.0 ** params.scale_bits
     rows = []
-    try:
-        for row in test_set.cells:
-            h = list(row)
-            for i, layer in enumerate(model.layers):
-                last = i == len(model.layers) - 1
-                context.auto_rescale = not last  # the last layer stays at scale^2
-                h = _linear(h, layer, last=last) if isinstance(layer, Linear) else [v.square() for v in h]
-            rows.append(h)
-    except (ValueError, RuntimeError) as e:
-        raise HEError(f"encrypted evaluation failed: {e}") from e
-    finally:
-        context.auto_rescale = rescale
+    # auto_rescale is state of the context the ciphertexts are linked to (the one they were loaded
+    # with, whatever ``context`` is): switch it there, one evaluation at a time per process
+    contexts = [context, test_set.cells[0][0].context()]
+    with _EVALUATING:
+        saved = [c.auto_rescale for c in contexts]
+        try:
+            for row in test_set.cells:
+                h = list(row)
+                for i, layer in enumerate(model.layers):
+                    last = i == len(model.layers) - 1
+                    for c in contexts:
+                        c.auto_rescale = not last  # the last layer stays at scale^2
+                    h = (_linear(h, layer, last=last, scale=scale) if isinstance(layer, Linear)
+                         else [v.square() for v in h])
+                rows.append(h)
+        except (ValueError, RuntimeError) as e:
+            raise HEError(f"encrypted evaluation failed: {e}") from e
+        finally:
+            for c, value in zip(contexts, saved, strict=True):
+                c.auto_rescale = value
     return table_from_cells(rows, like=test_set, kind="outputs")
