@@ -33,9 +33,9 @@ from typing import Any
 import numpy as np
 import tenseal as ts
 from _provenance import git_provenance
-from sklearn.datasets import load_breast_cancer, load_digits
 
 from din_lab.he import EncryptedTable, HEModel, Linear, OwnerKeys, Square, encrypt_test_set, evaluate, params_for_depth
+from din_lab.learning import load_dataset
 
 log = logging.getLogger("benchmarks.he")
 REPO = Path(__file__).resolve().parents[1]
@@ -44,11 +44,11 @@ TARGET_MS_PER_1000 = 20.0
 
 
 def data(name: str, n: int, seed: int) -> np.ndarray:
-    x = load_digits().data / 16.0 if name == "digits" else load_breast_cancer().data
-    if name != "digits":
-        x = (x - x.mean(axis=0)) / x.std(axis=0)
+    """``n`` rows (seeded, with replacement beyond the set's size) of the lab's prepared data set."""
+    d = load_dataset(name, seed=seed)
+    x = np.concatenate([d.X_train, d.X_test]).astype(np.float64)
     rows = np.random.default_rng([seed, n]).choice(len(x), size=n, replace=n > len(x))
-    return x[rows].astype(np.float64)
+    return x[rows]
 
 
 def models(seed: int) -> dict[str, tuple[str, HEModel]]:

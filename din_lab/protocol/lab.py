@@ -131,6 +131,7 @@ class _RoundState:
     views: dict[int, sa.SubgroupView] = field(default_factory=dict)
     share_reveals: dict[int, dict[int, Cid]] = field(default_factory=dict)
     share_pools: dict[int, list] = field(default_factory=dict)
+    committee_keys: dict[int, Committee] = field(default_factory=dict)
     aborted: dict[int, str] = field(default_factory=dict)
     sealed: dict[str, Cid] = field(default_factory=dict)
 
@@ -431,10 +432,15 @@ class Lab:
     def _context(self, r: int, g: int) -> sa.RoundContext:
         return sa.round_context(task=self.task.address, round_=r, subgroup=g)
 
-    def _committee_keys(self, committee: list[str]) -> tuple[bytes, ...]:
-        """The members' long-term X25519 keys as the registry publishes them."""
-        reg = self.din.registry.functions
-        return tuple(bytes(self.chain.call(reg.publicKeyOf(a))) for a in committee)
+    def _committee(self, r: int, g: int) -> Committee:
+        """Subgroup ``g``'s first committee with the members' long-term X25519 keys as the registry
+        publishes them (read once per round); a DinLabError if a key is missing or unusable."""
+        state = self.rounds[r]
+        if g not in state.committee_keys:
+            reg = self.din.registry.functions
+            keys = tuple(bytes(self.chain.call(reg.publicKeyOf(a))) for a in state.committees[g])
+            state.committee_keys[g] = Committee(public_keys=keys)
+        return state.committee_keys[g]
 
     def _participant_key(self, address: str) -> bytes:
         """A participant's long-term X25519 key as it registered it with the task."""
@@ -450,7 +456,7 @@ class Lab:
             context = self._context(r, g)
             announced = state.aux_cids.setdefault(g, {})
             try:
-                committee = Committee(public_keys=self._committee_keys(state.committees[g]))
+                committee = self._committee(r, g)
             except DinLabError as e:  # a member published no key, a duplicate or a malformed one
                 self._note("submit", r, "participants", f"subgroup {g}'s committee keys are unusable: no shares, "
                            "no secure aggregation for it this round", detail=str(e))
@@ -550,10 +556,11 @@ class Lab:
         pool = state.share_pools[g] = []
         for event in self.chain.events.where("SharesRevealed", address=self.task.address, round=r, subgroup=g):
             who = event.args["evaluator"]
+            holder = holders.index(who)  # the contract admits members only
             cid = Cid.from_chain(event.args["shares"])
-            state.share_reveals.setdefault(g, {})[holders.index(who)] = cid  # the contract admits members only
+            state.share_reveals.setdefault(g, {})[holder] = cid
             try:
-                pool += sa.decode_share_reveal(self.store.cat(cid), holder=holders.index(who), view=view)
+                pool += sa.decode_share_reveal(self.store.cat(cid), holder=holder, view=view)
             except DinLabError as e:
                 self._note("aggregate", r, self.name_of(who), f"share reveal for subgroup {g} refused", detail=str(e))
         return pool
@@ -563,7 +570,7 @@ class Lab:
         state = self.rounds[r]
         view = self._secure_view(r, g)
         try:
-            committee = Committee(public_keys=self._committee_keys(state.committees[g]))
+            committee = self._committee(r, g)
         except DinLabError as e:
             return sa.aborted_result(f"the committee's keys are unusable ({e})", members=state.members[g], round_=r,
                                      subgroup=g, dimension=self.global_vector.shape[0])
@@ -849,7 +856,7 @@ class Lab:
             result = self._secure_result(r, g)
             if result is None:
                 continue
-            keys = self._committee_keys(state.committees[g])
+            keys = self._committee(r, g).public_keys
             for addr in result.included:
                 p = self._by_address[addr]
                 state.sealed[addr] = self._add(p.seal_contribution(

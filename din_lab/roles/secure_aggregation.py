@@ -365,6 +365,7 @@ def read_subgroup(*, context: RoundContext, members: Sequence[str], submitted: M
     hash to its CID (the store refuses them) makes its sender a dropout, never a survivor."""
     rejected: dict[int, str] = {}
     valid: dict[int, MaskedObject] = {}
+    everyone = MaskGraph.full(range(len(members)))  # for the shape checks; the real graph comes later
     for position, member in enumerate(members):
         if member not in submitted:
             continue
@@ -375,7 +376,7 @@ def read_subgroup(*, context: RoundContext, members: Sequence[str], submitted: M
                     or obj.participant.lower() != member.lower():
                 raise ProtocolError("masked update for another round, subgroup or participant")
             validate_masked({position: obj.masked}, dimension=dimension,
-                            graph=MaskGraph.full(range(len(members))), dtype=FIXED_POINT.dtype)
+                            graph=everyone, dtype=FIXED_POINT.dtype)
             _check_peers(obj.peers, members=len(members))
             if aux_cid is None or (position, str(aux_cid)) not in obj.peers:
                 raise ProtocolError("the masked update does not name its own aux CID among its peers")
