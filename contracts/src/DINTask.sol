@@ -95,6 +95,11 @@ contract DINTask is EIP712, ReentrancyGuard {
     error EvaluationSetAlreadyPublished();
     error ScoresLengthMismatch(uint256 given, uint256 expected);
     error ReportMismatch(uint256 slot);
+    error WrongEvaluationMode(bool encrypted);
+    error InvalidOutputsDigest();
+    error InvalidEvaluationParameters();
+    error OutputsNotAgreed(uint256 subgroup, bytes32 digest);
+    error OutputsAgreed(uint256 subgroup, bytes32 digest);
     error NothingToClaim(address account);
 
     event TaskInitialized(address indexed owner, Cid genesisModel, uint256 rewardDeposit, uint256 feeBudget);
@@ -116,6 +121,10 @@ contract DINTask is EIP712, ReentrancyGuard {
     event EvaluationSetPublished(Cid testSet, Cid context, uint256 commitDeadline);
     event ScoresCommitted(uint256 indexed subgroup, address indexed evaluator);
     event ScoresRevealed(uint256 indexed subgroup, address indexed evaluator, uint256[] scores);
+    event EncryptedEvaluationSetPublished(Cid testSet, Cid context, string params, uint256 commitDeadline);
+    event OutputsRevealed(uint256 indexed subgroup, address indexed evaluator, bytes32 digest, Cid outputs);
+    event ScoresPublished(uint256 indexed subgroup, bytes32 outputsDigest, Cid audit);
+    event ScoresUnresolved(uint256 indexed subgroup, bytes32 majorityDigest);
     event ParticipantScored(address indexed participant, uint256 score);
     event EvaluatorScored(address indexed evaluator, uint256 indexed subgroup, uint256 score);
     event RewardsSettled(uint256 participantPool, uint256 totalScore, uint256 publicGoods, uint256 ownerRefund);
@@ -195,6 +204,11 @@ contract DINTask is EIP712, ReentrancyGuard {
     uint64 public scoreRevealDeadline;
     uint32 public pendingScoreSubgroups;
     mapping(uint256 => bool) public scoresFinal;
+    // encrypted evaluation: committees agree on the digest of their encrypted outputs, the owner
+    // (the key holder) decrypts them and publishes the scores for the agreed digest only
+    bool public encryptedEvaluation;
+    bytes32 public evaluationParamsHash; // keccak256 of the parameters string in EncryptedEvaluationSetPublished
+    uint64 public scorePublishDeadline;
     mapping(uint256 => mapping(address => ScoreVote)) private _scoreVotes;
     mapping(uint256 => Reward) private _rewards;
     mapping(uint256 => bool) public rewardClaimed;
@@ -547,9 +561,33 @@ contract DINTask is EIP712, ReentrancyGuard {
 
     // ------------------------------------------------------------------ score
 
-    /// @notice The owner records its encrypted test set and public evaluation context; the
-    /// final round's committees then score the participants of their own subgroup.
+    /// @notice The owner records its evaluation set and context (plaintext scoring: evaluators
+    /// read the set, score, and the contract reduces their reports with BlockFlow's median rule);
+    /// the final round's committees then score the participants of their own subgroup.
     function publishEvaluationSet(Cid calldata testSet, Cid calldata context) external onlyOwner inPhase(Phase.Scoring) {
+        _openScoring(testSet, context);
+        emit EvaluationSetPublished(testSet, context, scoreCommitDeadline);
+    }
+
+    /// @notice Encrypted evaluation (paper 5.2): the owner records its CKKS-encrypted test set,
+    /// the public evaluation context (no secret key) and their parameters. Committees then
+    /// commit and reveal the digest of their encrypted outputs (`revealOutputs`); the owner, who
+    /// alone can decrypt, publishes each subgroup's scores for the digest a majority agreed on
+    /// (`publishScores`).
+    function publishEncryptedEvaluationSet(Cid calldata testSet, Cid calldata context, string calldata heParams)
+        external
+        onlyOwner
+        inPhase(Phase.Scoring)
+    {
+        if (bytes(heParams).length == 0 || bytes(heParams).length > 512) revert InvalidEvaluationParameters();
+        _openScoring(testSet, context);
+        encryptedEvaluation = true;
+        evaluationParamsHash = keccak256(bytes(heParams));
+        scorePublishDeadline = scoreRevealDeadline + _params.revealWindow;
+        emit EncryptedEvaluationSetPublished(testSet, context, heParams, scoreCommitDeadline);
+    }
+
+    function _openScoring(Cid calldata testSet, Cid calldata context) private {
         if (evaluationSet.kind != 0) revert EvaluationSetAlreadyPublished();
         testSet.check();
         context.check();
@@ -559,7 +597,6 @@ contract DINTask is EIP712, ReentrancyGuard {
         scoreCommitDeadline = uint64(block.number) + _params.commitWindow;
         scoreRevealDeadline = scoreCommitDeadline + _params.revealWindow;
         pendingScoreSubgroups = _rounds[finalRound].numSubgroups;
-        emit EvaluationSetPublished(testSet, context, scoreCommitDeadline);
     }
 
     function commitScores(uint256 subgroup, bytes32 commitment) external inPhase(Phase.Scoring) {
@@ -579,13 +616,7 @@ contract DINTask is EIP712, ReentrancyGuard {
     /// @notice scores[q] is the score (1e18 = 1.0) of the participant at position q of the
     /// subgroup (see `subgroupMembers`); commitment = keccak256(abi.encode(scores, salt, evaluator)).
     function revealScores(uint256 subgroup, uint256[] calldata scores, bytes32 salt) external inPhase(Phase.Scoring) {
-        if (evaluationSet.kind == 0) revert EvaluationSetMissing();
-        if (block.number <= scoreCommitDeadline) revert WindowNotOpen(scoreCommitDeadline);
-        if (block.number > scoreRevealDeadline) revert WindowClosed(scoreRevealDeadline);
-        (uint256 start, uint256 end) = _scoringSubgroup(subgroup);
-        ScoreVote storage v = _scoreVotes[subgroup][msg.sender];
-        if (v.state == 0) revert NotCommitted(msg.sender);
-        if (v.state == REVEALED) revert AlreadyRevealed(msg.sender);
+        (uint256 start, uint256 end, ScoreVote storage v) = _scoreReveal(subgroup, false);
         if (scores.length != end - start) revert ScoresLengthMismatch(scores.length, end - start);
         for (uint256 q = 0; q < scores.length; ++q) {
             if (scores[q] > BlockFlowScoring.ONE) revert BlockFlowScoring.ScoreOutOfRange(0, q, scores[q]);
@@ -601,9 +632,7 @@ contract DINTask is EIP712, ReentrancyGuard {
     /// with BlockFlow's median rule. Silent evaluators and those whose evaluator score is 0
     /// (a score 1/2 or more away from a median) are slashed; the others are paid the fee.
     function finalizeScores(uint256 subgroup, uint256[][] calldata reports) external inPhase(Phase.Scoring) {
-        if (evaluationSet.kind == 0) revert EvaluationSetMissing();
-        if (block.number <= scoreRevealDeadline) revert WindowNotOpen(scoreRevealDeadline);
-        (uint256 start, uint256 end) = _scoringSubgroup(subgroup);
+        (uint256 start, uint256 end) = _scoresDue(subgroup, false);
         address[] storage c = _committees[finalRound][subgroup][0];
         if (reports.length != c.length) revert ScoresLengthMismatch(reports.length, c.length);
         // who counts: revealed and not banned (one registry look-up per member)
@@ -643,6 +672,107 @@ contract DINTask is EIP712, ReentrancyGuard {
                 _slash(ev, finalRound, "silent");
             }
         }
+        _recordScores(subgroup, start, model);
+    }
+
+    /// @notice Encrypted evaluation: scores[q] is the score of the participant at position q, and
+    /// commitment = keccak256(abi.encode(digest, outputs.digest, outputs.kind, salt, evaluator)),
+    /// where digest is the SHA-256 of the encrypted outputs stored at `outputs`.
+    function revealOutputs(uint256 subgroup, bytes32 digest, Cid calldata outputs, bytes32 salt)
+        external
+        inPhase(Phase.Scoring)
+    {
+        (,, ScoreVote storage v) = _scoreReveal(subgroup, true);
+        if (digest == bytes32(0)) revert InvalidOutputsDigest();
+        outputs.check();
+        if (keccak256(abi.encode(digest, outputs.digest, outputs.kind, salt, msg.sender)) != v.commitment) {
+            revert RevealMismatch(msg.sender);
+        }
+        v.state = REVEALED;
+        v.reportHash = digest;
+        emit OutputsRevealed(subgroup, msg.sender, digest, outputs);
+    }
+
+    /// @notice The owner decrypted the outputs a majority of the subgroup's committee agreed on
+    /// (more than half of its members revealed `outputsDigest`) and publishes the scores it
+    /// derived, with the CID of its audit record. Backers of the digest are paid the fee; the
+    /// other members (another digest, or silent) are slashed. The trust assumption: the owner
+    /// could misreport a decryption; the audit record and the agreed ciphertexts let anyone check
+    /// it once the owner reveals its key.
+    function publishScores(uint256 subgroup, uint256[] calldata scores, bytes32 outputsDigest, Cid calldata audit)
+        external
+        onlyOwner
+        inPhase(Phase.Scoring)
+    {
+        (uint256 start, uint256 end) = _scoresDue(subgroup, true);
+        if (scores.length != end - start) revert ScoresLengthMismatch(scores.length, end - start);
+        for (uint256 q = 0; q < scores.length; ++q) {
+            if (scores[q] > BlockFlowScoring.ONE) revert BlockFlowScoring.ScoreOutOfRange(0, q, scores[q]);
+        }
+        audit.check();
+        bytes32 majority = _majorityOutputs(subgroup);
+        if (outputsDigest == bytes32(0) || majority != outputsDigest) revert OutputsNotAgreed(subgroup, outputsDigest);
+        _settleOutputVotes(subgroup, majority);
+        emit ScoresPublished(subgroup, majority, audit);
+        _recordScores(subgroup, start, scores);
+    }
+
+    /// @notice Closes a subgroup whose scores cannot be published. No digest has a majority (a
+    /// dispute: after the reveal window): nothing is paid on its unresolved scores, its
+    /// participants score 0, silent members are slashed. A majority exists but the owner has not
+    /// published by `scorePublishDeadline`: the backers are paid, the rest slashed, and every
+    /// participant of the subgroup scores 1 (the owner forfeits its say).
+    function closeUnresolvedScores(uint256 subgroup) external inPhase(Phase.Scoring) {
+        (uint256 start, uint256 end) = _scoresDue(subgroup, true);
+        bytes32 majority = _majorityOutputs(subgroup);
+        uint256[] memory model = new uint256[](end - start);
+        if (majority != bytes32(0)) {
+            if (block.number <= scorePublishDeadline) revert OutputsAgreed(subgroup, majority);
+            for (uint256 q = 0; q < model.length; ++q) model[q] = BlockFlowScoring.ONE;
+        }
+        _settleOutputVotes(subgroup, majority);
+        emit ScoresUnresolved(subgroup, majority);
+        _recordScores(subgroup, start, model);
+    }
+
+    /// @dev The digest more than half of the committee revealed (banned members do not count),
+    /// or zero. Each member's digest is counted against all: committees are small.
+    function _majorityOutputs(uint256 subgroup) private view returns (bytes32) {
+        address[] storage c = _committees[finalRound][subgroup][0];
+        for (uint256 k = 0; k < c.length; ++k) {
+            bytes32 d = _outputsOf(subgroup, c[k]);
+            if (d == bytes32(0)) continue;
+            uint256 count = 0;
+            for (uint256 j = 0; j < c.length; ++j) {
+                if (_outputsOf(subgroup, c[j]) == d) ++count;
+            }
+            if (2 * count > c.length) return d;
+        }
+        return bytes32(0);
+    }
+
+    /// @dev The outputs digest `ev` revealed, zero if it did not or is banned.
+    function _outputsOf(uint256 subgroup, address ev) private view returns (bytes32) {
+        ScoreVote storage v = _scoreVotes[subgroup][ev];
+        return v.state == REVEALED && !_banned(ev) ? v.reportHash : bytes32(0);
+    }
+
+    /// @dev Pays the fee to members who revealed `majority` and slashes the others (silent, or
+    /// outside the majority); with no majority only silent members are slashed.
+    function _settleOutputVotes(uint256 subgroup, bytes32 majority) private {
+        address[] storage c = _committees[finalRound][subgroup][0];
+        for (uint256 k = 0; k < c.length; ++k) {
+            address ev = c[k];
+            if (_banned(ev)) continue;
+            ScoreVote storage v = _scoreVotes[subgroup][ev];
+            if (v.state != REVEALED) _slash(ev, finalRound, "silent");
+            else if (majority == bytes32(0)) continue;
+            else if (v.reportHash == majority) _payFee(ev);
+            else _slash(ev, finalRound, "outputs outside the majority");
+        }
+    }
+
+    function _recordScores(uint256 subgroup, uint256 start, uint256[] memory model) private {
         bytes32 seed = _rounds[finalRound].seed;
         uint256 n = _participants.length;
         uint256 total = totalScore;
@@ -656,6 +786,33 @@ contract DINTask is EIP712, ReentrancyGuard {
         scoresFinal[subgroup] = true;
         pendingScoreSubgroups -= 1;
         if (pendingScoreSubgroups == 0) _settle();
+    }
+
+    /// @dev Checks for a reveal in `subgroup` in the given evaluation mode; the caller's vote.
+    function _scoreReveal(uint256 subgroup, bool encrypted)
+        private
+        view
+        returns (uint256 start, uint256 end, ScoreVote storage v)
+    {
+        _checkMode(encrypted);
+        if (block.number <= scoreCommitDeadline) revert WindowNotOpen(scoreCommitDeadline);
+        if (block.number > scoreRevealDeadline) revert WindowClosed(scoreRevealDeadline);
+        (start, end) = _scoringSubgroup(subgroup);
+        v = _scoreVotes[subgroup][msg.sender];
+        if (v.state == 0) revert NotCommitted(msg.sender);
+        if (v.state == REVEALED) revert AlreadyRevealed(msg.sender);
+    }
+
+    /// @dev Checks that `subgroup`'s scores can be settled (reveal window over) in the given mode.
+    function _scoresDue(uint256 subgroup, bool encrypted) private view returns (uint256 start, uint256 end) {
+        _checkMode(encrypted);
+        if (block.number <= scoreRevealDeadline) revert WindowNotOpen(scoreRevealDeadline);
+        return _scoringSubgroup(subgroup);
+    }
+
+    function _checkMode(bool encrypted) private view {
+        if (evaluationSet.kind == 0) revert EvaluationSetMissing();
+        if (encryptedEvaluation != encrypted) revert WrongEvaluationMode(encryptedEvaluation);
     }
 
     function _banned(address ev) private view returns (bool banned) {

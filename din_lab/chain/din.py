@@ -131,6 +131,14 @@ def scores_commitment(scores: Sequence[int], salt: bytes, evaluator: str) -> byt
     return keccak(abi_encode(["uint256[]", "bytes32", "address"], [list(scores), salt, evaluator]))
 
 
+def outputs_commitment(digest: bytes, outputs: Cid, salt: bytes, evaluator: str) -> bytes:
+    """keccak256(abi.encode(digest, outputs.digest, outputs.kind, salt, evaluator)): what
+    commitScores takes under encrypted evaluation, opened by revealOutputs."""
+    cid_digest, kind = outputs.to_chain()
+    return keccak(abi_encode(["bytes32", "bytes32", "uint16", "bytes32", "address"],
+                             [digest, cid_digest, kind, salt, evaluator]))
+
+
 def to_wad(score: float) -> int:
     """A score in [0, 1] as 18-decimal fixed point (what the contract stores)."""
     if not 0.0 <= score <= 1.0:
