@@ -47,7 +47,7 @@ from din_lab.learning.datasets import (
     make_energy,
 )
 from din_lab.learning.evaluation import Metrics, evaluate, evaluate_many
-from din_lab.learning.models import ACTIVATIONS, MODELS, ModelSpec, build_model
+from din_lab.learning.models import ACTIVATIONS, LAB_MODELS, MODELS, ModelSpec, build_model, lab_model_spec
 from din_lab.learning.params import ParamLayout, flatten, stacked_state, unflatten
 from din_lab.learning.partition import PARTITIONS, label_counts, parse_partition, partition
 from din_lab.learning.training import (
@@ -78,6 +78,8 @@ __all__ = [
     "TrainingConfig",
     "aggregate",
     "build_model",
+    "lab_model_spec",
+    "LAB_MODELS",
     "dataset_name_ok",
     "coordinate_median",
     "evaluate",

@@ -34,7 +34,7 @@ from torch import nn
 
 from din_lab.errors import ConfigError
 
-__all__ = ["ACTIVATIONS", "MODELS", "ModelSpec", "Square", "build_model"]
+__all__ = ["ACTIVATIONS", "LAB_MODELS", "MODELS", "ModelSpec", "Square", "build_model", "lab_model_spec"]
 
 MODELS: tuple[str, ...] = ("logreg", "mlp", "cnn")
 ACTIVATIONS: tuple[str, ...] = ("relu", "square")
@@ -86,6 +86,23 @@ class ModelSpec:
         if "hidden" in data:
             data["hidden"] = tuple(data["hidden"])
         return cls(**data)
+
+
+# the model names a task configuration (and the CLI's --model) uses
+LAB_MODELS: dict[str, ModelSpec] = {
+    "logreg": ModelSpec(name="logreg"),
+    "mlp": ModelSpec(name="mlp"),
+    "mlp-square": ModelSpec(name="mlp", activation="square"),
+    "cnn": ModelSpec(name="cnn"),
+}
+
+
+def lab_model_spec(name: str) -> ModelSpec:
+    """The :class:`ModelSpec` a task's ``model`` setting names (``mlp-square``: the MLP with the
+    x^2 activation, the HE-ready variant of ``mlp``)."""
+    if name not in LAB_MODELS:
+        raise ConfigError(f"model: unknown model {name!r}; choose from {', '.join(LAB_MODELS)}")
+    return LAB_MODELS[name]
 
 
 class Square(nn.Module):

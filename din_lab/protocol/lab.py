@@ -21,13 +21,19 @@ keys and committee-sealed shares (aux objects on IPFS, no transaction), then mas
 ``(masked CID, aux CID)``; in ``aggregate`` each committee member records its share reveal on chain
 (``revealShares``, in the share window before the commit window) and unmasks the subgroup's sum
 from the reveals recorded there (a quorum failure becomes an accepted, aborted result); in ``score`` participants reveal their final-round update to their own committee only.
-Evaluators still read the owner's test set in plaintext until the encrypted-evaluation issue; the
-seam is the scorer's utility.
+Scoring reads the owner's test set in plaintext by default. With ``evaluation="he"``
+(``--evaluation he``, paper section 5.2) the owner publishes it CKKS-encrypted in ``score``
+(``publishEncryptedEvaluationSet``: CIDs and parameters on chain); each committee member evaluates
+its subgroup's contributions on it and commits to its outputs' digest; in ``reward`` members reveal
+the digests (``revealOutputs``), the owner decrypts the outputs a majority agreed on and publishes
+the scores (``publishScores``, accepted for that digest only), and a subgroup without a majority is
+closed with nothing paid on its scores (``closeUnresolvedScores``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -46,6 +52,7 @@ from din_lab.chain.din import (
     TaskParams,
     cid_arg,
     deploy,
+    outputs_commitment,
     result_commitment,
     scores_commitment,
     sign_update,
@@ -54,8 +61,10 @@ from din_lab.chain.din import (
 from din_lab.cid import Cid
 from din_lab.config import MIN_STAKE, ExperimentConfig
 from din_lab.errors import ContractRevert, DinLabError, ProtocolError
-from din_lab.learning import ModelSpec, TrainingConfig, build_model, flatten, load_dataset, partition
+from din_lab.he import EncryptedTable, HEParams, OwnerKeys, encrypt_test_set, load_public_context, params_for_depth
+from din_lab.learning import TrainingConfig, build_model, flatten, lab_model_spec, load_dataset, partition
 from din_lab.roles import codec
+from din_lab.roles import encrypted_evaluation as ee
 from din_lab.roles import secure_aggregation as sa
 from din_lab.roles.agents import Evaluator, ModelOwner, Participant
 from din_lab.roles.behaviours import assign_behaviours, evaluator_behaviour, participant_behaviour
@@ -69,12 +78,17 @@ log = logging.getLogger(__name__)
 RELAY_BATCH = 100  # signed updates per relayed transaction (about 1.5M gas; see benchmarks/gas.py)
 ROUND_PHASES = ("assign", "train", "submit", "aggregate", "commit", "reveal", "finalize", "publish")
 FINAL_PHASES = ("score", "reward", "claim")
-BASELINE_NOTE = ("baseline: updates travel in plaintext and evaluators receive the test set in plaintext "
-                 "(secure aggregation: --secagg on; encrypted evaluation arrives in its own issue)")
+BASELINE_NOTE = ("baseline: updates travel in plaintext (secure aggregation: --secagg on); evaluators screen each "
+                 "update for poisoning before aggregating")
 SECAGG_NOTE = ("secure aggregation: evaluators see only each subgroup's sum of masked updates, never one update; "
                "they cannot screen individual updates for poisoning while aggregating, and at scoring each "
                "participant reveals its final-round update to its own committee only, sealed to the members' keys "
-               "(the committee learns it; nobody else does); the test set is still read in plaintext")
+               "(the committee learns it; nobody else does)")
+HE_NOTE = ("encrypted evaluation: the owner's test inputs are published CKKS-encrypted (labels stay with the owner); "
+           "committees evaluate the contributions on them and agree on the outputs by digest; the owner, the key "
+           "holder, decrypts the agreed outputs and publishes the scores, which the contract accepts for the agreed "
+           "digest only. Trust assumption: " + ee.TRUST_NOTE)
+PLAINTEXT_EVALUATION_NOTE = "plaintext evaluation: evaluators receive the owner's test set in plaintext (--evaluation he encrypts it)"
 
 
 @dataclass(frozen=True)
@@ -150,7 +164,8 @@ class Lab:
         self.progress = progress
         self.events: list[LabEvent] = []
         self.rounds: list[_RoundState] = []
-        self.notes: list[str] = [SECAGG_NOTE if config.secagg else BASELINE_NOTE]
+        self.notes: list[str] = [SECAGG_NOTE if config.secagg else BASELINE_NOTE,
+                                 HE_NOTE if config.evaluation == "he" else PLAINTEXT_EVALUATION_NOTE]
         self._names: dict[str, str] = {}
         self._participant_keys: dict[str, bytes] = {}
         self._invalid_secure: set[tuple[int, int]] = set()
@@ -181,7 +196,7 @@ class Lab:
         deployer, owner_acct, fund = accounts[0], accounts[1], accounts[2]
         rng = np.random.default_rng(cfg.seed)
         self.dataset = load_dataset(cfg.dataset, seed=cfg.seed)
-        self.model_spec = ModelSpec(name=cfg.model)
+        self.model_spec = lab_model_spec(cfg.model)
         self.model = build_model(self.model_spec, num_features=self.dataset.num_features,
                                  num_classes=self.dataset.num_classes, seed=cfg.seed)
         self.training = TrainingConfig(epochs=cfg.local_epochs, batch_size=cfg.batch_size, lr=cfg.learning_rate,
@@ -805,6 +820,8 @@ class Lab:
         F = self.task.functions
         final = int(self.chain.call(F.finalRound()))
         state = self.rounds[final]
+        if self.config.evaluation == "he":
+            return self._score_encrypted(final)
         test_set = self._add(tensors_to_bytes({"X": self.dataset.X_test, "y": self.dataset.y_test},
                                               metadata={"kind": "din-lab/test-set/plaintext"}))
         context = self._add(json_to_bytes({"evaluation": "plaintext", "note": BASELINE_NOTE,
@@ -813,8 +830,7 @@ class Lab:
                  "publish evaluation set", cid=test_set)
         if self.config.secagg:
             self._reveal_contributions(final)
-        previous = codec.decode_model(self.store.cat(self.genesis_cid if final == 0 else
-                                                     self.rounds[final - 1].global_cid))
+        previous = self._previous_model(final)
         allies = {p.address for p in self.participants if p.behaviour.malicious}
         self._score_reports: list[tuple[int, Evaluator, list[int], bytes]] = []
         reg = self.din.registry.functions
@@ -959,6 +975,8 @@ class Lab:
         return state.reference[0]
 
     def _phase_reward(self, _: None) -> None:
+        if self.config.evaluation == "he":
+            return self._reward_encrypted()
         F = self.task.functions
         self._mine_past(int(self.chain.call(F.scoreCommitDeadline())))
         revealed: dict[tuple[int, str], list[int]] = {}
@@ -983,6 +1001,127 @@ class Lab:
             committee = self.chain.call(F.committee(final, g, 0))
             rows = [revealed.get((g, a), []) for a in committee]
             self._tx("reward", None, self.owner.account, F.finalizeScores(g, rows), f"reduce scores of subgroup {g}")
+
+    # ------------------------------------------------------------------ encrypted evaluation (paper 5.2)
+
+    def _previous_model(self, final: int) -> np.ndarray:
+        return codec.decode_model(self.store.cat(self.genesis_cid if final == 0 else self.rounds[final - 1].global_cid))
+
+    def _score_encrypted(self, final: int) -> None:
+        """The owner encrypts its test inputs (CKKS, samples packed into slots) and publishes them with
+        the public evaluation context (no secret key) and the parameters; each committee member of
+        the final round loads them by the CIDs on chain, evaluates its subgroup's contributions on
+        them and commits to the digest of its encrypted outputs."""
+        F = self.task.functions
+        cfg, state = self.config, self.rounds[final]
+        params = params_for_depth(ee.he_model(self.model).depth)
+        self.owner.he_keys = OwnerKeys(params)
+        public = self.owner.he_keys.public_context()
+        encrypted = encrypt_test_set(self.dataset.X_test, context=self.owner.he_keys.context, params=params)
+        test_cid, ctx_cid = self._add(encrypted.to_bytes()), self._add(public)
+        receipt = self._tx("score", None, self.owner.account,
+                           F.publishEncryptedEvaluationSet(test_cid.to_chain(), ctx_cid.to_chain(), params.to_json()),
+                           "publish encrypted test set", cid=test_cid,
+                           detail=f"{encrypted.samples} samples x {encrypted.columns} features, N = "
+                                  f"{params.poly_modulus_degree}, primes {list(params.coeff_mod_bit_sizes)}; public "
+                                  f"context {ctx_cid} ({len(public) / 1e6:.1f} MB, no secret key); labels stay "
+                                  "with the owner")
+        if cfg.secagg:
+            self._reveal_contributions(final)
+        # every evaluator reads the same published bytes by the CIDs and parameters on chain: loaded once
+        published = receipt.event("EncryptedEvaluationSetPublished").args
+        recorded = HEParams.from_json(published["params"])
+        context = load_public_context(self.store.cat(Cid.from_chain(published["context"])), params=recorded)
+        table = EncryptedTable.from_bytes(self.store.cat(Cid.from_chain(published["testSet"])), context=context,
+                                          kind="test-set", params=recorded)
+        self._he_params = recorded
+        previous = self._previous_model(final)
+        reg = self.din.registry.functions
+        self._output_reports: list[tuple[int, Evaluator, bytes, Cid, bytes]] = []
+        self._honest_outputs: dict[int, tuple[bytes, Cid, bytes]] = {}
+        for g in self._bar(list(range(state.groups)), "encrypted evaluation"):
+            members = state.members[g]
+            honest: ee.EncryptedOutputs | None = None
+            honest_commitment = None
+            committee = sorted((self._by_address[a] for a in state.committees[g]), key=lambda e: e.behaviour.copies)
+            for ev in committee:
+                if self.chain.call(reg.evaluators(ev.address))[2]:
+                    self._note("score", None, ev.name, "banned: no longer scores")
+                    continue
+                if honest is None:  # every honest member computes byte-identical outputs (deterministic CKKS)
+                    started = time.perf_counter()
+                    honest = ee.evaluate_contributions(
+                        module=self.model, members=members,
+                        updates=self._accepted_updates(final, members, g=g, evaluator=ev), previous=previous,
+                        test_set=table, context=context, scorer=cfg.scorer, subgroup=g)
+                    self._note("score", None, "committee", f"evaluated subgroup {g} on the encrypted test set",
+                               detail=f"{len(honest.coalitions)} models, {time.perf_counter() - started:.2f} s")
+                rng = np.random.default_rng([cfg.seed, g, ev.index, 23])
+                outputs = ee.tampered(honest, rng=rng) if ev.behaviour.tampers_outputs else honest
+                data = outputs.to_bytes()
+                cid, digest, salt = self._add(data), hashlib.sha256(data).digest(), rng.bytes(32)
+                commitment = outputs_commitment(digest, cid, salt, ev.address)
+                if ev.behaviour.copies and honest_commitment is not None:
+                    commitment = honest_commitment  # copied from an honest member's transaction
+                elif not ev.behaviour.malicious and honest_commitment is None:
+                    honest_commitment = commitment
+                    self._honest_outputs[g] = (digest, cid, salt)
+                self._tx("score", None, ev.account, F.commitScores(g, commitment),
+                         f"commit encrypted outputs of subgroup {g}", cid=cid, detail=f"digest {digest.hex()[:16]}...")
+                self._output_reports.append((g, ev, digest, cid, salt))
+
+    def _reward_encrypted(self) -> None:
+        """Members reveal their outputs' digests; for each subgroup the owner decrypts the outputs a
+        majority agreed on, scores the players and publishes the scores with its audit record; a
+        subgroup with no majority (a dispute) is closed with nothing paid on its scores."""
+        F = self.task.functions
+        self._mine_past(int(self.chain.call(F.scoreCommitDeadline())))
+        revealed: dict[tuple[int, str], tuple[bytes, Cid]] = {}
+        for g, ev, digest, cid, salt in sorted(self._output_reports, key=lambda rep: rep[1].behaviour.copies):
+            if not ev.behaviour.reveals:
+                self._note("reward", None, ev.name, f"does not reveal its outputs for subgroup {g}")
+                continue
+            if ev.behaviour.copies and g in self._honest_outputs:  # tries the honest member's opening
+                digest, cid, salt = self._honest_outputs[g]
+            try:
+                self._tx("reward", None, ev.account, F.revealOutputs(g, digest, cid.to_chain(), salt),
+                         f"reveal outputs digest of subgroup {g}", cid=cid)
+                revealed[(g, ev.address)] = (digest, cid)
+            except ContractRevert as e:
+                if not ev.behaviour.copies:
+                    raise
+                self._note("reward", None, ev.name, f"reveal refused ({e.error_name})", detail=str(e))
+        self._mine_past(int(self.chain.call(F.scoreRevealDeadline())))
+        final = int(self.chain.call(F.finalRound()))
+        state = self.rounds[final]
+        reg = self.din.registry.functions
+        for g in range(state.groups):
+            committee = list(self.chain.call(F.committee(final, g, 0)))
+            votes = [revealed[(g, a)] for a in committee
+                     if (g, a) in revealed and not self.chain.call(reg.evaluators(a))[2]]
+            counts: dict[bytes, int] = {}
+            for digest, _ in votes:
+                counts[digest] = counts.get(digest, 0) + 1
+            majority = next((d for d, n in counts.items() if 2 * n > len(committee)), None)
+            if majority is None:
+                self.notes.append(f"subgroup {g}: no majority of its committee agrees on the encrypted outputs "
+                                  f"({len(counts)} different digests): a dispute, nothing is paid on its scores")
+                self._tx("reward", None, self.owner.account, F.closeUnresolvedScores(g),
+                         f"close disputed subgroup {g}: nothing paid")
+                continue
+            data = next((d for d in (self.store.cat(c) for digest, c in votes if digest == majority)
+                         if hashlib.sha256(d).digest() == majority), None)
+            if data is None:
+                raise ProtocolError(f"subgroup {g}: no stored outputs hash to the agreed digest {majority.hex()}")
+            outputs = ee.EncryptedOutputs.from_bytes(data, context=self.owner.he_keys.context, params=self._he_params)
+            scoring = ee.score_outputs(outputs, secret_context=self.owner.he_keys.context, y=self.dataset.y_test,
+                                       members=state.members[g], scorer=self.config.scorer,
+                                       seed=int.from_bytes(state.seed[:8], "big") ^ g, digest=majority)
+            audit = self._add(json_to_bytes(scoring.audit))
+            wads = [to_wad(float(np.clip(v, 0.0, 1.0))) for v in scoring.scores]
+            self._tx("reward", None, self.owner.account, F.publishScores(g, wads, majority, audit.to_chain()),
+                     f"publish decrypted scores of subgroup {g}", cid=audit,
+                     detail=f"for outputs digest {majority.hex()[:16]}... ({counts[majority]} of {len(committee)})")
 
     def _phase_claim(self, _: None) -> None:
         F = self.task.functions

@@ -21,6 +21,7 @@ from eth_account.signers.local import LocalAccount
 from torch import nn
 
 from din_lab.cid import Cid
+from din_lab.he import OwnerKeys
 from din_lab.learning import TrainingConfig, train_local_batched
 from din_lab.roles import secure_aggregation as sa
 from din_lab.roles.behaviours import EvaluatorBehaviour, ParticipantBehaviour
@@ -55,9 +56,11 @@ class Role:
 class ModelOwner(Role):
     """Creates the task with the reward deposit, publishes global models and the evaluation set.
     ``tampers``: publishes a global model other than the one the accepted results give (caught by
-    ``Lab.verify_round``)."""
+    ``Lab.verify_round``). ``he_keys``: its CKKS keys once it encrypts its test set (the secret key
+    never leaves this role)."""
 
     tampers: bool = False
+    he_keys: OwnerKeys | None = field(default=None, repr=False)
 
 
 @dataclass(eq=False)

@@ -15,7 +15,8 @@ Evaluators: ``honest``, ``random`` (uniform random scores), ``extreme`` (1.0 for
 malicious participants, and 0.0 for everyone else), ``lazy`` (commits, never reveals),
 ``wrong-aggregate`` (publishes a corrupted subgroup result; malicious evaluators do not collude
 here, each corrupts differently: a colluding majority is outside DIN's honest-majority
-assumption), ``copycat`` (commits a copy of an honest member's commitment, result or scores,
+assumption; under encrypted evaluation ``random``, ``extreme`` and ``wrong-aggregate`` publish
+tampered encrypted outputs, whose digest no honest member shares), ``copycat`` (commits a copy of an honest member's commitment, result or scores,
 and then tries to reveal that member's opening: commit-reveal binds each commitment to its
 evaluator's address, so the reveal fails and the copycat is silent), ``forged-shares`` (secure
 aggregation: reveals duplicate shares and shares under another member's name; refused whole).
@@ -136,6 +137,9 @@ class EvaluatorBehaviour:
 
     reveals: bool = True  # lazy: False
     copies: bool = False  # copycat: True
+    # under encrypted evaluation evaluators report encrypted outputs, not scores: the deviating
+    # scorers and aggregators publish tampered outputs instead
+    tampers_outputs = False
 
     def result(self, weighted_sum: np.ndarray, *, rng: np.random.Generator) -> np.ndarray:
         return weighted_sum
@@ -159,16 +163,22 @@ class ForgedShares(EvaluatorBehaviour):
 
 
 class RandomScores(EvaluatorBehaviour):
+    tampers_outputs = True
+
     def scores(self, honest, *, allies, rng):
         return rng.uniform(0.0, 1.0, size=honest.shape)
 
 
 class Extreme(EvaluatorBehaviour):
+    tampers_outputs = True
+
     def scores(self, honest, *, allies, rng):
         return np.where(allies, 1.0, 0.0)
 
 
 class WrongAggregate(EvaluatorBehaviour):
+    tampers_outputs = True
+
     def result(self, weighted_sum, *, rng):
         return (weighted_sum + rng.standard_normal(weighted_sum.shape).astype(np.float32)).astype(np.float32)
 

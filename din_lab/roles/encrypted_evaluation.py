@@ -1,4 +1,7 @@
-"""The seam between the roles' PyTorch models and encrypted evaluation (:mod:`din_lab.he`).
+"""The seam between the roles and encrypted evaluation (:mod:`din_lab.he`): the lab's models as HE
+models, what an evaluator computes on the encrypted test set for its subgroup
+(:func:`evaluate_contributions` -> :class:`EncryptedOutputs`, voted on by digest) and what the owner,
+the key holder, derives from the agreed outputs (:func:`score_outputs`).
 
 :func:`he_model` turns a model the lab trains into the :class:`~din_lab.he.HEModel` an evaluator
 runs on the encrypted test set: logistic regression (``Linear``) and the square-activation MLP
@@ -9,15 +12,28 @@ variants, which is what a task configured for encrypted evaluation must train fr
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
 import numpy as np
+import tenseal as ts
 from torch import nn
 
 from din_lab.errors import ConfigError
-from din_lab.he import HEModel, Linear, Square
+from din_lab.he import EncryptedTable, HEError, HEModel, HEParameterError, HEParams, Linear, Square, evaluate
 from din_lab.learning import unflatten
 from din_lab.learning.models import Square as TorchSquare
+from din_lab.roles.codec import Update
+from din_lab.scoring import CachedUtility, make_scorer
+from din_lab.scoring.scorers import ShapleyScorer
 
-__all__ = ["HE_READY", "he_model"]
+__all__ = ["HE_READY", "TRUST_NOTE", "EncryptedOutputs", "OwnerScoring", "evaluate_contributions", "he_model",
+           "metrics", "needed_coalitions", "score_outputs", "tampered"]
 
 HE_READY = "logistic regression (model 'logreg') or the MLP with the square activation (x^2, as in CryptoNets)"
 
@@ -38,3 +54,224 @@ def he_model(module: nn.Module, vector: np.ndarray | None = None) -> HEModel:
             raise ConfigError(f"a {type(m).__name__} layer has no CKKS evaluation: encrypted evaluation needs "
                               f"{HE_READY}")
     return HEModel(layers=tuple(layers))
+
+
+# ---------------------------------------------------------------------- scoring on the encrypted test set
+#
+# What a committee member evaluates for its subgroup: the models the scorer's coalitions need. For
+# a linear model (depth 1) that is the previous global model and each player's own model
+# (previous + delta_i): a coalition's FedAvg model is the sample-weighted mean of its players'
+# models, and logits are affine in the parameters, so the owner recovers every coalition's logits
+# exactly from those n + 1 outputs. For a deeper model (the square MLP) each coalition the scorer
+# asks for is evaluated as its own model; the deterministic scorers ask for a fixed set (recorded
+# by running them once on a constant utility).
+
+_OUT_MAGIC = b"DNHO"
+_OUT_VERSION = 1
+_OUT_HEAD = struct.Struct(">4sBI")
+_OUT_LEN = struct.Struct(">I")
+_MAX_OUT_HEADER = 1 << 16
+TRUST_NOTE = ("the model owner holds the CKKS secret key and decrypts the committee-agreed outputs: it could "
+              "misreport a decryption. What an auditor needs is public: the encrypted test set and public context "
+              "(CIDs and parameters on chain), the agreed output ciphertexts (digest on chain) and the owner's audit "
+              "record of every coalition's accuracy, F1 and loss; the owner can be asked to reveal its key after the "
+              "task to let anyone re-check the decryption")
+
+
+def needed_coalitions(players: int, *, linear: bool, scorer: str) -> list[tuple[int, ...]]:
+    """The coalitions whose models the committee evaluates for ``players`` players."""
+    if players == 0:
+        return []
+    if linear:
+        return [(), *((i,) for i in range(players))]
+    if scorer == "shapley" and players > ShapleyScorer().exact_threshold:
+        raise HEError(f"the square MLP under encrypted evaluation scores Shapley values exactly, for at most "
+                      f"{ShapleyScorer().exact_threshold} players per subgroup; this subgroup has {players} "
+                      "(use logreg, a smaller subgroup, or the accuracy or loo scorer)")
+    seen: dict[tuple[int, ...], None] = {}
+    make_scorer(scorer).score(utility=lambda c: seen.setdefault(tuple(c)) or 0.0, participants=players, seed=0)
+    return sorted(seen, key=lambda c: (len(c), c))
+
+
+@dataclass(frozen=True, eq=False)
+class EncryptedOutputs:
+    """A committee member's encrypted outputs for one subgroup: the players (subgroup addresses in
+    position order, with sample counts), the coalitions evaluated and, per coalition, the
+    encrypted logits on the encrypted test set. Deterministic bytes; :meth:`digest` is what the
+    committee votes on."""
+
+    subgroup: int
+    players: tuple[str, ...]
+    samples: tuple[int, ...]
+    coalitions: tuple[tuple[int, ...], ...]
+    linear: bool
+    test_set: str  # sha256 hex of the encrypted test set the outputs were computed on
+    tables: tuple[EncryptedTable, ...] = field(repr=False)
+
+    def to_bytes(self) -> bytes:
+        header = json.dumps({"subgroup": self.subgroup, "players": list(self.players), "samples": list(self.samples),
+                             "coalitions": [list(c) for c in self.coalitions], "linear": self.linear,
+                             "test_set": self.test_set}, sort_keys=True, separators=(",", ":")).encode()
+        parts = [_OUT_HEAD.pack(_OUT_MAGIC, _OUT_VERSION, len(header)), header]
+        for t in self.tables:
+            blob = t.to_bytes()
+            parts += [_OUT_LEN.pack(len(blob)), blob]
+        return b"".join(parts)
+
+    def digest(self) -> bytes:
+        return hashlib.sha256(self.to_bytes()).digest()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, context: ts.Context, params: HEParams) -> EncryptedOutputs:
+        """Decode against ``context`` (public for evaluators, the owner's own to decrypt);
+        :class:`HEParameterError` for anything malformed or made with other parameters."""
+        data = bytes(data)
+        if len(data) < _OUT_HEAD.size:
+            raise HEParameterError("encrypted outputs: too short")
+        magic, version, hlen = _OUT_HEAD.unpack_from(data)
+        if magic != _OUT_MAGIC or version != _OUT_VERSION or hlen > _MAX_OUT_HEADER \
+                or _OUT_HEAD.size + hlen > len(data):
+            raise HEParameterError(f"not din-lab encrypted outputs (format {magic!r} v{version})")
+        try:
+            h = json.loads(data[_OUT_HEAD.size:_OUT_HEAD.size + hlen])
+            players = tuple(str(p) for p in h["players"])
+            samples = tuple(int(s) for s in h["samples"])
+            coalitions = tuple(tuple(int(i) for i in c) for c in h["coalitions"])
+            subgroup, linear, test_set = int(h["subgroup"]), bool(h["linear"]), str(h["test_set"])
+        except (ValueError, KeyError, TypeError, RecursionError) as e:
+            raise HEParameterError(f"encrypted outputs: malformed header ({e})") from e
+        if len(samples) != len(players) or any(s < 1 for s in samples) \
+                or any(i < 0 or i >= len(players) for c in coalitions for i in c) \
+                or len(set(coalitions)) != len(coalitions):
+            raise HEParameterError("encrypted outputs: players, sample counts and coalitions do not fit together")
+        pos, tables = _OUT_HEAD.size + hlen, []
+        for _ in coalitions:
+            if pos + _OUT_LEN.size > len(data):
+                raise HEParameterError("encrypted outputs: truncated")
+            (n,) = _OUT_LEN.unpack_from(data, pos)
+            pos += _OUT_LEN.size
+            if pos + n > len(data):
+                raise HEParameterError("encrypted outputs: truncated")
+            tables.append(EncryptedTable.from_bytes(data[pos:pos + n], context=context, kind="outputs", params=params))
+            pos += n
+        if pos != len(data):
+            raise HEParameterError(f"encrypted outputs: {len(data) - pos} trailing bytes")
+        if len({(t.samples, t.columns) for t in tables}) > 1:
+            raise HEParameterError("encrypted outputs: the tables have different shapes")
+        return cls(subgroup=subgroup, players=players, samples=samples, coalitions=coalitions, linear=linear,
+                   test_set=test_set, tables=tuple(tables))
+
+
+def coalition_vector(base: np.ndarray, deltas: np.ndarray, weights: np.ndarray, coalition: tuple[int, ...]) -> np.ndarray:
+    """The coalition's FedAvg model: ``base`` moved by the sample-weighted mean of its deltas (as
+    the plaintext scorer builds it, :func:`din_lab.roles.scoring.contribution_scores`)."""
+    if not coalition:
+        return base
+    idx = list(coalition)
+    return base + (weights[idx, None] * deltas[idx]).sum(axis=0) / weights[idx].sum()
+
+
+def evaluate_contributions(*, module: nn.Module, members: Sequence[str], updates: dict[str, Update],
+                           previous: np.ndarray, test_set: EncryptedTable, context: ts.Context, scorer: str,
+                           subgroup: int) -> EncryptedOutputs:
+    """An evaluator's encrypted evaluation of its subgroup: for each coalition the scorer needs,
+    the encrypted logits of the coalition's model on the encrypted test set. Deterministic: every
+    honest member with the same accepted updates produces the same bytes."""
+    players = [m for m in members if m in updates]
+    linear = he_model(module).depth == 1
+    coalitions = needed_coalitions(len(players), linear=linear, scorer=scorer)
+    base = previous.astype(np.float64)
+    deltas = np.stack([updates[m].delta.astype(np.float64) for m in players]) if players else np.zeros((0, base.size))
+    weights = np.array([updates[m].samples for m in players], dtype=np.float64)
+    tables = []
+    for c in coalitions:
+        vector = coalition_vector(base, deltas, weights, c).astype(np.float32)  # the plaintext path's precision
+        tables.append(evaluate(he_model(module, vector), test_set, context=context))
+    return EncryptedOutputs(subgroup=subgroup, players=tuple(players), samples=tuple(int(w) for w in weights),
+                            coalitions=tuple(coalitions), linear=linear, test_set=test_set.digest().hex(),
+                            tables=tuple(tables))
+
+
+def tampered(outputs: EncryptedOutputs, *, rng: np.random.Generator) -> EncryptedOutputs:
+    """A deviating evaluator's outputs: one random shift added to every ciphertext of the first
+    table (what an evaluator can do without the key). Its digest differs from the honest one."""
+    if not outputs.tables:
+        return outputs
+    first = outputs.tables[0]
+    shift = float(rng.uniform(0.5, 2.0))
+    cells = tuple(tuple(ct + shift for ct in row) for row in first.cells)
+    bad = EncryptedTable(kind=first.kind, params=first.params, samples=first.samples, columns=first.columns, cells=cells)
+    return dataclasses.replace(outputs, tables=(bad, *outputs.tables[1:]))
+
+
+def metrics(logits: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Accuracy, macro F1 and mean cross-entropy of ``logits`` against labels ``y`` (float64)."""
+    y = np.asarray(y, dtype=np.int64)
+    z = logits - logits.max(axis=1, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    loss = float(-log_p[np.arange(len(y)), y].mean())
+    pred = logits.argmax(axis=1)
+    f1s = []
+    for k in range(logits.shape[1]):
+        tp = int(np.sum((pred == k) & (y == k)))
+        fp = int(np.sum((pred == k) & (y != k)))
+        fn = int(np.sum((pred != k) & (y == k)))
+        if tp + fp + fn:
+            f1s.append(2 * tp / (2 * tp + fp + fn))
+    return {"accuracy": float(np.mean(pred == y)), "f1": float(np.mean(f1s)) if f1s else 0.0, "loss": loss}
+
+
+@dataclass(frozen=True)
+class OwnerScoring:
+    """What the owner derives from one subgroup's agreed outputs: scores in [0, 1] by subgroup
+    position, and the audit record it publishes (no raw decryption in it)."""
+
+    scores: tuple[float, ...]
+    audit: dict[str, Any]
+
+
+def score_outputs(outputs: EncryptedOutputs, *, secret_context: ts.Context, y: np.ndarray, members: Sequence[str],
+                  scorer: str, seed: int, digest: bytes) -> OwnerScoring:
+    """The owner decrypts the committee-agreed ``outputs`` and scores the subgroup's players with
+    the same game and scorer the plaintext path uses (utility: accuracy for ``accuracy``, else the
+    negative test cross-entropy)."""
+    if list(outputs.players) != [m for m in members if m in set(outputs.players)]:
+        raise HEError(f"the outputs of subgroup {outputs.subgroup} name players outside it or out of order")
+    logits = {c: t.decrypt(secret_context) for c, t in zip(outputs.coalitions, outputs.tables, strict=True)}
+    if any(t.samples != len(y) for t in outputs.tables):
+        raise HEError("the outputs do not cover the owner's test set")
+    weights = np.array(outputs.samples, dtype=np.float64)
+
+    def coalition_logits(c: tuple[int, ...]) -> np.ndarray:
+        if c in logits:
+            return logits[c]
+        if not outputs.linear:
+            raise HEError(f"the outputs hold no evaluation of coalition {c} (a nonlinear model needs each one)")
+        idx = list(c)  # affine model: a coalition's logits are the weighted mean of its players' logits
+        return sum(weights[i] * logits[(i,)] for i in idx) / weights[idx].sum()
+
+    seen: dict[tuple[int, ...], dict[str, float]] = {}
+
+    def utility(c: tuple[int, ...]) -> float:
+        if c not in seen:
+            seen[c] = metrics(coalition_logits(tuple(c)), y)
+        return seen[c]["accuracy"] if scorer == "accuracy" else -seen[c]["loss"]
+
+    n = len(outputs.players)
+    scores = np.zeros(len(members))
+    values: list[float] = []
+    if n:
+        values = [float(v) for v in make_scorer(scorer).score(utility=CachedUtility(utility, participants=n),
+                                                              participants=n, seed=seed & 0x7FFFFFFF)]
+        position = {m: i for i, m in enumerate(members)}
+        for k, m in enumerate(outputs.players):
+            scores[position[m]] = float(np.clip(values[k], 0.0, 1.0))
+    audit = {
+        "kind": "din-lab/encrypted-evaluation/audit", "subgroup": outputs.subgroup, "outputs_digest": digest.hex(),
+        "test_set": outputs.test_set, "scorer": scorer, "players": list(outputs.players),
+        "samples": list(outputs.samples),
+        "coalitions": [{"coalition": list(c), **{k: round(v, 6) for k, v in m.items()}}
+                       for c, m in sorted(seen.items(), key=lambda kv: (len(kv[0]), kv[0]))],
+        "values": [round(v, 9) for v in values], "scores": [round(float(s), 9) for s in scores], "trust": TRUST_NOTE,
+    }
+    return OwnerScoring(scores=tuple(float(s) for s in scores), audit=audit)
