@@ -72,7 +72,8 @@ def _run(args: argparse.Namespace) -> int:
     print(f"DIN task on the {config.chain} chain: {config.participants} participants, {config.evaluators} "
           f"evaluators, {len(s['rounds'])} rounds, {config.dataset} / {config.model}, scorer {config.scorer}, "
           + (f"secure aggregation ({config.secagg_graph} mask graph)" if config.secagg else "plaintext updates")
-          + (f", {config.dropout:g} of participants drop out each round" if config.dropout else ""))
+          + (f", {config.dropout:g} of participants drop out each round" if config.dropout else "")
+          + (", encrypted evaluation (CKKS)" if config.evaluation == "he" else ", plaintext evaluation"))
     for note in s["notes"]:
         print(f"note: {note}")
     print("\nround  accuracy  updates  accepted  aborted  disputes  slashed")
@@ -185,12 +186,14 @@ def _add_run_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--rounds", type=int)
     run.add_argument("--dataset", help="digits, breast_cancer, wine or energy")
     run.add_argument("--partition", help="iid, dirichlet:ALPHA, quantity:SIGMA or shards:K")
-    run.add_argument("--model", help="logreg, mlp or cnn")
+    run.add_argument("--model", help="logreg, mlp, mlp-square (x^2 activation: HE-ready) or cnn")
     run.add_argument("--local-epochs", dest="local_epochs", type=int)
     run.add_argument("--scorer", help="shapley, loo or accuracy")
-    run.add_argument("--evaluation", help="plaintext (he arrives with the encrypted-evaluation issue)")
+    run.add_argument("--evaluation", choices=("plaintext", "he"),
+                     help="how evaluators score: on the owner's test set in plaintext, or CKKS-encrypted (he: the "
+                          "owner decrypts the committee-agreed outputs; needs --model logreg or mlp-square)")
     run.add_argument("--malicious-evaluators", dest="malicious_evaluators", action="append", metavar="FRACTION:BEHAVIOUR",
-                     help="honest, random, extreme, lazy, wrong-aggregate, copycat (repeatable)")
+                     help="honest, random, extreme, lazy, wrong-aggregate, copycat, forged-shares (repeatable)")
     run.add_argument("--malicious-participants", dest="malicious_participants", action="append",
                      metavar="FRACTION:BEHAVIOUR",
                      help="random-data, inverted-labels, scaled, free-rider, dropout (repeatable)")

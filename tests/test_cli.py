@@ -111,3 +111,27 @@ def test_run_refuses_bad_secagg_flags():
     assert r.returncode == 2 and "dropout" in r.stderr
     r = run("run", "--secagg", "maybe", "--no-progress")
     assert r.returncode == 2 and "invalid choice" in r.stderr
+
+
+@pytest.mark.slow
+def test_run_with_encrypted_evaluation_pays_as_plaintext(tmp_path):
+    """din-lab run --evaluation he completes a task; every reward is the plaintext run's within 0.5%."""
+    rewards = {}
+    for mode in ("he", "plaintext"):
+        out = tmp_path / mode
+        r = run("run", "--evaluation", mode, "--no-progress", "--out", str(out))
+        assert r.returncode == 0, r.stderr
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["tokens"]["conserved"] is True
+        rewards[mode] = {p["address"]: p["reward"] for p in summary["participants"]}
+        if mode == "he":
+            assert "encrypted evaluation (CKKS)" in r.stdout and "Trust assumption" in r.stdout
+    for address, reward in rewards["plaintext"].items():
+        assert abs(rewards["he"][address] - reward) <= 0.005 * reward + 1e-6
+
+
+def test_run_refuses_models_he_cannot_evaluate():
+    r = run("run", "--evaluation", "he", "--model", "cnn", "--no-progress")
+    assert r.returncode == 2 and "mlp-square" in r.stderr
+    r = run("run", "--evaluation", "rot13", "--no-progress")
+    assert r.returncode == 2 and "invalid choice" in r.stderr

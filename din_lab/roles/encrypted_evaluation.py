@@ -193,13 +193,25 @@ def evaluate_contributions(*, module: nn.Module, members: Sequence[str], updates
 
 
 def tampered(outputs: EncryptedOutputs, *, rng: np.random.Generator) -> EncryptedOutputs:
-    """A deviating evaluator's outputs: one random shift added to every ciphertext of the first
-    table (what an evaluator can do without the key). Its digest differs from the honest one."""
+    """A deviating evaluator's outputs: the first table's ciphertexts multiplied by a random integer
+    ``m >= 2`` (additions only, so it works at any scale and level, and without the key). Its
+    digest differs from the honest one, and from another deviator's but with chance 2^-16."""
     if not outputs.tables:
         return outputs
     first = outputs.tables[0]
-    shift = float(rng.uniform(0.5, 2.0))
-    cells = tuple(tuple(ct + shift for ct in row) for row in first.cells)
+    m = int(rng.integers(2, 2**16))
+
+    def times(ct: ts.CKKSVector) -> ts.CKKSVector:
+        acc, power, k = None, ct, m
+        while k:
+            if k & 1:
+                acc = power if acc is None else acc + power
+            k >>= 1
+            if k:
+                power = power + power
+        return acc
+
+    cells = tuple(tuple(times(ct) for ct in row) for row in first.cells)
     bad = EncryptedTable(kind=first.kind, params=first.params, samples=first.samples, columns=first.columns, cells=cells)
     return dataclasses.replace(outputs, tables=(bad, *outputs.tables[1:]))
 

@@ -1,0 +1,181 @@
+"""Encrypted evaluation inside a DIN task (issue 6): the reward phase on the CKKS-encrypted test set
+against the plaintext run of the same seed, the on-chain evidence, deviating and disputing
+committees, and the configurations HE cannot evaluate."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+from din_lab.cid import Cid
+from din_lab.config import ExperimentConfig
+from din_lab.errors import ConfigError
+from din_lab.experiment import tabulate
+from din_lab.he import EncryptedTable, HEParameterError, HEParams, load_public_context
+from din_lab.protocol.lab import Lab
+from din_lab.roles import encrypted_evaluation as ee
+
+warnings.filterwarnings("ignore", category=UserWarning)
+
+SMALL = dict(participants=12, subgroup_size=4, evaluators=7, evaluators_per_subgroup=3, rounds=1)
+
+
+def finished(config: ExperimentConfig) -> tuple[Lab, dict]:
+    lab = Lab.create(config)
+    lab.run()
+    return lab, tabulate(lab, seconds=1.0).summary
+
+
+@pytest.fixture(scope="module")
+def plaintext():
+    return finished(ExperimentConfig(participants=20, seed=3))
+
+
+@pytest.fixture(scope="module")
+def encrypted():
+    return finished(ExperimentConfig(participants=20, seed=3, evaluation="he"))
+
+
+def _by_address(summary: dict, key: str) -> dict[str, float]:
+    return {p["address"]: p[key] for p in summary["participants"]}
+
+
+def test_rewards_and_ranking_match_the_plaintext_run(plaintext, encrypted):
+    _, plain = plaintext
+    lab, enc = encrypted
+    assert enc["final_accuracy"] == plain["final_accuracy"]
+    assert enc["tokens"]["conserved"] is True and enc["tokens"]["left_in_task"] == 0
+    p_rewards, e_rewards = _by_address(plain, "reward"), _by_address(enc, "reward")
+    for address, reward in p_rewards.items():
+        assert abs(e_rewards[address] - reward) <= 0.005 * max(reward, 1e-9) + 1e-6, address
+    p_scores, e_scores = _by_address(plain, "score"), _by_address(enc, "score")
+    order = sorted(p_scores)
+    np.testing.assert_allclose([e_scores[a] for a in order], [p_scores[a] for a in order], atol=1e-4)
+    ranking = lambda scores: sorted(order, key=lambda a: (-round(scores[a], 4), a))  # noqa: E731
+    assert ranking(e_scores) == ranking(p_scores)
+    assert any("encrypted evaluation" in n and "Trust assumption" in n for n in enc["notes"])
+
+
+def test_the_chain_records_what_an_auditor_needs(encrypted):
+    lab, _ = encrypted
+    events = lab.chain.events
+    published = events.where("EncryptedEvaluationSetPublished", address=lab.task.address)[0].args
+    params = HEParams.from_json(published["params"])
+    assert params.poly_modulus_degree == 8192  # logistic regression: depth 1
+    context = load_public_context(lab.store.cat(Cid.from_chain(published["context"])), params=params)
+    assert not context.is_private()
+    table = EncryptedTable.from_bytes(lab.store.cat(Cid.from_chain(published["testSet"])), context=context,
+                                      kind="test-set", params=params)
+    assert (table.samples, table.columns) == lab.dataset.X_test.shape
+    revealed = events.where("OutputsRevealed", address=lab.task.address)
+    agreed = {e.args["subgroup"]: e.args["outputsDigest"] for e in events.where("ScoresPublished", address=lab.task.address)}
+    final = len(lab.rounds) - 1
+    assert set(agreed) == set(range(lab.rounds[final].groups))
+    for e in revealed:  # every honest member: byte-identical outputs, stored under their CID
+        assert e.args["digest"] == agreed[e.args["subgroup"]]
+        assert hashlib.sha256(lab.store.cat(Cid.from_chain(e.args["outputs"]))).digest() == e.args["digest"]
+    for e in events.where("ScoresPublished", address=lab.task.address):
+        audit = json.loads(lab.store.cat(Cid.from_chain(e.args["audit"])))
+        assert audit["outputs_digest"] == e.args["outputsDigest"].hex()
+        assert audit["trust"] == ee.TRUST_NOTE
+        assert all({"accuracy", "f1", "loss"} <= set(c) for c in audit["coalitions"])
+        members = lab.rounds[final].members[e.args["subgroup"]]
+        assert audit["scores"] == pytest.approx([lab.chain.call(lab.task.functions.scoreOf(m)) / 1e18 for m in members],
+                                                abs=1e-9)
+    # no plaintext test set went to the store: the only evaluation set on chain is the encrypted one
+    assert not events.where("EvaluationSetPublished", address=lab.task.address)
+
+
+def test_a_tampering_evaluator_is_slashed_and_the_scores_still_published():
+    lab, s = finished(ExperimentConfig(**SMALL, malicious_evaluators=("0.15:random",), evaluation="he"))
+    cheat = next(e for e in lab.evaluators if e.behaviour.malicious)
+    slashed = {lab.name_of(e.args["evaluator"]): e.args["reason"]
+               for e in lab.chain.events.where("EvaluatorSlashed", address=lab.task.address)}
+    final = len(lab.rounds) - 1
+    assert any(cheat.address in c for c in lab.rounds[final].committees.values())  # this seed seats it
+    assert slashed.get(cheat.name) == "outputs outside the majority"
+    assert all(reason == "outputs outside the majority" for reason in slashed.values())
+    assert len(lab.chain.events.where("ScoresPublished", address=lab.task.address)) == lab.rounds[final].groups
+    assert s["tokens"]["conserved"] is True
+
+
+def test_a_dispute_pays_nothing_on_unresolved_scores():
+    """Two of three members of every committee publish tampered outputs, each differently: no digest
+    has a majority, the owner cannot publish, each subgroup is closed with scores 0 and the
+    participant pool returns to the owner. Nobody who revealed is slashed (no majority to be
+    outside of)."""
+    config = ExperimentConfig(participants=6, subgroup_size=3, evaluators=3, evaluators_per_subgroup=3, rounds=1,
+                              malicious_evaluators=("0.67:random",), evaluation="he")
+    lab, s = finished(config)
+    F = lab.task.functions
+    assert len(lab.chain.events.where("ScoresUnresolved", address=lab.task.address)) == lab.rounds[0].groups
+    assert not lab.chain.events.where("ScoresPublished", address=lab.task.address)
+    assert all(lab.chain.call(F.scoreOf(p.address)) == 0 for p in lab.participants)
+    assert all(r == 0 for r in _by_address(s, "reward").values())
+    assert not lab.chain.events.where("EvaluatorSlashed", address=lab.task.address)
+    assert any("dispute" in n for n in s["notes"])
+    assert s["tokens"]["conserved"] is True and s["tokens"]["left_in_task"] == 0
+
+
+def test_a_lazy_evaluator_is_slashed_as_silent():
+    lab, _ = finished(ExperimentConfig(**SMALL, malicious_evaluators=("0.15:lazy",), evaluation="he"))
+    lazy = next(e for e in lab.evaluators if e.behaviour.malicious)
+    reasons = {e.args["evaluator"]: e.args["reason"] for e in lab.chain.events.where("EvaluatorSlashed",
+                                                                                      address=lab.task.address)}
+    assert any(lazy.address in c for c in lab.rounds[0].committees.values())  # this seed seats it
+    assert reasons[lazy.address] == "silent"
+
+
+@pytest.mark.slow
+def test_square_mlp_task_runs_encrypted():
+    """The square-activation MLP (depth 3, N = 16384): each scorer coalition is its own encrypted model."""
+    lab, s = finished(ExperimentConfig(participants=6, subgroup_size=3, evaluators=3, evaluators_per_subgroup=3,
+                                       rounds=1, dataset="breast_cancer", model="mlp-square", scorer="accuracy",
+                                       evaluation="he"))
+    published = lab.chain.events.where("EncryptedEvaluationSetPublished", address=lab.task.address)[0].args
+    assert HEParams.from_json(published["params"]).poly_modulus_degree == 16384
+    plain, p = finished(ExperimentConfig(participants=6, subgroup_size=3, evaluators=3, evaluators_per_subgroup=3,
+                                         rounds=1, dataset="breast_cancer", model="mlp-square", scorer="accuracy"))
+    e_scores, p_scores = _by_address(s, "score"), _by_address(p, "score")
+    assert e_scores == pytest.approx(p_scores, abs=1e-9)  # accuracy: identical predictions
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+def test_models_he_cannot_evaluate_are_refused_at_configuration(model):
+    with pytest.raises(ConfigError, match="mlp-square"):
+        Lab.create(ExperimentConfig(model=model, evaluation="he"))
+
+
+def test_square_mlp_shapley_with_too_large_subgroups_is_refused():
+    with pytest.raises(ConfigError, match="subgroup_size"):
+        Lab.create(ExperimentConfig(participants=22, subgroup_size=11, model="mlp-square", evaluation="he"))
+
+
+def test_crafted_outputs_are_refused_with_typed_errors(encrypted):
+    lab, _ = encrypted
+    e = lab.chain.events.where("OutputsRevealed", address=lab.task.address)[0]
+    data = lab.store.cat(Cid.from_chain(e.args["outputs"]))
+    keys = lab.owner.he_keys
+    good = ee.EncryptedOutputs.from_bytes(data, context=keys.context, params=keys.params)
+    assert good.digest() == e.args["digest"]
+    for bad in (data[:10], b"XXXX" + data[4:], data + b"\0", data[:-1]):
+        with pytest.raises(HEParameterError):
+            ee.EncryptedOutputs.from_bytes(bad, context=keys.context, params=keys.params)
+    other = HEParams(poly_modulus_degree=16384, coeff_mod_bit_sizes=(60, 40, 40, 40, 60))
+    with pytest.raises(HEParameterError):
+        ee.EncryptedOutputs.from_bytes(data, context=keys.context, params=other)
+    # outputs naming players outside the subgroup are refused before anything is scored
+    with pytest.raises(ee.HEError, match="players outside"):
+        ee.score_outputs(good, secret_context=keys.context, y=lab.dataset.y_test, members=["0x" + "00" * 20],
+                         scorer="shapley", seed=0, digest=good.digest())
+
+
+def test_secure_aggregation_and_encrypted_evaluation_together():
+    lab, s = finished(ExperimentConfig(**SMALL, secagg=True, evaluation="he"))
+    assert len(lab.chain.events.where("ScoresPublished", address=lab.task.address)) == lab.rounds[0].groups
+    assert sum(_by_address(s, "reward").values()) > 0
+    assert s["tokens"]["conserved"] is True
