@@ -10,6 +10,8 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from din_lab.cid import Cid
 from din_lab.config import ExperimentConfig
@@ -179,3 +181,41 @@ def test_secure_aggregation_and_encrypted_evaluation_together():
     assert len(lab.chain.events.where("ScoresPublished", address=lab.task.address)) == lab.rounds[0].groups
     assert sum(_by_address(s, "reward").values()) > 0
     assert s["tokens"]["conserved"] is True
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 6), st.integers(0, 2**31 - 1))
+def test_linear_coalition_logits_follow_from_the_players_models(players, seed):
+    """Why a committee evaluates only n + 1 linear models: the logits of any coalition's FedAvg
+    model equal the sample-weighted mean of its players' logits (logits are affine in the parameters)."""
+    from din_lab.learning import ModelSpec, build_model, flatten
+    from din_lab.roles.scoring import coalition_vector
+
+    rng = np.random.default_rng(seed)
+    module = build_model(ModelSpec(name="logreg"), num_features=5, num_classes=3, seed=seed % 1000)
+    base = flatten(module).astype(np.float64)
+    deltas = rng.normal(size=(players, base.size))
+    weights = rng.integers(1, 50, size=players).astype(np.float64)
+    x = rng.normal(size=(7, 5))
+    logits = lambda v: ee.he_model(module, v.astype(np.float32)).plaintext(x)  # noqa: E731
+    own = [logits(base + deltas[i]) for i in range(players)]
+    coalition = tuple(sorted(rng.choice(players, size=int(rng.integers(1, players + 1)), replace=False).tolist()))
+    mixed = sum(weights[i] * own[i] for i in coalition) / weights[list(coalition)].sum()
+    np.testing.assert_allclose(logits(coalition_vector(base, deltas, weights, coalition)), mixed, atol=1e-5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(2, 5), st.integers(1, 40), st.integers(0, 2**31 - 1))
+def test_owner_metrics_equal_scikit_learn(classes, samples, seed):
+    from sklearn.metrics import accuracy_score, f1_score, log_loss
+
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(samples, classes)) * 3
+    y = rng.integers(0, classes, size=samples)
+    m = ee.metrics(logits, y)
+    pred = logits.argmax(axis=1)
+    assert m["accuracy"] == pytest.approx(accuracy_score(y, pred))
+    present = sorted(set(y) | set(pred))  # classes never seen nor predicted are left out, as scikit-learn's labels=
+    assert m["f1"] == pytest.approx(f1_score(y, pred, average="macro", labels=present))
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    assert m["loss"] == pytest.approx(log_loss(y, p / p.sum(axis=1, keepdims=True), labels=list(range(classes))))

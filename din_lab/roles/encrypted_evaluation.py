@@ -29,6 +29,7 @@ from din_lab.he import EncryptedTable, HEError, HEModel, HEParameterError, HEPar
 from din_lab.learning import unflatten
 from din_lab.learning.models import Square as TorchSquare
 from din_lab.roles.codec import Update
+from din_lab.roles.scoring import coalition_vector
 from din_lab.scoring import CachedUtility, make_scorer
 from din_lab.scoring.scorers import ShapleyScorer
 
@@ -160,15 +161,6 @@ class EncryptedOutputs:
             raise HEParameterError("encrypted outputs: the tables have different shapes")
         return cls(subgroup=subgroup, players=players, samples=samples, coalitions=coalitions, linear=linear,
                    test_set=test_set, tables=tuple(tables))
-
-
-def coalition_vector(base: np.ndarray, deltas: np.ndarray, weights: np.ndarray, coalition: tuple[int, ...]) -> np.ndarray:
-    """The coalition's FedAvg model: ``base`` moved by the sample-weighted mean of its deltas (as
-    the plaintext scorer builds it, :func:`din_lab.roles.scoring.contribution_scores`)."""
-    if not coalition:
-        return base
-    idx = list(coalition)
-    return base + (weights[idx, None] * deltas[idx]).sum(axis=0) / weights[idx].sum()
 
 
 def evaluate_contributions(*, module: nn.Module, members: Sequence[str], updates: dict[str, Update],

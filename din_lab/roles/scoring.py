@@ -39,6 +39,15 @@ def evaluate_vector(model: nn.Module, vector: np.ndarray, x: np.ndarray, y: np.n
     return {"accuracy": float(accuracy), "loss": float(loss)}
 
 
+def coalition_vector(base: np.ndarray, deltas: np.ndarray, weights: np.ndarray, coalition: tuple[int, ...]) -> np.ndarray:
+    """The coalition's FedAvg model: ``base`` moved by the sample-weighted mean of its players'
+    ``deltas`` (``base`` itself for the empty coalition)."""
+    if not coalition:
+        return base
+    idx = list(coalition)
+    return base + (weights[idx, None] * deltas[idx]).sum(axis=0) / weights[idx].sum()
+
+
 def contribution_scores(*, members: Sequence[str], updates: dict[str, Update], previous: np.ndarray,
                         model: nn.Module, x: np.ndarray, y: np.ndarray, scorer: str, seed: int) -> np.ndarray:
     """Scores in [0, 1] for ``members`` (subgroup position order)."""
@@ -51,11 +60,7 @@ def contribution_scores(*, members: Sequence[str], updates: dict[str, Update], p
     base = previous.astype(np.float64)
 
     def utility(coalition: tuple[int, ...]) -> float:
-        if not coalition:
-            vector = base
-        else:
-            idx = list(coalition)
-            vector = base + (weights[idx, None] * deltas[idx]).sum(axis=0) / weights[idx].sum()
+        vector = coalition_vector(base, deltas, weights, coalition)
         metrics = evaluate_vector(model, vector.astype(np.float32), x, y)
         return metrics["accuracy"] if scorer == "accuracy" else -metrics["loss"]
 
