@@ -152,7 +152,8 @@ def test_a_subgroup_left_with_two_survivors_aborts_cleanly():
         aborted = [g for g, view in state.views.items() if len(view.survivors) < 3]
         assert aborted and set(aborted) == set(state.aborted)
         for g in aborted:
-            assert "survived" in state.aborted[g]
+            # fewer than 3 survived, or none did (the round seed decides which subgroups lose whom)
+            assert "survived" in state.aborted[g] or "no well-formed masked update" in state.aborted[g]
             assert not [e for e in lab.chain.events.where("SharesRevealed", address=lab.task.address, round=r,
                                                          subgroup=g)]  # nothing revealed for it
             result = codec.decode_result(lab.store.cat(state.accepted[g]))
