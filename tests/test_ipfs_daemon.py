@@ -192,3 +192,34 @@ def test_mid_stream_failure_breaks_the_transfer(tmp_path):
             requests.post(f"{server.url}/api/v0/cat", params={"arg": str(cid)}).content  # noqa: B018
     finally:
         server.stop()
+
+
+def test_a_kept_alive_connection_survives_a_chunked_add_whose_end_arrives_late(ipfs_daemon):
+    """A chunked add (what KuboStore sends) whose last bytes, the CRLF after the closing boundary
+    and the terminating chunk, reach the daemon late: the next request on the same kept-alive
+    connection is still answered (a body left unread would be taken for a garbled request line and
+    refused in HTTP/0.9, which clients see as BadStatusLine '<!DOCTYPE HTML>')."""
+    import socket
+    import time
+    from urllib.parse import urlsplit
+
+    url = urlsplit(ipfs_daemon["url"])
+    data = unique(1000)
+    body = (b"--b0undary\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n"
+            b"Content-Type: application/octet-stream\r\n\r\n" + data + b"\r\n--b0undary--")
+    head = (f"POST /api/v0/add?cid-version=1 HTTP/1.1\r\nHost: {url.hostname}\r\n"
+            f"Content-Type: multipart/form-data; boundary=b0undary\r\nTransfer-Encoding: chunked\r\n\r\n").encode()
+    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+        sock.sendall(head + b"%x\r\n%s\r\n" % (len(body), body))
+        time.sleep(0.3)  # the daemon has read the closing boundary by now
+        sock.sendall(b"2\r\n\r\n\r\n0\r\n\r\n")  # the boundary line's CRLF, then the last chunk
+        reader = sock.makefile("rb")
+        assert reader.readline().startswith(b"HTTP/1.1 200")
+        length = None
+        while (line := reader.readline()) not in (b"\r\n", b""):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        answer = json.loads(reader.read(length))
+        sock.sendall(f"POST /api/v0/version HTTP/1.1\r\nHost: {url.hostname}\r\nContent-Length: 0\r\n\r\n".encode())
+        assert reader.readline().startswith(b"HTTP/1.1 200")  # not an HTTP/0.9 error page
+    assert answer["Hash"] == str(cid_of(data, params=ImportParams(cid_version=1)))
