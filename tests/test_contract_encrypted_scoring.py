@@ -54,7 +54,6 @@ def test_parameters_and_digest_are_recorded(net):
     assert ev.args["params"] == PARAMS
     F = task.functions
     assert net.call(F.encryptedEvaluation())
-    assert bytes(net.call(F.evaluationParamsHash())) == net.chain.w3.keccak(text=PARAMS)
     expect_revert(net, F.publishEvaluationSet(cid("t").to_chain(), cid("c").to_chain()), net.owner,
                   reverts.EvaluationSetAlreadyPublished)
 
@@ -184,3 +183,62 @@ def test_scores_commitment_is_not_an_outputs_commitment():
     # the two commitments hash different encodings: a plaintext-mode opening never opens an outputs vote
     assert scores_commitment([1, 2], b"\1" * 32, "0x" + "11" * 20) != outputs_commitment(
         b"\1" * 32, cid("o"), b"\1" * 32, "0x" + "11" * 20)
+
+
+def test_a_later_ban_does_not_move_a_majority(net):
+    """Reveals are counted when made. Subgroup 0's silent member is slashed, hence banned, when
+    subgroup 0 settles; the digest it had revealed in subgroup 1 (a bare 2-of-3 majority with it)
+    still carries subgroup 1, whatever order the subgroups are settled in."""
+    task = net.started_task(n_participants=6)
+    F = task.functions
+    open_encrypted(net, task)
+    final = net.call(F.finalRound())
+    c0, c1 = net.committee(task, final, 0), net.committee(task, final, 1)
+    shared = next(e for e in c0 if e in c1)  # committees overlap: more seats than staked evaluators
+    partner = next(e for e in c1 if e != shared)
+    revealing = {(0, e.address) for e in c0 if e != shared} | {(1, shared.address), (1, partner.address)}
+    opened = []
+    for g, c in ((0, c0), (1, c1)):
+        for ev in c:
+            d, out, s = digest(("honest", g)), cid(repr(("o", g))), salt(("o", g, ev.address))
+            net.tx(F.commitScores(g, outputs_commitment(d, out, s, ev.address)), ev)
+            if (g, ev.address) in revealing:
+                opened.append((g, ev, d, out, s))
+    net.chain.mine_to(net.call(F.scoreCommitDeadline()) + 1)
+    for g, ev, d, out, s in opened:
+        net.tx(F.revealOutputs(g, d, out.to_chain(), s), ev)
+    net.chain.mine_to(net.call(F.scoreRevealDeadline()) + 1)
+    n0, n1 = (len(net.call(F.subgroupMembers(final, g))) for g in (0, 1))
+    net.tx(F.publishScores(0, [WAD // 2] * n0, digest(("honest", 0)), cid("audit").to_chain()), net.owner)
+    assert slashed(net, task)[shared.address] == "silent"
+    assert net.call(net.din.registry.functions.evaluators(shared.address))[2]  # banned now
+    net.tx(F.publishScores(1, [WAD // 2] * n1, digest(("honest", 1)), cid("audit").to_chain()), net.owner)
+    assert net.call(F.phase()) == 3
+
+
+def test_withholding_owner_scores_only_final_round_submitters(net):
+    task = net.started_task(n_participants=6)
+    F = task.functions
+    rounds = net.call(F.params())[5]
+    for r in range(rounds):
+        everyone = net.registered(task)
+        net.submit_all(task, r, participants=everyone[1:] if r == rounds - 1 else None)  # one never submits last
+        net.vote_round(task, r)
+        if r + 1 < rounds:
+            net.publish(task, r)
+    net.tx(F.publishEncryptedEvaluationSet(cid("t").to_chain(), cid("c").to_chain(), PARAMS), net.owner)
+    vote_outputs(net, task)
+    net.chain.mine_to(net.call(F.scorePublishDeadline()) + 1)
+    final = net.call(F.finalRound())
+    late = net.tx(F.publishScores(0, [0] * len(net.call(F.subgroupMembers(final, 0))), digest(("honest", 0)),
+                                  cid("a").to_chain()), net.owner)  # still possible until someone closes it
+    assert late.event("ScoresPublished")
+    for g in range(1, net.round_info(task, final)[4]):
+        net.tx(F.closeUnresolvedScores(g), net.stranger)
+    absent = net.registered(task)[0]
+    if absent.address in {m for g in range(1, net.round_info(task, final)[4])
+                          for m in net.call(F.subgroupMembers(final, g))}:
+        assert net.call(F.scoreOf(absent.address)) == 0
+    for g in range(1, net.round_info(task, final)[4]):
+        for m in net.call(F.subgroupMembers(final, g)):
+            assert net.call(F.scoreOf(m)) == (0 if m == absent.address else WAD)

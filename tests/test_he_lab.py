@@ -233,3 +233,48 @@ def test_same_seed_reproduces_up_to_ckks_noise():
     assert all(abs(a[k] - b[k]) <= 1e-8 for k in a)
     assert runs[0]["final_accuracy"] == runs[1]["final_accuracy"]
     assert [r["accuracy"] for r in runs[0]["rounds"]] == [r["accuracy"] for r in runs[1]["rounds"]]
+
+
+def test_members_computing_separately_from_fresh_bytes_agree_on_the_digest(encrypted):
+    """The Lab computes one honest member's outputs and reuses them; here two members each load the
+    published context and test set afresh from their CIDs and evaluate their subgroup themselves:
+    both get the digest the committee revealed on chain."""
+    lab, _ = encrypted
+    published = lab.chain.events.where("EncryptedEvaluationSetPublished", address=lab.task.address)[0].args
+    params = HEParams.from_json(published["params"])
+    final = len(lab.rounds) - 1
+    state, g = lab.rounds[final], 1
+    previous = lab.rounds[final - 1].global_model
+    agreed = next(e.args["outputsDigest"] for e in lab.chain.events.where("ScoresPublished", address=lab.task.address)
+                  if e.args["subgroup"] == g)
+    digests = []
+    for address in state.committees[g][:2]:
+        member = next(e for e in lab.evaluators if e.address == address)
+        context = load_public_context(lab.store.cat(Cid.from_chain(published["context"])), params=params)
+        table = EncryptedTable.from_bytes(lab.store.cat(Cid.from_chain(published["testSet"])), context=context,
+                                          kind="test-set", params=params)
+        updates = lab._accepted_updates(final, state.members[g], g=g, evaluator=member)
+        outputs = ee.evaluate_contributions(module=lab.model, members=state.members[g], updates=updates,
+                                            previous=previous, test_set=table, context=context,
+                                            scorer=lab.config.scorer, subgroup=g)
+        digests.append(outputs.digest())
+    assert digests == [agreed, agreed]
+
+
+def test_crafted_headers_are_typed_refusals(encrypted):
+    import struct
+
+    lab, _ = encrypted
+    keys = lab.owner.he_keys
+    e = lab.chain.events.where("OutputsRevealed", address=lab.task.address)[0]
+    data = lab.store.cat(Cid.from_chain(e.args["outputs"]))
+    (hlen,) = struct.unpack_from(">I", data, 5)
+    header = json.loads(data[9:9 + hlen])
+    for field, value in (("samples", [float("inf")] * len(header["samples"])), ("players", "ab"),
+                         ("samples", [1.5] * len(header["samples"])), ("linear", "false"), ("subgroup", -5),
+                         ("test_set", None), ("players", [header["players"][0]] * len(header["players"])),
+                         ("coalitions", [[1, 0]] + header["coalitions"][1:])):
+        crafted = json.dumps({**header, field: value}).encode()
+        bad = data[:5] + struct.pack(">I", len(crafted)) + crafted + data[9 + hlen:]
+        with pytest.raises(HEParameterError):
+            ee.EncryptedOutputs.from_bytes(bad, context=keys.context, params=keys.params)

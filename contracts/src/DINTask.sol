@@ -207,8 +207,8 @@ contract DINTask is EIP712, ReentrancyGuard {
     // encrypted evaluation: committees agree on the digest of their encrypted outputs, the owner
     // (the key holder) decrypts them and publishes the scores for the agreed digest only
     bool public encryptedEvaluation;
-    bytes32 public evaluationParamsHash; // keccak256 of the parameters string in EncryptedEvaluationSetPublished
     uint64 public scorePublishDeadline;
+    mapping(uint256 => mapping(bytes32 => uint256)) private _outputBackers; // subgroup -> digest -> reveals
     mapping(uint256 => mapping(address => ScoreVote)) private _scoreVotes;
     mapping(uint256 => Reward) private _rewards;
     mapping(uint256 => bool) public rewardClaimed;
@@ -582,7 +582,6 @@ contract DINTask is EIP712, ReentrancyGuard {
         if (bytes(heParams).length == 0 || bytes(heParams).length > 512) revert InvalidEvaluationParameters();
         _openScoring(testSet, context);
         encryptedEvaluation = true;
-        evaluationParamsHash = keccak256(bytes(heParams));
         scorePublishDeadline = scoreRevealDeadline + _params.revealWindow;
         emit EncryptedEvaluationSetPublished(testSet, context, heParams, scoreCommitDeadline);
     }
@@ -675,9 +674,10 @@ contract DINTask is EIP712, ReentrancyGuard {
         _recordScores(subgroup, start, model);
     }
 
-    /// @notice Encrypted evaluation: scores[q] is the score of the participant at position q, and
-    /// commitment = keccak256(abi.encode(digest, outputs.digest, outputs.kind, salt, evaluator)),
-    /// where digest is the SHA-256 of the encrypted outputs stored at `outputs`.
+    /// @notice Encrypted evaluation: a committee member opens its commitment
+    /// keccak256(abi.encode(digest, outputs.digest, outputs.kind, salt, evaluator)), where digest is
+    /// the SHA-256 of the encrypted outputs it stored at `outputs`. A banned evaluator cannot reveal;
+    /// each reveal is counted for its digest when it is made, so later bans do not move a majority.
     function revealOutputs(uint256 subgroup, bytes32 digest, Cid calldata outputs, bytes32 salt)
         external
         inPhase(Phase.Scoring)
@@ -688,8 +688,10 @@ contract DINTask is EIP712, ReentrancyGuard {
         if (keccak256(abi.encode(digest, outputs.digest, outputs.kind, salt, msg.sender)) != v.commitment) {
             revert RevealMismatch(msg.sender);
         }
+        if (_banned(msg.sender)) revert NotAllowed(msg.sender);
         v.state = REVEALED;
         v.reportHash = digest;
+        _outputBackers[subgroup][digest] += 1;
         emit OutputsRevealed(subgroup, msg.sender, digest, outputs);
     }
 
@@ -698,7 +700,8 @@ contract DINTask is EIP712, ReentrancyGuard {
     /// derived, with the CID of its audit record. Backers of the digest are paid the fee; the
     /// other members (another digest, or silent) are slashed. The trust assumption: the owner
     /// could misreport a decryption; the audit record and the agreed ciphertexts let anyone check
-    /// it once the owner reveals its key.
+    /// it once the owner reveals its key. Publishing stays possible after `scorePublishDeadline`
+    /// until someone closes the subgroup (`closeUnresolvedScores`).
     function publishScores(uint256 subgroup, uint256[] calldata scores, bytes32 outputsDigest, Cid calldata audit)
         external
         onlyOwner
@@ -721,40 +724,35 @@ contract DINTask is EIP712, ReentrancyGuard {
     /// dispute: after the reveal window): nothing is paid on its unresolved scores, its
     /// participants score 0, silent members are slashed. A majority exists but the owner has not
     /// published by `scorePublishDeadline`: the backers are paid, the rest slashed, and every
-    /// participant of the subgroup scores 1 (the owner forfeits its say).
+    /// participant of the subgroup that submitted in the final round scores 1 (the owner forfeits
+    /// its say).
     function closeUnresolvedScores(uint256 subgroup) external inPhase(Phase.Scoring) {
         (uint256 start, uint256 end) = _scoresDue(subgroup, true);
         bytes32 majority = _majorityOutputs(subgroup);
         uint256[] memory model = new uint256[](end - start);
         if (majority != bytes32(0)) {
             if (block.number <= scorePublishDeadline) revert OutputsAgreed(subgroup, majority);
-            for (uint256 q = 0; q < model.length; ++q) model[q] = BlockFlowScoring.ONE;
+            bytes32 seed = _rounds[finalRound].seed;
+            for (uint256 q = 0; q < model.length; ++q) {
+                if (_submitted(finalRound, Shuffle.inverse(start + q, _participants.length, seed))) {
+                    model[q] = BlockFlowScoring.ONE;
+                }
+            }
         }
         _settleOutputVotes(subgroup, majority);
         emit ScoresUnresolved(subgroup, majority);
         _recordScores(subgroup, start, model);
     }
 
-    /// @dev The digest more than half of the committee revealed (banned members do not count),
-    /// or zero. Each member's digest is counted against all: committees are small.
+    /// @dev The digest that more than half of the committee's members revealed (counted when
+    /// revealed), or zero.
     function _majorityOutputs(uint256 subgroup) private view returns (bytes32) {
         address[] storage c = _committees[finalRound][subgroup][0];
         for (uint256 k = 0; k < c.length; ++k) {
-            bytes32 d = _outputsOf(subgroup, c[k]);
-            if (d == bytes32(0)) continue;
-            uint256 count = 0;
-            for (uint256 j = 0; j < c.length; ++j) {
-                if (_outputsOf(subgroup, c[j]) == d) ++count;
-            }
-            if (2 * count > c.length) return d;
+            ScoreVote storage v = _scoreVotes[subgroup][c[k]];
+            if (v.state == REVEALED && 2 * _outputBackers[subgroup][v.reportHash] > c.length) return v.reportHash;
         }
         return bytes32(0);
-    }
-
-    /// @dev The outputs digest `ev` revealed, zero if it did not or is banned.
-    function _outputsOf(uint256 subgroup, address ev) private view returns (bytes32) {
-        ScoreVote storage v = _scoreVotes[subgroup][ev];
-        return v.state == REVEALED && !_banned(ev) ? v.reportHash : bytes32(0);
     }
 
     /// @dev Pays the fee to members who revealed `majority` and slashes the others (silent, or
@@ -954,8 +952,11 @@ contract DINTask is EIP712, ReentrancyGuard {
 
     function hasSubmitted(uint256 round, address participant) external view returns (bool) {
         uint256 idx = _indexPlusOne[participant];
-        if (idx == 0) return false;
-        return _submittedBits[round][(idx - 1) / 255] & (1 << ((idx - 1) % 255)) != 0;
+        return idx != 0 && _submitted(round, idx - 1);
+    }
+
+    function _submitted(uint256 round, uint256 p) private view returns (bool) {
+        return _submittedBits[round][p / 255] & (1 << (p % 255)) != 0;
     }
 
     /// @notice The participants of `subgroup` in `round`, in position order.

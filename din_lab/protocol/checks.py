@@ -29,10 +29,11 @@ def check_config(config: ExperimentConfig) -> None:
             raise ConfigError(f"model: {config.model!r} has no CKKS evaluation (ReLU and convolutions are not "
                               f"polynomials); encrypted evaluation needs {HE_READY}: --model logreg or "
                               "--model mlp-square, trained that way from the start of the task")
-        if config.model != "logreg" and config.scorer == "shapley" and config.subgroup_size > EXACT_THRESHOLD:
+        largest = config.subgroup_size + config.participants % config.subgroup_size  # the last takes the rest
+        if config.model != "logreg" and config.scorer == "shapley" and largest > EXACT_THRESHOLD:
             raise ConfigError(f"subgroup_size: the square MLP under encrypted evaluation computes Shapley values "
                               f"exactly, one encrypted model per coalition, for subgroups of at most {EXACT_THRESHOLD}; "
-                              f"got {config.subgroup_size} (use logreg, or the accuracy or loo scorer)")
+                              f"the largest subgroup here has {largest} (use logreg, or the accuracy or loo scorer)")
     for _fraction, name in config.malicious_participants:
         if name not in PARTICIPANT_BEHAVIOURS:
             raise ConfigError(f"malicious_participants: unknown behaviour {name!r}; "

@@ -171,6 +171,12 @@ class Lab:
         self._invalid_secure: set[tuple[int, int]] = set()
         self._failed: tuple[str, str] | None = None
         self._invalid_results: set[str] = set()
+        # encrypted evaluation: the recorded parameters and test-set digest, each member's outputs
+        # report (subgroup, member, digest, CID, salt), and the first honest member's opening
+        self._he_params: HEParams | None = None
+        self._he_test_set: str | None = None
+        self._output_reports: list[tuple[int, Evaluator, bytes, Cid, bytes]] = []
+        self._honest_outputs: dict[int, tuple[bytes, Cid, bytes]] = {}
         self._plan: Iterator[tuple[str, int | None]] = self._phases()
         self._next: tuple[str, int | None] | None = next(self._plan)
         self._setup()
@@ -824,7 +830,7 @@ class Lab:
             return self._score_encrypted(final)
         test_set = self._add(tensors_to_bytes({"X": self.dataset.X_test, "y": self.dataset.y_test},
                                               metadata={"kind": "din-lab/test-set/plaintext"}))
-        context = self._add(json_to_bytes({"evaluation": "plaintext", "note": BASELINE_NOTE,
+        context = self._add(json_to_bytes({"evaluation": "plaintext", "note": PLAINTEXT_EVALUATION_NOTE,
                                            "scorer": self.config.scorer}))
         self._tx("score", None, self.owner.account, F.publishEvaluationSet(test_set.to_chain(), context.to_chain()),
                  "publish evaluation set", cid=test_set)
@@ -1034,11 +1040,9 @@ class Lab:
         context = load_public_context(self.store.cat(Cid.from_chain(published["context"])), params=recorded)
         table = EncryptedTable.from_bytes(self.store.cat(Cid.from_chain(published["testSet"])), context=context,
                                           kind="test-set", params=recorded)
-        self._he_params = recorded
+        self._he_params, self._he_test_set = recorded, table.digest().hex()
         previous = self._previous_model(final)
         reg = self.din.registry.functions
-        self._output_reports: list[tuple[int, Evaluator, bytes, Cid, bytes]] = []
-        self._honest_outputs: dict[int, tuple[bytes, Cid, bytes]] = {}
         for g in self._bar(list(range(state.groups)), "encrypted evaluation"):
             members = state.members[g]
             honest: ee.EncryptedOutputs | None = None
@@ -1094,11 +1098,10 @@ class Lab:
         self._mine_past(int(self.chain.call(F.scoreRevealDeadline())))
         final = int(self.chain.call(F.finalRound()))
         state = self.rounds[final]
-        reg = self.din.registry.functions
         for g in range(state.groups):
             committee = list(self.chain.call(F.committee(final, g, 0)))
-            votes = [revealed[(g, a)] for a in committee
-                     if (g, a) in revealed and not self.chain.call(reg.evaluators(a))[2]]
+            # as the contract counts: every reveal for its digest, when it was made
+            votes = [revealed[(g, a)] for a in committee if (g, a) in revealed]
             counts: dict[bytes, int] = {}
             for digest, _ in votes:
                 counts[digest] = counts.get(digest, 0) + 1
@@ -1109,19 +1112,38 @@ class Lab:
                 self._tx("reward", None, self.owner.account, F.closeUnresolvedScores(g),
                          f"close disputed subgroup {g}: nothing paid")
                 continue
-            data = next((d for d in (self.store.cat(c) for digest, c in votes if digest == majority)
-                         if hashlib.sha256(d).digest() == majority), None)
-            if data is None:
-                raise ProtocolError(f"subgroup {g}: no stored outputs hash to the agreed digest {majority.hex()}")
-            outputs = ee.EncryptedOutputs.from_bytes(data, context=self.owner.he_keys.context, params=self._he_params)
-            scoring = ee.score_outputs(outputs, secret_context=self.owner.he_keys.context, y=self.dataset.y_test,
-                                       members=state.members[g], scorer=self.config.scorer,
-                                       seed=int.from_bytes(state.seed[:8], "big") ^ g, digest=majority)
+            try:
+                scoring = self._decrypt_and_score(state, g, majority, [c for d, c in votes if d == majority])
+            except DinLabError as e:  # the agreed outputs are unusable: the owner cannot honestly score them
+                self.notes.append(f"subgroup {g}: the owner cannot score the outputs its committee agreed on ({e}); "
+                                  "after the publish deadline the subgroup is closed and its submitters score 1")
+                self._mine_past(int(self.chain.call(F.scorePublishDeadline())))
+                self._tx("reward", None, self.owner.account, F.closeUnresolvedScores(g),
+                         f"close subgroup {g}: agreed outputs unusable")
+                continue
             audit = self._add(json_to_bytes(scoring.audit))
             wads = [to_wad(float(np.clip(v, 0.0, 1.0))) for v in scoring.scores]
             self._tx("reward", None, self.owner.account, F.publishScores(g, wads, majority, audit.to_chain()),
                      f"publish decrypted scores of subgroup {g}", cid=audit,
                      detail=f"for outputs digest {majority.hex()[:16]}... ({counts[majority]} of {len(committee)})")
+
+    def _decrypt_and_score(self, state: _RoundState, g: int, digest: bytes, cids: list[Cid]) -> ee.OwnerScoring:
+        """The owner fetches the outputs agreed for subgroup ``g`` (any backer's copy that hashes to
+        the digest), checks they are outputs of this subgroup, on its published test set, of the
+        task's model, with the coalitions the scorer needs, then decrypts and scores them."""
+        data = next((d for d in (self.store.cat(c) for c in cids) if hashlib.sha256(d).digest() == digest), None)
+        if data is None:
+            raise ProtocolError(f"no stored outputs hash to the agreed digest {digest.hex()}")
+        keys = self.owner.he_keys
+        outputs = ee.EncryptedOutputs.from_bytes(data, context=keys.context, params=self._he_params)
+        linear = ee.he_model(self.model).depth == 1
+        if outputs.subgroup != g or outputs.test_set != self._he_test_set or outputs.linear != linear \
+                or list(outputs.coalitions) != ee.needed_coalitions(len(outputs.players), linear=linear,
+                                                                     scorer=self.config.scorer):
+            raise ProtocolError("they are not this subgroup's evaluation of the task's model on the published test set")
+        return ee.score_outputs(outputs, secret_context=keys.context, y=self.dataset.y_test, members=state.members[g],
+                                scorer=self.config.scorer, seed=int.from_bytes(state.seed[:8], "big") ^ g,
+                                digest=digest)
 
     def _phase_claim(self, _: None) -> None:
         F = self.task.functions

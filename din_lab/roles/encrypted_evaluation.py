@@ -31,7 +31,7 @@ from din_lab.learning.models import Square as TorchSquare
 from din_lab.roles.codec import Update
 from din_lab.roles.scoring import coalition_vector
 from din_lab.scoring import CachedUtility, make_scorer
-from din_lab.scoring.scorers import ShapleyScorer
+from din_lab.scoring.scorers import EXACT_THRESHOLD
 
 __all__ = ["HE_READY", "TRUST_NOTE", "EncryptedOutputs", "OwnerScoring", "evaluate_contributions", "he_model",
            "metrics", "needed_coalitions", "score_outputs", "tampered"]
@@ -85,9 +85,9 @@ def needed_coalitions(players: int, *, linear: bool, scorer: str) -> list[tuple[
         return []
     if linear:
         return [(), *((i,) for i in range(players))]
-    if scorer == "shapley" and players > ShapleyScorer().exact_threshold:
+    if scorer == "shapley" and players > EXACT_THRESHOLD:
         raise HEError(f"the square MLP under encrypted evaluation scores Shapley values exactly, for at most "
-                      f"{ShapleyScorer().exact_threshold} players per subgroup; this subgroup has {players} "
+                      f"{EXACT_THRESHOLD} players per subgroup; this subgroup has {players} "
                       "(use logreg, a smaller subgroup, or the accuracy or loo scorer)")
     seen: dict[tuple[int, ...], None] = {}
     make_scorer(scorer).score(utility=lambda c: seen.setdefault(tuple(c)) or 0.0, participants=players, seed=0)
@@ -132,19 +132,32 @@ class EncryptedOutputs:
         magic, version, hlen = _OUT_HEAD.unpack_from(data)
         if magic != _OUT_MAGIC or version != _OUT_VERSION or hlen > _MAX_OUT_HEADER \
                 or _OUT_HEAD.size + hlen > len(data):
-            raise HEParameterError(f"not din-lab encrypted outputs (format {magic!r} v{version})")
+            raise HEParameterError(f"not din-lab encrypted outputs (format {magic!r} v{version}, a header of "
+                                   f"{hlen} bytes in {len(data)})")
         try:
             h = json.loads(data[_OUT_HEAD.size:_OUT_HEAD.size + hlen])
-            players = tuple(str(p) for p in h["players"])
-            samples = tuple(int(s) for s in h["samples"])
-            coalitions = tuple(tuple(int(i) for i in c) for c in h["coalitions"])
-            subgroup, linear, test_set = int(h["subgroup"]), bool(h["linear"]), str(h["test_set"])
-        except (ValueError, KeyError, TypeError, RecursionError) as e:
+        except (ValueError, RecursionError) as e:
             raise HEParameterError(f"encrypted outputs: malformed header ({e})") from e
-        if len(samples) != len(players) or any(s < 1 for s in samples) \
-                or any(i < 0 or i >= len(players) for c in coalitions for i in c) \
-                or len(set(coalitions)) != len(coalitions):
+        if not isinstance(h, dict):
+            raise HEParameterError("encrypted outputs: the header is not an object")
+
+        def whole(v: Any) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+        players, samples, coalitions = h.get("players"), h.get("samples"), h.get("coalitions")
+        if not (isinstance(players, list) and all(isinstance(p, str) for p in players)
+                and isinstance(samples, list) and all(whole(x) and x >= 1 for x in samples)
+                and isinstance(coalitions, list)
+                and all(isinstance(c, list) and all(whole(i) for i in c) for c in coalitions)
+                and whole(h.get("subgroup")) and isinstance(h.get("linear"), bool)
+                and isinstance(h.get("test_set"), str)):
+            raise HEParameterError("encrypted outputs: the header's fields have the wrong types")
+        coalitions = [tuple(c) for c in coalitions]
+        if len(samples) != len(players) or len(set(players)) != len(players) \
+                or any(i >= len(players) for c in coalitions for i in c) \
+                or any(list(c) != sorted(set(c)) for c in coalitions) or len(set(coalitions)) != len(coalitions):
             raise HEParameterError("encrypted outputs: players, sample counts and coalitions do not fit together")
+        subgroup, linear, test_set = h["subgroup"], h["linear"], h["test_set"]
         pos, tables = _OUT_HEAD.size + hlen, []
         for _ in coalitions:
             if pos + _OUT_LEN.size > len(data):
@@ -159,8 +172,8 @@ class EncryptedOutputs:
             raise HEParameterError(f"encrypted outputs: {len(data) - pos} trailing bytes")
         if len({(t.samples, t.columns) for t in tables}) > 1:
             raise HEParameterError("encrypted outputs: the tables have different shapes")
-        return cls(subgroup=subgroup, players=players, samples=samples, coalitions=coalitions, linear=linear,
-                   test_set=test_set, tables=tuple(tables))
+        return cls(subgroup=subgroup, players=tuple(players), samples=tuple(samples), coalitions=tuple(coalitions),
+                   linear=linear, test_set=test_set, tables=tuple(tables))
 
 
 def evaluate_contributions(*, module: nn.Module, members: Sequence[str], updates: dict[str, Update],
@@ -187,7 +200,8 @@ def evaluate_contributions(*, module: nn.Module, members: Sequence[str], updates
 def tampered(outputs: EncryptedOutputs, *, rng: np.random.Generator) -> EncryptedOutputs:
     """A deviating evaluator's outputs: the first table's ciphertexts multiplied by a random integer
     ``m >= 2`` (additions only, so it works at any scale and level, and without the key). Its
-    digest differs from the honest one, and from another deviator's but with chance 2^-16."""
+    digest differs from the honest one; two deviators draw the same ``m`` (and so could form a
+    majority together) with chance about 2^-16."""
     if not outputs.tables:
         return outputs
     first = outputs.tables[0]
@@ -241,9 +255,13 @@ def score_outputs(outputs: EncryptedOutputs, *, secret_context: ts.Context, y: n
     negative test cross-entropy)."""
     if list(outputs.players) != [m for m in members if m in set(outputs.players)]:
         raise HEError(f"the outputs of subgroup {outputs.subgroup} name players outside it or out of order")
+    classes = int(np.max(y)) + 1 if len(y) else 0
+    if any(t.samples != len(y) or t.columns < classes for t in outputs.tables):
+        raise HEError(f"the outputs do not cover the owner's test set ({len(y)} samples, {classes} classes)")
+    if outputs.linear and outputs.players and not {(), *((i,) for i in range(len(outputs.players)))} \
+            <= set(outputs.coalitions):
+        raise HEError("linear outputs must hold the previous model's and every player's own evaluation")
     logits = {c: t.decrypt(secret_context) for c, t in zip(outputs.coalitions, outputs.tables, strict=True)}
-    if any(t.samples != len(y) for t in outputs.tables):
-        raise HEError("the outputs do not cover the owner's test set")
     weights = np.array(outputs.samples, dtype=np.float64)
 
     def coalition_logits(c: tuple[int, ...]) -> np.ndarray:

@@ -10,8 +10,10 @@ a 3-round digits task scored 0); for ``accuracy`` (BlockFlow's own scheme: each 
 model scored alone) it is the accuracy. The scorer (:mod:`din_lab.scoring`) turns the game into
 scores in [0, 1]; a member with no accepted update scores 0.
 
-This is the plaintext baseline: the evaluator reads the test set. The encrypted-evaluation issue
-swaps the utility for one computed on the CKKS-encrypted test set; the scorer does not change.
+This is the plaintext path: the evaluator reads the test set. Under encrypted evaluation
+(:mod:`din_lab.roles.encrypted_evaluation`) the committee evaluates the same coalition models on the
+CKKS-encrypted test set and the owner computes the same game from the decrypted logits; the scorer
+does not change.
 """
 
 from __future__ import annotations
