@@ -13,11 +13,12 @@ KUBO_CLIENT_NODE_MODULES := tests/clients/kubo-rpc-client/node_modules
 PYTEST_ARGS ?=
 # every notebook, top to bottom, in a kernel on this venv's Python; a separate pytest run so that
 # PYTEST_ARGS (paths, -k, -n) never split or filter a notebook's cells. No notebook: exit 5, a failure.
-NBVAL := $(PY) -m pytest --nbval-lax --nbval-current-env notebooks
+NBVAL := $(PY) -m pytest --nbval-lax --nbval-current-env notebooks widgets
+DASHBOARD_PORT ?= 8866
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_NO_INPUT := 1
 
-.PHONY: demo test lint notebooks setup contracts check-contracts vectors check-vectors bench clean
+.PHONY: demo test lint notebooks dashboards setup contracts check-contracts vectors check-vectors bench clean
 
 setup: $(VENV)/.installed $(NODE_MODULES)/.installed $(VECTOR_NODE_MODULES)/.installed \
 	$(KUBO_CLIENT_NODE_MODULES)/.installed
@@ -58,6 +59,10 @@ test: lint
 
 notebooks: setup
 	$(NBVAL)
+
+# the Voila apps in widgets/ (round explorer, rewards, experiment) on http://127.0.0.1:$(DASHBOARD_PORT)/
+dashboards: setup
+	$(VENV)/bin/voila widgets --no-browser --Voila.ip=127.0.0.1 --port=$(DASHBOARD_PORT)
 
 contracts: $(NODE_MODULES)/.installed
 	cd contracts && node build.js

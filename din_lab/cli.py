@@ -210,6 +210,40 @@ def _add_run_parser(sub: argparse._SubParsersAction) -> None:
     run.set_defaults(func=_run)
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from din_lab.experiment.sweep import parse_value, run_sweep
+
+    grid: dict[str, list] = {}
+    for name, *values in args.param:
+        if not values:
+            print(f"din-lab: error: -p {name} needs at least one value", file=sys.stderr)
+            return 2
+        if name in grid:
+            print(f"din-lab: error: -p {name} given twice", file=sys.stderr)
+            return 2
+        grid[name] = [parse_value(v) for v in values]
+    fixed = {name: parse_value(value) for name, value in (args.set or [])}
+    table = run_sweep(args.notebook, grid=grid, out=args.out, workers=args.workers, fixed=fixed,
+                      progress=not args.no_progress)
+    print(table.to_string(index=False))
+    print(f"\n{len(table)} runs; results.csv{', heatmap.png' if len(grid) == 2 else ''} and the executed notebooks "
+          f"in {Path(args.out).resolve()}")
+    return 0
+
+
+def _add_sweep_parser(sub: argparse._SubParsersAction) -> None:
+    sweep = sub.add_parser("sweep", help="run a papermill-parameterized notebook over a grid, collect one table")
+    sweep.add_argument("notebook", help="a notebook with a cell tagged 'parameters' that calls publish_results")
+    sweep.add_argument("-p", "--param", nargs="+", action="append", required=True, metavar=("NAME", "VALUES"),
+                       help="a parameter and its values (JSON where they parse: 0.2, 3, true); repeat for a grid")
+    sweep.add_argument("--set", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                       help="a parameter held fixed for every run (repeatable)")
+    sweep.add_argument("--workers", type=int, default=2, help="notebooks run at once, each in its own kernel")
+    sweep.add_argument("--out", default="results/sweep", help="directory for results.csv, heatmap.png and the runs")
+    sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sweep.set_defaults(func=_sweep)
+
+
 def _add_ipfs_parser(sub: argparse._SubParsersAction) -> None:
     ipfs = sub.add_parser("ipfs", help="the lab's IPFS store: add, cat, stat, gc, daemon")
     ipfs.add_argument("--repo", default=None,
@@ -249,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default=None, help="write the report as JSON here")
     demo.set_defaults(func=_demo)
     _add_run_parser(sub)
+    _add_sweep_parser(sub)
     _add_ipfs_parser(sub)
     return p
 

@@ -17,14 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import ipywidgets as w
-import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 
 from din_lab.config import ExperimentConfig
 from din_lab.errors import ConfigError
+from din_lab.experiment import heatmap
 from din_lab.protocol.lab import Lab, StepReport
-from din_lab.widgets._render import error_html, figure_png, html_table
+from din_lab.widgets._render import error_html, html_table
 from din_lab.widgets.ipfs import IpfsBrowser
 from din_lab.widgets.ledger import Ledger
 from din_lab.widgets.network import NetworkView
@@ -132,14 +131,4 @@ class ExperimentDashboard(w.VBox):
             self.message.value = error_html("choose a numeric metric and two different parameters")
             return
         self.message.value = ""
-        grid = self.pivot()
-        fig, ax = plt.subplots(figsize=(6, 4))
-        im = ax.imshow(grid.to_numpy(dtype=float), cmap="viridis", aspect="auto", origin="lower")
-        ax.set_xticks(range(grid.shape[1]), [str(v) for v in grid.columns])
-        ax.set_yticks(range(grid.shape[0]), [str(v) for v in grid.index])
-        for (i, j), v in np.ndenumerate(grid.to_numpy(dtype=float)):
-            if v == v:
-                ax.text(j, i, f"{v:.3g}", ha="center", va="center", color="white", fontsize=9)
-        ax.set(xlabel=self.x.value, ylabel=self.y.value, title=self.metric.value)
-        fig.colorbar(im, ax=ax)
-        self.plot.value = figure_png(fig)
+        self.plot.value = heatmap(self.table, x=self.x.value, y=self.y.value, metric=self.metric.value)

@@ -1,0 +1,145 @@
+"""The Voila dashboards in a real browser (issue 7): a fixture serves widgets/ with Voila on
+127.0.0.1 and a free port (stopped by its PID), Playwright drives Debian's Chromium (no browser
+download), waits for the widgets to render, clicks "next phase" in the round explorer and sees the
+ledger gain that phase's transactions, and saves a screenshot of every dashboard under
+test-artifacts/dashboards/.
+
+Without Chromium these tests are skipped with the reason (pytest -ra prints it); `.ci/run`
+installs Debian's chromium when it is missing, so CI runs them for real."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts" / "dashboards"
+CHROMIUM = os.environ.get("DIN_LAB_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--disable-quic"]
+SKIP = ("browser tests skipped: no Chromium at {path}; install Debian's (`apt-get install -y chromium`, which "
+        ".ci/run does) or point DIN_LAB_CHROMIUM at one")
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def sweep_results(tmp_path_factory) -> Path:
+    """A real (tiny) sweep for the experiment dashboard: 2 x 2 tasks run by din-lab's sweep."""
+    from din_lab.experiment.sweep import run_sweep
+
+    out = tmp_path_factory.mktemp("sweep")
+    table = run_sweep(ROOT / "notebooks" / "05_evaluator_ratio_x_malicious_share.ipynb",
+                      grid={"malicious_share": [0.0, 0.5], "evaluators_per_subgroup": [3, 5]},
+                      out=out, workers=2, fixed={"participants": 10, "rounds": 1}, progress=False)
+    assert len(table) == 4
+    return out / "results.csv"
+
+
+@pytest.fixture(scope="module")
+def voila(sweep_results, tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        pytest.skip(SKIP.format(path=CHROMIUM))
+    pytest.importorskip("playwright.sync_api")
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("voila") / "voila.log"
+    log = open(log_path, "w")  # noqa: SIM115 - closed at teardown
+    env = {**os.environ, "DIN_LAB_SWEEP_RESULTS": str(sweep_results), "MPLBACKEND": "Agg"}
+    proc = subprocess.Popen([sys.executable, "-m", "voila", str(ROOT / "widgets"), "--no-browser",
+                             "--Voila.ip=127.0.0.1", f"--port={port}", "--Voila.tornado_settings={'xsrf_cookies': False}"],
+                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"voila exited with code {proc.returncode}: {log_path.read_text()[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        pytest.fail("voila did not start within 60 s")
+    yield url
+    os.killpg(proc.pid, signal.SIGTERM)  # its own process group: voila and the kernels it started
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser(voila):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def _open(browser, url: str, name: str):
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(f"{url}/voila/render/{name}.ipynb", timeout=180_000)
+    return page
+
+
+def _ledger_count(page) -> int:
+    return int(page.locator(".din-ledger-count").first.get_attribute("data-count"))
+
+
+def test_round_explorer_next_phase_adds_the_phases_transactions(voila, browser):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page = _open(browser, voila, "round_explorer")
+    next_phase = page.get_by_role("button", name="next phase")
+    next_phase.wait_for(timeout=180_000)
+    page.locator(".din-timeline").wait_for()
+    assert "assign" in page.locator(".din-phase-current").inner_text()
+    page.get_by_role("tab", name="ledger").click()
+    before = _ledger_count(page)  # the set-up's transactions
+    next_phase.click()
+    page.wait_for_function("() => document.querySelector('.din-phase-current')?.textContent === 'train'",
+                           timeout=120_000)
+    after = _ledger_count(page)
+    title = page.locator(".din-ledger-count").first.locator("xpath=..").inner_text()
+    assert "round 0" in title and after >= 1 and (after, title) != (before, "")
+    assert page.get_by_text("start training").first.is_visible()
+    page.screenshot(path=str(ARTIFACTS / "round_explorer.png"), full_page=True)
+    page.close()
+
+
+def test_rewards_dashboard_runs_a_task(voila, browser):
+    page = _open(browser, voila, "rewards")
+    run = page.get_by_role("button", name="run task")
+    run.wait_for(timeout=180_000)
+    run.click()
+    page.get_by_text("task over").wait_for(timeout=300_000)
+    page.get_by_text(re.compile("final accuracy 0\\.")).first.wait_for(timeout=60_000)
+    assert page.get_by_text("participant 0").first.is_visible()
+    page.screenshot(path=str(ARTIFACTS / "rewards.png"), full_page=True)
+    page.close()
+
+
+def test_experiment_dashboard_shows_the_sweep(voila, browser):
+    page = _open(browser, voila, "experiment")
+    page.get_by_text("DIN experiment").wait_for(timeout=180_000)
+    page.locator("img").first.wait_for(timeout=60_000)
+    assert page.get_by_text("malicious_share").first.is_visible()
+    page.screenshot(path=str(ARTIFACTS / "experiment.png"), full_page=True)
+    page.close()
