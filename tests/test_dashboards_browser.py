@@ -139,6 +139,7 @@ def test_rewards_dashboard_runs_a_task(voila, browser):
 def test_experiment_dashboard_shows_the_sweep(voila, browser):
     page = _open(browser, voila, "experiment")
     page.get_by_text("DIN experiment").wait_for(timeout=180_000)
+    page.locator(".widget-dropdown").first.wait_for(timeout=180_000)
     page.locator("img").first.wait_for(timeout=60_000)
     assert page.get_by_text("malicious_share").first.is_visible()
     page.screenshot(path=str(ARTIFACTS / "experiment.png"), full_page=True)

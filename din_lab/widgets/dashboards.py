@@ -59,7 +59,7 @@ class RoundExplorer(w.VBox):
             self.tabs.set_title(i, title)
         for view in (self.network, self.ledger, self.ipfs):
             self.stepper.on_step(view.update)
-        super().__init__([w.HTML("<h2>DIN round explorer</h2>"), self.stepper, self.tabs])
+        super().__init__([self.stepper, self.tabs])
 
     @classmethod
     def from_config(cls, config: ExperimentConfig | None = None, **settings: Any) -> w.Widget:
@@ -76,7 +76,7 @@ class RewardsDashboard(w.VBox):
         self.results = ResultsView(lab)
         self.ipfs = IpfsBrowser(lab)
         self.stepper.on_step(self._after)
-        super().__init__([w.HTML("<h2>DIN rewards</h2>"), self.stepper, self.results, self.ipfs])
+        super().__init__([self.stepper, self.results, self.ipfs])
 
     def _after(self, report: StepReport) -> None:
         if report.phase in ("publish", "claim") or report.done:
@@ -103,14 +103,15 @@ class ExperimentDashboard(w.VBox):
         params = [c for c in table.columns if table[c].nunique() > 1] or list(table.columns)
         self.x = w.Dropdown(options=params, value=x or params[0], description="x")
         self.y = w.Dropdown(options=params, value=y or params[min(1, len(params) - 1)], description="y")
-        self.metric = w.Dropdown(options=numeric, value=metric or (numeric[-1] if numeric else None),
+        default = "final_accuracy" if "final_accuracy" in numeric else (numeric[0] if numeric else None)
+        self.metric = w.Dropdown(options=numeric, value=metric or default,
                                  description="metric")
         self.plot = w.Image(format="png", layout=w.Layout(max_width="700px"))
         self.message = w.HTML()
         self.rows = w.HTML(layout=w.Layout(max_height="300px", overflow="auto"))
         for d in (self.x, self.y, self.metric):
             d.observe(lambda _: self.refresh(), names="value")
-        super().__init__([w.HTML("<h2>DIN experiment</h2>"), w.HBox([self.x, self.y, self.metric]), self.message,
+        super().__init__([w.HBox([self.x, self.y, self.metric]), self.message,
                           self.plot, self.rows])
         self.refresh()
 
