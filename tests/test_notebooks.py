@@ -53,3 +53,23 @@ def test_quickstart_takes_papermill_parameters(tmp_path: Path):
     assert "slashed" in text
     assert "conserved: True" in text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["quickstart.ipynb"]  # the notebook wrote nothing
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, parameters, message", [
+    ("00_quickstart.ipynb", {"participants": "many"}, "participants: must be a positive integer"),
+    ("01_contracts_and_one_round.ipynb", {"participants": 2.5}, "parameter participants: expected int"),
+    ("02_secure_aggregation.ipynb", {"dropout": 2.0}, "parameter dropout: 2.0 is outside"),
+    ("04_threat_model.ipynb", {"evaluator_attack": 7}, "parameter evaluator_attack: expected str"),
+])
+def test_a_bad_papermill_parameter_fails_at_the_parameters_naming_it(tmp_path: Path, name, parameters, message):
+    papermill = pytest.importorskip("papermill")
+    out = tmp_path / name
+    with pytest.raises(papermill.PapermillExecutionError) as info:
+        papermill.execute_notebook(str(NOTEBOOKS / name), str(out), cwd=str(tmp_path), progress_bar=False,
+                                   kernel_name="python3", parameters=parameters)
+    assert message in str(info.value) and "ConfigError" in str(info.value)
+    nb = nbformat.read(out, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    failed = next(i for i, c in enumerate(code) if any(o.get("output_type") == "error" for o in c.outputs))
+    assert "injected-parameters" in code[failed - 1].metadata.get("tags", [])  # the cell right after them
