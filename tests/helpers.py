@@ -232,3 +232,13 @@ class Net:
         info = self.round_info(task, r)
         n = self.call(task.functions.participantCount())
         return assign.subgroup_members(g, seed=info[0], participants=n, subgroup_size=self.params.subgroup_size)
+
+
+def finished(config):
+    """A Lab for ``config`` run to the end, and its summary."""
+    from din_lab.experiment import tabulate
+    from din_lab.protocol.lab import Lab
+
+    lab = Lab.create(config)
+    lab.run()
+    return lab, tabulate(lab, seconds=1.0).summary

@@ -16,20 +16,14 @@ from hypothesis import strategies as st
 from din_lab.cid import Cid
 from din_lab.config import ExperimentConfig
 from din_lab.errors import ConfigError
-from din_lab.experiment import tabulate
 from din_lab.he import EncryptedTable, HEParameterError, HEParams, load_public_context
 from din_lab.protocol.lab import Lab
 from din_lab.roles import encrypted_evaluation as ee
+from tests.helpers import finished
 
 warnings.filterwarnings("ignore", category=UserWarning)
 
 SMALL = dict(participants=12, subgroup_size=4, evaluators=7, evaluators_per_subgroup=3, rounds=1)
-
-
-def finished(config: ExperimentConfig) -> tuple[Lab, dict]:
-    lab = Lab.create(config)
-    lab.run()
-    return lab, tabulate(lab, seconds=1.0).summary
 
 
 @pytest.fixture(scope="module")

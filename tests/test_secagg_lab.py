@@ -18,16 +18,11 @@ from din_lab.roles import codec
 from din_lab.roles import secure_aggregation as sa
 from din_lab.roles.scoring import contribution_scores
 from din_lab.secagg import SecretKind, ShareError
+from tests.helpers import finished
 
 warnings.filterwarnings("ignore", category=UserWarning)
 
 SMALL = dict(participants=12, subgroup_size=4, evaluators=7, evaluators_per_subgroup=3, rounds=2)
-
-
-def finished(config: ExperimentConfig) -> tuple[Lab, dict]:
-    lab = Lab.create(config)
-    lab.run()
-    return lab, tabulate(lab, seconds=1.0).summary
 
 
 @pytest.fixture(scope="module")

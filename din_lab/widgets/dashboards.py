@@ -45,11 +45,24 @@ def _lab_or_error(config: ExperimentConfig | None, settings: dict[str, Any]) -> 
         return error_panel(f"could not set up the task: {type(e).__name__}: {e}")
 
 
-class RoundExplorer(w.VBox):
+class _LabDashboard(w.VBox):
+    """A dashboard over one Lab, which :meth:`from_config` can also build."""
+
+    def __init__(self, lab: Lab, children: list[w.Widget]) -> None:
+        self.lab = lab
+        super().__init__(children)
+
+    @classmethod
+    def from_config(cls, config: ExperimentConfig | None = None, **settings: Any) -> w.Widget:
+        """The dashboard over a new Lab, or the error panel when the Lab cannot be set up."""
+        lab = _lab_or_error(config, settings)
+        return lab if isinstance(lab, w.HTML) else cls(lab)
+
+
+class RoundExplorer(_LabDashboard):
     """Stepper, network, ledger and IPFS browser over one Lab; every view refreshes after a step."""
 
     def __init__(self, lab: Lab) -> None:
-        self.lab = lab
         self.stepper = RoundStepper(lab)
         self.network = NetworkView(lab)
         self.ledger = Ledger(lab)
@@ -59,35 +72,24 @@ class RoundExplorer(w.VBox):
             self.tabs.set_title(i, title)
         for view in (self.network, self.ledger, self.ipfs):
             self.stepper.on_step(view.update)
-        super().__init__([self.stepper, self.tabs])
-
-    @classmethod
-    def from_config(cls, config: ExperimentConfig | None = None, **settings: Any) -> w.Widget:
-        lab = _lab_or_error(config, settings)
-        return lab if isinstance(lab, w.HTML) else cls(lab)
+        super().__init__(lab, [self.stepper, self.tabs])
 
 
-class RewardsDashboard(w.VBox):
+class RewardsDashboard(_LabDashboard):
     """For stakeholders: run the task, then rewards, fees, slashes and the stored objects."""
 
     def __init__(self, lab: Lab) -> None:
-        self.lab = lab
         self.stepper = RoundStepper(lab)
         self.results = ResultsView(lab)
         self.ipfs = IpfsBrowser(lab)
         self.stepper.on_step(self._after)
-        super().__init__([self.stepper, self.results, self.ipfs])
+        super().__init__(lab, [self.stepper, self.results, self.ipfs])
 
     def _after(self, report: StepReport) -> None:
         if report.phase in ("publish", "claim") or report.done:
             self.results.refresh()
         if report.done:
             self.ipfs.refresh()
-
-    @classmethod
-    def from_config(cls, config: ExperimentConfig | None = None, **settings: Any) -> w.Widget:
-        lab = _lab_or_error(config, settings)
-        return lab if isinstance(lab, w.HTML) else cls(lab)
 
 
 class ExperimentDashboard(w.VBox):
