@@ -226,8 +226,9 @@ def _sweep(args: argparse.Namespace) -> int:
     table = run_sweep(args.notebook, grid=grid, out=args.out, workers=args.workers, fixed=fixed,
                       progress=not args.no_progress)
     print(table.to_string(index=False))
-    print(f"\n{len(table)} runs; results.csv{', heatmap.png' if len(grid) == 2 else ''} and the executed notebooks "
-          f"in {Path(args.out).resolve()}")
+    out = Path(args.out).resolve()
+    print(f"\n{len(table)} runs; results.csv{', heatmap.png' if (out / 'heatmap.png').exists() else ''} and the "
+          f"executed notebooks in {out}")
     return 0
 
 

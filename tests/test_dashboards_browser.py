@@ -39,7 +39,15 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def sweep_results(tmp_path_factory) -> Path:
+def chromium() -> str:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(SKIP.format(path=CHROMIUM))
+    pytest.importorskip("playwright.sync_api")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def sweep_results(chromium, tmp_path_factory) -> Path:
     """A real (tiny) sweep for the experiment dashboard: 2 x 2 tasks run by din-lab's sweep."""
     from din_lab.experiment.sweep import run_sweep
 
@@ -53,9 +61,6 @@ def sweep_results(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def voila(sweep_results, tmp_path_factory):
-    if not Path(CHROMIUM).exists():
-        pytest.skip(SKIP.format(path=CHROMIUM))
-    pytest.importorskip("playwright.sync_api")
     port = _free_port()
     log_path = tmp_path_factory.mktemp("voila") / "voila.log"
     log = open(log_path, "w")  # noqa: SIM115 - closed at teardown
@@ -64,32 +69,38 @@ def voila(sweep_results, tmp_path_factory):
                              "--Voila.ip=127.0.0.1", f"--port={port}", "--Voila.tornado_settings={'xsrf_cookies': False}"],
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"voila exited with code {proc.returncode}: {log_path.read_text()[-2000:]}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        pytest.fail("voila did not start within 60 s")
-    yield url
-    os.killpg(proc.pid, signal.SIGTERM)  # its own process group: voila and the kernels it started
     try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-    log.close()
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"voila exited with code {proc.returncode}: {log_path.read_text()[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail("voila did not start within 60 s")
+                time.sleep(0.3)
+        yield url
+    finally:
+        # voila by its PID (its own process group); the kernels it started run in sessions of their
+        # own and exit when their parent does (ipykernel's parent poller)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=20)
+        log.close()
 
 
 @pytest.fixture(scope="module")
-def browser(voila):
+def browser(voila, chromium):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        b = p.chromium.launch(executable_path=chromium, args=ARGS)
         yield b
         b.close()
 
@@ -112,13 +123,13 @@ def test_round_explorer_next_phase_adds_the_phases_transactions(voila, browser):
     page.locator(".din-timeline").wait_for()
     assert "assign" in page.locator(".din-phase-current").inner_text()
     page.get_by_role("tab", name="ledger").click()
-    before = _ledger_count(page)  # the set-up's transactions
+    title = page.locator(".din-ledger-count").first.locator("xpath=..")
+    assert "set-up" in title.inner_text() and _ledger_count(page) > 1  # the set-up's transactions
     next_phase.click()
     page.wait_for_function("() => document.querySelector('.din-phase-current')?.textContent === 'train'",
                            timeout=120_000)
-    after = _ledger_count(page)
-    title = page.locator(".din-ledger-count").first.locator("xpath=..").inner_text()
-    assert "round 0" in title and after >= 1 and (after, title) != (before, "")
+    # the ledger now lists round 0's transactions: the assign phase's one, the owner's startTraining
+    assert "round 0" in title.inner_text() and _ledger_count(page) == 1
     assert page.get_by_text("start training").first.is_visible()
     page.screenshot(path=str(ARTIFACTS / "round_explorer.png"), full_page=True)
     page.close()

@@ -117,13 +117,52 @@ def test_ipfs_browser_flags_content_that_does_not_hash_to_its_cid(lab):
 
 
 def test_experiment_dashboard_pivots_a_sweep_table(tmp_path):
-    table = pd.DataFrame([{"malicious_share": m, "evaluators_per_subgroup": k, "final_accuracy": 0.9 - m / 2 + k / 100}
+    table = pd.DataFrame([{"malicious_share": m, "evaluators_per_subgroup": k, "final_accuracy": 0.9 - m / 2 + k / 100,
+                           "disputes": float("nan"), "seconds": 3.0 + m}
                           for m in (0.0, 0.2, 0.4) for k in (3, 5)])
-    dash = ExperimentDashboard(table, x="malicious_share", y="evaluators_per_subgroup", metric="final_accuracy")
+    dash = ExperimentDashboard(table, parameters=["malicious_share", "evaluators_per_subgroup"])
+    assert (dash.x.value, dash.y.value, dash.metric.value) == ("malicious_share", "evaluators_per_subgroup",
+                                                               "final_accuracy")
+    assert set(dash.metric.options) == {"final_accuracy", "disputes", "seconds"}  # metrics exclude the parameters
     grid = dash.pivot()
     assert grid.shape == (2, 3) and grid.loc[5, 0.2] == pytest.approx(0.85)
     assert bytes(dash.plot.value[:4]) == PNG
-    dash.y.value = "malicious_share"  # the same parameter twice: a message, no crash
-    assert "two different parameters" in dash.message.value
+    dash.y.value = "malicious_share"  # the same parameter twice: a message, no crash, no stale plot
+    assert "two different parameters" in dash.message.value and dash.plot.layout.display == "none"
+    dash.y.value = "evaluators_per_subgroup"
+    dash.metric.value = "disputes"  # every value missing: said so
+    assert "no numeric values" in dash.message.value
+    dash.metric.value = "final_accuracy"
+    assert dash.message.value == "" and dash.plot.layout.display is None
+    # din-lab sweep's files: the parameters come from parameters.json
+    table.to_csv(tmp_path / "results.csv", index=False)
+    (tmp_path / "parameters.json").write_text('["malicious_share", "evaluators_per_subgroup"]')
+    loaded = ExperimentDashboard.from_csv(tmp_path / "results.csv")
+    assert loaded.parameters == ["malicious_share", "evaluators_per_subgroup"]
+    one = ExperimentDashboard(table[table.evaluators_per_subgroup == 3], parameters=["malicious_share"])
+    assert one.message.value == "" and bytes(one.plot.value[:4]) == PNG  # one parameter: a line
     missing = ExperimentDashboard.from_csv(tmp_path / "none.csv")
     assert "din-lab sweep" in missing.value
+
+
+def test_a_failing_view_is_shown_but_does_not_stop_the_stepper(lab):
+    stepper = RoundStepper(lab)
+
+    def broken(report):
+        raise ValueError("cannot draw")
+
+    stepper.on_step(broken)
+    assert stepper.next_phase() is not None
+    assert "cannot draw" in stepper.status.value and not stepper.next_button.disabled
+    assert stepper.next_phase() is not None  # stepping goes on
+
+
+def test_ipfs_browser_keeps_the_readers_choice(lab):
+    browser = IpfsBrowser(lab)
+    first = browser.pick.options[-1][1]  # the oldest object
+    browser.pick.value = first
+    lab.step()
+    lab.step()  # train
+    lab.step()  # submit: new objects arrive
+    browser.refresh()
+    assert browser.pick.value == first and first in browser.detail.value

@@ -1,7 +1,7 @@
 """Parameter sweeps over a papermill-parameterized notebook: ``din-lab sweep NOTEBOOK -p NAME
 VALUES...`` runs the grid of every combination, ``workers`` notebooks at a time (each in its own
-kernel), and collects every run's results into one tidy table (``results.csv``; a heatmap
-``heatmap.png`` when two parameters vary).
+papermill process and kernel), and collects every run's results into one tidy table
+(``results.csv``; a heatmap ``heatmap.png`` when two parameters vary).
 
 A notebook takes part by publishing its results with :func:`publish_results` (a display output of
 type :data:`RESULTS_MIME` that papermill keeps in the executed notebook): the notebook writes no
@@ -15,6 +15,8 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -79,29 +81,39 @@ def _results_of(path: Path) -> dict[str, Any]:
     raise SweepError(f"{path.name} published no results (call din_lab.experiment.publish_results in the notebook)")
 
 
-def _first_error(path: Path) -> str:
+def _first_error(path: Path) -> str | None:
     import nbformat
 
     try:
         nb = nbformat.read(path, as_version=4)
     except (OSError, ValueError):
-        return "the notebook did not run"
+        return None
     for cell in nb.cells:
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error":
                 return f"{out.get('ename')}: {out.get('evalue')}"
-    return "the notebook failed"
+    return None
+
+
+def _clear(out: Path) -> None:
+    """Remove what an earlier sweep left in ``out`` (its table, heatmap and executed runs)."""
+    for stale in [out / "results.csv", out / "heatmap.png", out / "parameters.json", *out.glob("run-*.ipynb")]:
+        stale.unlink(missing_ok=True)
 
 
 def run_sweep(notebook: str | Path, *, grid: Mapping[str, Sequence[Any]], out: str | Path, workers: int = 2,
               fixed: Mapping[str, Any] | None = None, progress: bool = True,
-              kernel_name: str = "python3") -> pd.DataFrame:
+              kernel_name: str = "python3", timeout: float = 3600.0) -> pd.DataFrame:
     """Run ``notebook`` once per combination of ``grid`` (plus the ``fixed`` parameters), at most
-    ``workers`` at a time; returns the tidy table (one row per run: its parameters, then its
-    results, then ``seconds``) and writes it, each executed notebook and the heatmap to ``out``."""
+    ``workers`` at a time, each in its own papermill process (papermill changes the working
+    directory of the process it runs in, so runs never share one); returns the tidy table (one
+    row per run: its parameters, then its results, then ``seconds``) and writes it as
+    ``results.csv``, with ``parameters.json`` (the swept names), each executed notebook and, when
+    two parameters vary, ``heatmap.png`` to ``out``. A failed run cancels the runs not yet
+    started and raises :class:`SweepError` naming its parameters; no table is written then."""
     import papermill
 
-    notebook = Path(notebook)
+    notebook = Path(notebook).resolve()
     if not notebook.exists():
         raise ConfigError(f"notebook {notebook} does not exist")
     if not grid or any(not list(v) for v in grid.values()):
@@ -109,27 +121,40 @@ def run_sweep(notebook: str | Path, *, grid: Mapping[str, Sequence[Any]], out: s
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers must be a positive integer, got {workers!r}")
     fixed = dict(fixed or {})
+    both = sorted(set(grid) & set(fixed))
+    if both:
+        raise ConfigError(f"{', '.join(both)} is both swept and fixed")
     known = papermill.inspect_notebook(str(notebook))
     if not known:
         raise ConfigError(f"{notebook.name} has no cell tagged 'parameters': papermill cannot set anything")
     unknown = sorted((set(grid) | set(fixed)) - set(known))
     if unknown:
         raise ConfigError(f"{notebook.name} has no parameter {', '.join(unknown)}; its parameters: {', '.join(known)}")
-    out = Path(out)
+    out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    _clear(out)
     names = list(grid)
     combos = [dict(zip(names, values, strict=True)) for values in itertools.product(*(list(grid[n]) for n in names))]
 
     def one(i: int, params: dict[str, Any]) -> dict[str, Any]:
         target = out / f"run-{i:03d}.ipynb"
+        which = ", ".join(f"{k}={v!r}" for k, v in params.items())
         started = time.perf_counter()
+        command = [sys.executable, "-m", "papermill", str(notebook), str(target), "-y",
+                   json.dumps({**fixed, **params}), "-k", kernel_name, "--cwd", str(out), "--no-progress-bar",
+                   "--no-log-output"]
         try:
-            papermill.execute_notebook(str(notebook), str(target), parameters={**fixed, **params}, cwd=str(out),
-                                       progress_bar=False, kernel_name=kernel_name, log_output=False)
-        except Exception as e:  # papermill's execution error carries the cell's exception
-            raise SweepError(f"run {i} ({', '.join(f'{k}={v!r}' for k, v in params.items())}) failed: "
-                             f"{_first_error(target)}") from e
-        return {**params, **_results_of(target), "seconds": round(time.perf_counter() - started, 2)}
+            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired as e:
+            raise SweepError(f"run {i} ({which}) did not finish within {timeout:g} s") from e
+        if done.returncode != 0:
+            why = _first_error(target) or (done.stderr.strip().splitlines() or ["papermill failed"])[-1]
+            raise SweepError(f"run {i} ({which}) failed: {why}")
+        try:
+            results = _results_of(target)
+        except SweepError as e:
+            raise SweepError(f"run {i} ({which}): {e}") from e
+        return {**params, **results, "seconds": round(time.perf_counter() - started, 2)}
 
     rows: dict[int, dict[str, Any]] = {}
     with ThreadPoolExecutor(max_workers=workers) as pool, \
@@ -141,9 +166,10 @@ def run_sweep(notebook: str | Path, *, grid: Mapping[str, Sequence[Any]], out: s
                 bar.update(1)
         except BaseException:
             for f in futures:
-                f.cancel()
+                f.cancel()  # the runs not started yet; those running finish on their own
             raise
     table = pd.DataFrame([rows[i] for i in sorted(rows)])
+    (out / "parameters.json").write_text(json.dumps(names))
     table.to_csv(out / "results.csv", index=False)
     if len(names) == 2:
         numeric = [c for c in table.columns if c not in names and c != "seconds"
@@ -156,27 +182,29 @@ def run_sweep(notebook: str | Path, *, grid: Mapping[str, Sequence[Any]], out: s
 
 
 def heatmap(table: pd.DataFrame, *, x: str, y: str, metric: str) -> bytes:
-    """A PNG heatmap of ``metric`` (mean over repeated cells) over parameters ``x`` and ``y``."""
+    """A PNG heatmap of ``metric`` (mean over repeated cells) over parameters ``x`` and ``y``;
+    :class:`ConfigError` when they are not three different columns or the metric has no value."""
     import io
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.figure import Figure
 
-    grid = table.pivot_table(index=y, columns=x, values=metric, aggfunc="mean")
-    fig, ax = plt.subplots(figsize=(6, 4))
+    if len({x, y, metric}) != 3 or not {x, y, metric} <= set(table.columns):
+        raise ConfigError(f"a heatmap needs two different parameters and another column as the metric, got "
+                          f"x={x!r}, y={y!r}, metric={metric!r}")
+    if not pd.api.types.is_numeric_dtype(table[metric]) or table[metric].isna().all():
+        raise ConfigError(f"the metric {metric!r} has no numeric values")
+    grid = table.pivot_table(index=y, columns=x, values=metric, aggfunc="mean", dropna=False)
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     values = grid.to_numpy(dtype=float)
     im = ax.imshow(values, cmap="viridis", aspect="auto", origin="lower")
     ax.set_xticks(range(grid.shape[1]), [str(v) for v in grid.columns])
     ax.set_yticks(range(grid.shape[0]), [str(v) for v in grid.index])
     for (i, j), v in np.ndenumerate(values):
-        if v == v:
-            ax.text(j, i, f"{v:.3g}", ha="center", va="center", color="white", fontsize=9)
+        ax.text(j, i, f"{v:.3g}" if v == v else "n/a", ha="center", va="center", color="white", fontsize=9)
     ax.set(xlabel=x, ylabel=y, title=metric)
     fig.colorbar(im, ax=ax)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
     return buf.getvalue()

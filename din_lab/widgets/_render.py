@@ -8,18 +8,20 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # widgets draw off screen; the PNG bytes go to an Image widget
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure
 
 PHASE_COLOURS = {"current": "#1f6feb", "done": "#8c959f", "todo": "#d0d7de"}
 
 
-def figure_png(fig: Any) -> bytes:
+def new_figure(ncols: int = 1, *, figsize: tuple[float, float], **kw: Any) -> tuple[Figure, Any]:
+    """A figure outside pyplot (no backend chosen, a notebook's inline plots untouched) and its axes."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(1, ncols, **kw)
+
+
+def figure_png(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
     return buf.getvalue()
 
 
@@ -40,6 +42,8 @@ def html_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], *, empty:
 def _fmt(value: Any) -> str:
     if value is None or (isinstance(value, float) and value != value):
         return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:,.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
     if isinstance(value, int):

@@ -12,6 +12,7 @@ is shown in the page (:func:`error_panel`) and the page stays usable.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from din_lab.config import ExperimentConfig
 from din_lab.errors import ConfigError
 from din_lab.experiment import heatmap
 from din_lab.protocol.lab import Lab, StepReport
-from din_lab.widgets._render import error_html, html_table
+from din_lab.widgets._render import error_html, figure_png, html_table, new_figure
 from din_lab.widgets.ipfs import IpfsBrowser
 from din_lab.widgets.ledger import Ledger
 from din_lab.widgets.network import NetworkView
@@ -93,45 +94,83 @@ class RewardsDashboard(_LabDashboard):
 
 
 class ExperimentDashboard(w.VBox):
-    """A sweep's tidy results table (one row per run: parameters and metrics) as a heatmap of a
-    metric over two parameters, with the table below."""
+    """A sweep's tidy results table (one row per run: parameters, then metrics) as a heatmap of a
+    metric over two parameters, with the table below. ``parameters``: the swept columns
+    (``din-lab sweep`` records them in ``parameters.json``); without them, they are
+    inferred as the columns with a few distinct values other than ``seconds``."""
 
-    def __init__(self, table: pd.DataFrame, *, x: str | None = None, y: str | None = None,
-                 metric: str | None = None) -> None:
+    def __init__(self, table: pd.DataFrame, *, parameters: list[str] | None = None, x: str | None = None,
+                 y: str | None = None, metric: str | None = None) -> None:
         if table.empty:
             raise ConfigError("the experiment dashboard needs a results table with at least one run")
         self.table = table
-        numeric = [c for c in table.columns if pd.api.types.is_numeric_dtype(table[c])]
-        params = [c for c in table.columns if table[c].nunique() > 1] or list(table.columns)
-        self.x = w.Dropdown(options=params, value=x or params[0], description="x")
-        self.y = w.Dropdown(options=params, value=y or params[min(1, len(params) - 1)], description="y")
-        default = "final_accuracy" if "final_accuracy" in numeric else (numeric[0] if numeric else None)
-        self.metric = w.Dropdown(options=numeric, value=metric or default,
-                                 description="metric")
+        if parameters is None:
+            parameters = [c for c in table.columns if c != "seconds" and table[c].nunique() <= max(10, len(table) // 2)
+                          and table[c].nunique() > 1] or [table.columns[0]]
+        missing = [p for p in parameters if p not in table.columns]
+        if missing:
+            raise ConfigError(f"the results table has no column {', '.join(missing)}")
+        self.parameters = list(parameters)
+        metrics = [c for c in table.columns if c not in self.parameters and pd.api.types.is_numeric_dtype(table[c])]
+        if not metrics:
+            raise ConfigError("the results table has no numeric metric to plot")
+        choice = lambda value, options, default: value if value in options else default  # noqa: E731
+        self.x = w.Dropdown(options=self.parameters, value=choice(x, self.parameters, self.parameters[0]),
+                            description="x")
+        self.y = w.Dropdown(options=self.parameters, value=choice(y, self.parameters, self.parameters[-1]),
+                            description="y")
+        default = "final_accuracy" if "final_accuracy" in metrics else metrics[0]
+        self.metric = w.Dropdown(options=metrics, value=choice(metric, metrics, default), description="metric")
         self.plot = w.Image(format="png", layout=w.Layout(max_width="700px"))
         self.message = w.HTML()
-        self.rows = w.HTML(layout=w.Layout(max_height="300px", overflow="auto"))
+        self.rows = w.HTML(html_table(table.to_dict("records"), list(table.columns), empty="no runs"),
+                           layout=w.Layout(max_height="300px", overflow="auto"))
         for d in (self.x, self.y, self.metric):
             d.observe(lambda _: self.refresh(), names="value")
-        super().__init__([w.HBox([self.x, self.y, self.metric]), self.message,
-                          self.plot, self.rows])
+        super().__init__([w.HBox([self.x, self.y, self.metric]), self.message, self.plot, self.rows])
         self.refresh()
 
     @classmethod
     def from_csv(cls, path: str | Path, **kw: Any) -> w.Widget:
+        """The dashboard over ``results.csv`` (and its ``parameters.json`` when present), or the error
+        panel when they cannot be read."""
+        path = Path(path)
         try:
+            names = path.with_name("parameters.json")
+            if names.exists() and "parameters" not in kw:
+                kw["parameters"] = json.loads(names.read_text())
             return cls(pd.read_csv(path), **kw)
         except (OSError, ValueError, ConfigError) as e:
-            return error_panel(f"cannot read the sweep results {path}: {e} (run `din-lab sweep ...` first)")
+            return error_panel(f"cannot show the sweep results {path}: {e} (run `din-lab sweep ...` first)")
 
     def pivot(self) -> pd.DataFrame:
         return self.table.pivot_table(index=self.y.value, columns=self.x.value, values=self.metric.value,
-                                      aggfunc="mean")
+                                      aggfunc="mean", dropna=False)
 
     def refresh(self) -> None:
-        self.rows.value = html_table(self.table.to_dict("records"), list(self.table.columns), empty="no runs")
-        if self.metric.value is None or self.x.value == self.y.value:
-            self.message.value = error_html("choose a numeric metric and two different parameters")
+        if len(self.parameters) > 1 and self.x.value == self.y.value:
+            self.message.value = error_html("choose two different parameters for x and y")
+            self.plot.layout.display = "none"
+            return
+        try:
+            if len(self.parameters) == 1:  # one parameter: the metric along it
+                self.plot.value = line_plot(self.table, x=self.x.value, metric=self.metric.value)
+            else:
+                self.plot.value = heatmap(self.table, x=self.x.value, y=self.y.value, metric=self.metric.value)
+        except ConfigError as e:
+            self.message.value = error_html(str(e))
+            self.plot.layout.display = "none"
             return
         self.message.value = ""
-        self.plot.value = heatmap(self.table, x=self.x.value, y=self.y.value, metric=self.metric.value)
+        self.plot.layout.display = None
+
+
+def line_plot(table: pd.DataFrame, *, x: str, metric: str) -> bytes:
+    """A PNG of ``metric`` (mean per value) along one parameter ``x``."""
+    if table[metric].isna().all():
+        raise ConfigError(f"the metric {metric!r} has no values")
+    means = table.groupby(x)[metric].mean()
+    fig, ax = new_figure(figsize=(6, 3.5))
+    ax.plot([str(v) for v in means.index], means.to_numpy(dtype=float), marker="o")
+    ax.set(xlabel=x, ylabel=metric, title=metric)
+    return figure_png(fig)

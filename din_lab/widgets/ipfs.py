@@ -3,6 +3,8 @@ and a check that the content the store returns hashes to that CID again."""
 
 from __future__ import annotations
 
+import html
+
 import ipywidgets as w
 
 from din_lab.cid import Cid
@@ -28,9 +30,8 @@ def kind_of(action: str) -> str:
 class IpfsBrowser(w.VBox):
     """``objects``: one row per distinct CID in the Lab's events; :meth:`verify` re-hashes one."""
 
-    def __init__(self, lab: Lab, *, verify_limit: int = 400) -> None:
+    def __init__(self, lab: Lab) -> None:
         self.lab = lab
-        self.verify_limit = verify_limit
         self.objects: list[dict] = []
         self._verified: dict[str, bool] = {}
         self.title = w.HTML()
@@ -63,7 +64,7 @@ class IpfsBrowser(w.VBox):
                 seen[e.cid] = {"cid": e.cid, "holds": kind_of(e.action), "recorded by": e.actor, "phase": e.phase,
                                "round": e.round}
         rows = list(seen.values())
-        for row in rows[-self.verify_limit:]:  # the newest objects; older ones were checked before
+        for row in rows:  # each CID is re-hashed once (cached), its size read each time
             try:
                 row["size"] = self.lab.store.stat(row["cid"]).size
             except DinLabError:
@@ -76,9 +77,10 @@ class IpfsBrowser(w.VBox):
                                "not hash to their CID</b>"))
         self.table.value = html_table(list(reversed(rows)), COLUMNS, empty="nothing stored yet")
         options = [(f"{r['holds']}: {r['cid']}", r["cid"]) for r in reversed(rows)]
-        self.pick.options = options
-        if options and self.pick.value is None:
-            self.pick.value = options[0][1]
+        chosen = self.pick.value
+        self.pick.options = options  # resets the choice: keep the reader's if its CID is still listed
+        if options:
+            self.pick.value = chosen if chosen in {c for _, c in options} else options[0][1]
         self._show(self.pick.value)
 
     def _show(self, cid: str | None) -> None:
@@ -88,7 +90,12 @@ class IpfsBrowser(w.VBox):
         row = next((r for r in self.objects if r["cid"] == cid), None)
         if row is None:
             return
-        head = self.lab.store.cat(Cid.parse(cid))[:64]
-        self.detail.value = (f"<code>{cid}</code>: {row['holds']}, {row.get('size') or 0:,} bytes, recorded by "
-                             f"{row['recorded by']} in {row['phase']}; re-hashes to its CID: "
-                             f"<b>{'yes' if self.verify(cid) else 'NO'}</b><br>first bytes: <code>{head.hex()}</code>")
+        try:
+            head = self.lab.store.cat(Cid.parse(cid))[:64].hex()
+        except DinLabError as e:
+            head = f"unreadable: {e}"
+        self.detail.value = (f"<code>{html.escape(cid)}</code>: {html.escape(str(row['holds']))}, "
+                             f"{row.get('size') or 0:,} bytes, recorded by {html.escape(str(row['recorded by']))} in "
+                             f"{html.escape(str(row['phase']))}; re-hashes to its CID: "
+                             f"<b>{'yes' if self.verify(cid) else 'NO'}</b><br>first bytes: "
+                             f"<code>{html.escape(head)}</code>")

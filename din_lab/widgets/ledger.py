@@ -4,10 +4,9 @@ account's token balance and evaluator stake over time, one snapshot per step."""
 from __future__ import annotations
 
 import ipywidgets as w
-import matplotlib.pyplot as plt
 
 from din_lab.protocol.lab import Lab, LabEvent, StepReport
-from din_lab.widgets._render import figure_png, html_table
+from din_lab.widgets._render import figure_png, html_table, new_figure
 
 COLUMNS = ("phase", "round", "actor", "function", "gas", "block", "cid", "amount")
 
@@ -55,7 +54,7 @@ class Ledger(w.VBox):
         self.plot.value = self._plot()
 
     def _plot(self) -> bytes:
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.2))
+        fig, (ax1, ax2) = new_figure(2, figsize=(11, 3.2))
         labels = [h[0] for h in self.history]
         x = range(len(self.history))
         names = list(self.history[-1][1])
@@ -71,5 +70,4 @@ class Ledger(w.VBox):
             ax.set_xticks(list(x))
             ax.set_xticklabels(labels, rotation=60, fontsize=7)
             ax.legend(fontsize=6, loc="best")
-        fig.tight_layout()
         return figure_png(fig)

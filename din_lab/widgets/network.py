@@ -3,13 +3,14 @@ subgroup's committee, who was slashed and who was paid, drawn as a graph."""
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 
 import ipywidgets as w
-import matplotlib.pyplot as plt
+from matplotlib.patches import Rectangle
 
 from din_lab.protocol.lab import Lab, StepReport
-from din_lab.widgets._render import figure_png
+from din_lab.widgets._render import figure_png, new_figure
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,7 @@ class NetworkState:
     subgroups: dict[int, tuple[str, ...]]
     committees: dict[int, tuple[str, ...]]
     slashed: frozenset[str]
-    paid: dict[str, float]  # fees to evaluators, rewards claimed by participants
+    paid: dict[str, float]  # what each actor claimed (fees, rewards), or its fees credited before it claims
 
 
 def network_state(lab: Lab) -> NetworkState:
@@ -32,10 +33,15 @@ def network_state(lab: Lab) -> NetworkState:
         subgroups = {g: tuple(lab.name_of(a) for a in m) for g, m in state.members.items()}
         committees = {g: tuple(lab.name_of(a) for a in c) for g, c in state.committees.items()}
     slashed = frozenset(e.actor for e in lab.events if e.action == "slashed")
-    paid: dict[str, float] = {}
+    # fees are credited when earned and received at claim: count each actor's claims once it has
+    # claimed, its credited fees before that (never both)
+    claimed: dict[str, float] = {}
+    credited: dict[str, float] = {}
     for e in lab.events:
-        if e.action in ("fee paid", "claimed") and e.amount:
-            paid[e.actor] = paid.get(e.actor, 0.0) + e.amount
+        if e.amount and e.action in ("claimed", "fee paid"):
+            book = claimed if e.action == "claimed" else credited
+            book[e.actor] = book.get(e.actor, 0.0) + e.amount
+    paid = {**credited, **claimed}
     return NetworkState(round=r, subgroups=subgroups, committees=committees, slashed=slashed, paid=paid)
 
 
@@ -54,13 +60,14 @@ class NetworkView(w.VBox):
     def refresh(self) -> None:
         self.state = s = network_state(self.lab)
         where = "before the first round" if s.round is None else f"round {s.round}"
+        slashed = html.escape(", ".join(sorted(s.slashed)) or "none")
         self.title.value = (f"<b>Network: {where}</b> &mdash; {len(self.lab.participants)} participants, "
-                            f"{len(self.lab.evaluators)} evaluators; slashed: {', '.join(sorted(s.slashed)) or 'none'}")
+                            f"{len(self.lab.evaluators)} evaluators; slashed: {slashed}")
         self.plot.value = self._draw()
 
     def _draw(self) -> bytes:
         s, lab = self.state, self.lab
-        fig, ax = plt.subplots(figsize=(11, 4.2))
+        fig, ax = new_figure(figsize=(11, 4.2))
         ax.set_axis_off()
         evaluators = [e.name for e in lab.evaluators]
         ex = {name: (i + 0.5) / len(evaluators) for i, name in enumerate(evaluators)}
@@ -71,7 +78,7 @@ class NetworkView(w.VBox):
         for g, members in s.subgroups.items():
             for name in s.committees.get(g, ()):
                 ax.plot([ex[name], gx[g]], [0.62, 0.18], color="#afb8c1", lw=1, zorder=1)
-            ax.add_patch(plt.Rectangle((gx[g] - 0.45 / len(groups), 0.02), 0.9 / len(groups), 0.16, fill=False,
+            ax.add_patch(Rectangle((gx[g] - 0.45 / len(groups), 0.02), 0.9 / len(groups), 0.16, fill=False,
                                        ec="#57606a", lw=1))
             for k, name in enumerate(members):
                 x = gx[g] - 0.4 / len(groups) + 0.8 / len(groups) * (k + 0.5) / len(members)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import ipywidgets as w
-import matplotlib.pyplot as plt
 
 from din_lab.experiment import tabulate
 from din_lab.protocol.lab import Lab, StepReport
-from din_lab.widgets._render import figure_png, html_table
+from din_lab.widgets._render import figure_png, html_table, new_figure
 
 
 class ResultsView(w.VBox):
@@ -43,7 +42,7 @@ class ResultsView(w.VBox):
                                          empty=""))
 
     def _plot(self, participants: list[dict], evaluators: list[dict]) -> bytes:
-        fig, axes = plt.subplots(1, 3, figsize=(13, 3.3), gridspec_kw={"width_ratios": [1, 2, 1]})
+        fig, axes = new_figure(3, figsize=(13, 3.3), gridspec_kw={"width_ratios": [1, 2, 1]})
         ax = axes[0]
         if self.accuracy:
             ax.plot([a[0] for a in self.accuracy], [a[1] for a in self.accuracy], marker="o")
@@ -64,5 +63,4 @@ class ResultsView(w.VBox):
             ax.axhline(0, color="black", lw=0.5)
             ax.legend(fontsize=7)
         ax.set(title="evaluator fees and slashes", ylabel="DIN")
-        fig.tight_layout()
         return figure_png(fig)

@@ -36,7 +36,8 @@ class RoundStepper(w.VBox):
     def __init__(self, lab: Lab) -> None:
         self.lab = lab
         self.reports: list[StepReport] = []
-        self.error: str | None = None
+        self.error: str | None = None  # the Lab stopped on it: no more stepping
+        self.view_error: str | None = None  # a view failed to refresh: shown, stepping goes on
         self._callbacks: list[Callable[[StepReport], None]] = []
         self.next_button = w.Button(description="next phase", button_style="primary", icon="step-forward")
         self.round_button = w.Button(description="run round", icon="forward")
@@ -69,12 +70,13 @@ class RoundStepper(w.VBox):
             self.refresh()
             return None
         self.reports.append(report)
+        self.view_error = None
         for callback in self._callbacks:
             try:
                 callback(report)
-            except Exception as e:  # a broken view must not stop the stepper
+            except Exception as e:  # a broken view must not stop the stepper (the Lab is fine)
                 log.exception("a widget failed to refresh")
-                self.error = f"a view failed to refresh: {type(e).__name__}: {e}"
+                self.view_error = f"a view failed to refresh: {type(e).__name__}: {e}"
         self.refresh()
         return report
 
@@ -119,7 +121,8 @@ class RoundStepper(w.VBox):
                          f"style='display:inline-block;padding:3px 8px;margin:2px;border-radius:10px;"
                          f"background:{colour};color:{text};font-size:12px'>{phase}</span>")
         where = ("task over" if nxt is None else
-                 f"round {nxt[1]} of {self.lab.config.rounds}" if nxt[1] is not None else "after the last round")
+                 f"round {nxt[1]} (rounds 0 to {self.lab.config.rounds - 1})" if nxt[1] is not None
+                 else "after the last round")
         self.timeline.value = f"<div class='din-timeline'><b>{where}</b>&nbsp; {''.join(boxes)}</div>"
         if self.error is not None:
             self.status.value = error_html(self.error + " (the lab stopped; its chain state is kept: start a new "
@@ -132,6 +135,8 @@ class RoundStepper(w.VBox):
                                  f"{len(last.events)} events, {last.seconds:.2f} s</span>")
         else:
             self.status.value = "<span class='din-status'>set up: contracts deployed, evaluators staked</span>"
+        if self.view_error is not None:
+            self.status.value += error_html(self.view_error)
 
     @property
     def current_phase(self) -> str | None:
