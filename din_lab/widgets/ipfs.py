@@ -34,6 +34,7 @@ class IpfsBrowser(w.VBox):
         self.lab = lab
         self.objects: list[dict] = []
         self._verified: dict[str, bool] = {}
+        self._sizes: dict[str, int | None] = {}  # content never changes under its CID: read once
         self.title = w.HTML()
         self.table = w.HTML(layout=w.Layout(max_height="320px", overflow="auto"))
         self.pick = w.Dropdown(description="CID", layout=w.Layout(width="640px"))
@@ -57,6 +58,14 @@ class IpfsBrowser(w.VBox):
                 self._verified[cid] = False
         return self._verified[cid]
 
+    def _size(self, cid: str) -> int | None:
+        if cid not in self._sizes:
+            try:
+                self._sizes[cid] = self.lab.store.stat(cid).size
+            except DinLabError:
+                self._sizes[cid] = None
+        return self._sizes[cid]
+
     def refresh(self) -> None:
         seen: dict[str, dict] = {}
         for e in self.lab.events:
@@ -64,11 +73,8 @@ class IpfsBrowser(w.VBox):
                 seen[e.cid] = {"cid": e.cid, "holds": kind_of(e.action), "recorded by": e.actor, "phase": e.phase,
                                "round": e.round}
         rows = list(seen.values())
-        for row in rows:  # each CID is re-hashed once (cached), its size read each time
-            try:
-                row["size"] = self.lab.store.stat(row["cid"]).size
-            except DinLabError:
-                row["size"] = None
+        for row in rows:  # each CID is stat-ed and re-hashed once (cached)
+            row["size"] = self._size(row["cid"])
             row["verified"] = "yes" if self.verify(row["cid"]) else "NO"
         self.objects = rows
         bad = sum(1 for r in rows if r.get("verified") == "NO")
