@@ -198,14 +198,32 @@ def test_models_he_cannot_evaluate_are_refused():
     assert np.isfinite(layer.weight).all() and not layer.weight.flags.writeable
 
 
-def test_a_tiny_largest_weight_does_not_spoil_the_folded_bias():
-    """The last layer's bias is folded into its largest weight's input; with weights near 1e-9 the
-    stored (rounded) weight must be used, or the bias error reaches 1e-3."""
-    keys = OwnerKeys(params_for_depth(1))
-    model = HEModel(layers=(Linear(weight=np.array([[1.3e-9], [1.1e-9], [1e-9]]), bias=np.array([10.0])),))
+@pytest.mark.parametrize("depth", [1, 2])
+def test_a_tiny_largest_weight_does_not_spoil_the_folded_bias(depth):
+    """The last layer's bias is folded into its largest weight's input; with weights a few times the
+    smallest encodable one the stored (rounded) weight must be used, or the bias error is that
+    rounding times 10 (about 1 here). What remains is the weights' own rounding."""
+    keys = OwnerKeys(params_for_depth(depth))
+    least = keys.params.min_weight
+    model = HEModel(layers=(Linear(weight=np.array([[3.3], [2.1], [1.4]]) * least, bias=np.array([10.0])),))
     x = np.random.default_rng(0).normal(size=(50, 3))
     out = evaluate(model, encrypt_test_set(x, context=keys.context, params=keys.params), context=keys.context)
-    assert np.abs(out.decrypt(keys.context) - model.plaintext(x)).max() < 1e-6
+    rounding = 2.0 ** -(keys.params.weight_scale_bits + 1) * np.abs(x).sum(axis=1, keepdims=True)
+    assert (np.abs(out.decrypt(keys.context) - model.plaintext(x)) <= rounding + 1e-6).all()
+
+
+def test_the_depth_one_parameters_hold_outputs_up_to_their_bound():
+    """Logistic regression's products use the one data prime: outputs decrypt correctly up to the
+    stated bound (1,024), weights held at 2^18 and inputs at 2^31."""
+    params = params_for_depth(1)
+    keys = OwnerKeys(params)
+    bound = params.output_bound(1)
+    assert bound == 1024 and params.value_scale == 2.0 ** 13
+    x = np.random.default_rng(3).uniform(-1, 1, size=(40, 2))
+    model = HEModel(layers=(Linear(weight=np.array([[400.0, -3e-7], [500.0, 0.0]]), bias=np.array([20.0, 1e-9])),))
+    assert np.abs(model.plaintext(x)).max() < bound
+    out = evaluate(model, encrypt_test_set(x, context=keys.context, params=params), context=keys.context)
+    assert np.abs(out.decrypt(keys.context) - model.plaintext(x)).max() < 1e-3
 
 
 def test_crafted_tables_are_refused_with_typed_errors():
@@ -231,11 +249,23 @@ def test_crafted_tables_are_refused_with_typed_errors():
 
 
 def test_parameters_per_depth_respect_128_bit_security():
-    assert params_for_depth(1) == HEParams(poly_modulus_degree=8192, coeff_mod_bit_sizes=(60, 40, 40, 60))
+    assert params_for_depth(1) == HEParams(poly_modulus_degree=4096, coeff_mod_bit_sizes=(60, 49), scale_bits=31,
+                                           weight_scale_bits=18)
+    assert params_for_depth(2) == HEParams(poly_modulus_degree=8192, coeff_mod_bit_sizes=(60, 40, 40, 60))
     assert params_for_depth(3) == HEParams(poly_modulus_degree=16384, coeff_mod_bit_sizes=(60, 40, 40, 40, 60))
-    assert params_for_depth(1).max_depth == 2 and params_for_depth(3).max_depth == 3
+    assert [params_for_depth(d).max_depth for d in (1, 2, 3)] == [1, 2, 3]
+    assert params_for_depth(3).weight_scale_bits == 40 and params_for_depth(3).value_scale == 1
     with pytest.raises(ConfigError, match="security"):
         HEParams(poly_modulus_degree=8192, coeff_mod_bit_sizes=(60, 40, 40, 40, 60))
+    with pytest.raises(ConfigError, match="security"):
+        HEParams(poly_modulus_degree=4096, coeff_mod_bit_sizes=(60, 50), scale_bits=31, weight_scale_bits=18)
+    with pytest.raises(ConfigError, match="without rescaling"):  # a rescale would divide away the wrong scale
+        HEParams(poly_modulus_degree=8192, coeff_mod_bit_sizes=(60, 40, 60), scale_bits=40, weight_scale_bits=20)
+    with pytest.raises(ConfigError, match="cannot hold"):  # no room above the products at 2^80
+        HEParams(poly_modulus_degree=4096, coeff_mod_bit_sizes=(60, 49), scale_bits=40)
+    assert HEParams.from_json(params_for_depth(1).to_json()) == params_for_depth(1)
+    legacy = '{"coeff_mod_bit_sizes":[60,40,40,60],"poly_modulus_degree":8192,"scale_bits":40}'
+    assert HEParams.from_json(legacy) == params_for_depth(2)
     with pytest.raises(ConfigError):
         params_for_depth(0)
     assert HEParams.from_json(params_for_depth(3).to_json()) == params_for_depth(3)

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from din_lab.cid import Cid
 from din_lab.config import ExperimentConfig
 from din_lab.errors import ConfigError
-from din_lab.he import EncryptedTable, HEParameterError, HEParams, load_public_context
+from din_lab.he import EncryptedTable, HEParameterError, HEParams, load_public_context, params_for_depth
 from din_lab.protocol.lab import Lab
 from din_lab.roles import encrypted_evaluation as ee
 from tests.helpers import finished
@@ -61,7 +61,7 @@ def test_the_chain_records_what_an_auditor_needs(encrypted):
     events = lab.chain.events
     published = events.where("EncryptedEvaluationSetPublished", address=lab.task.address)[0].args
     params = HEParams.from_json(published["params"])
-    assert params.poly_modulus_degree == 8192  # logistic regression: depth 1
+    assert params == params_for_depth(1) and params.poly_modulus_degree == 4096  # logistic regression: depth 1
     context = load_public_context(lab.store.cat(Cid.from_chain(published["context"])), params=params)
     assert not context.is_private()
     table = EncryptedTable.from_bytes(lab.store.cat(Cid.from_chain(published["testSet"])), context=context,
@@ -218,13 +218,13 @@ def test_owner_metrics_equal_scikit_learn(classes, samples, seed):
 def test_same_seed_reproduces_up_to_ckks_noise():
     """TenSEAL exposes no seed for SEAL's random generator: the owner's key and every encryption
     draw fresh randomness, so two runs of one seed agree on everything but the last bits of the
-    decrypted values (scores within 1e-8), never bit for bit. The plaintext path (the default)
-    reproduces bit for bit."""
+    decrypted values (measured: scores within 2e-8, rewards within 1e-8 relative; asserted within
+    1e-6), never bit for bit. The plaintext path reproduces bit for bit."""
     runs = [finished(ExperimentConfig(participants=6, subgroup_size=3, evaluators=3, evaluators_per_subgroup=3,
                                       rounds=1, evaluation="he"))[1] for _ in range(2)]
     a, b = (_by_address(s, "score") for s in runs)
     assert a.keys() == b.keys()
-    assert all(abs(a[k] - b[k]) <= 1e-8 for k in a)
+    assert all(abs(a[k] - b[k]) <= 1e-6 for k in a)
     assert runs[0]["final_accuracy"] == runs[1]["final_accuracy"]
     assert [r["accuracy"] for r in runs[0]["rounds"]] == [r["accuracy"] for r in runs[1]["rounds"]]
 

@@ -6,7 +6,7 @@ committee-agreed outputs.
 Pure functions and values over TenSEAL and numpy; no chain, no store (the protocol layer carries
 the bytes and records CIDs and digests on chain).
 
-- :mod:`~din_lab.he.params`: :class:`HEParams` per model depth (depth 1: N = 8192; depth 3: N =
+- :mod:`~din_lab.he.params`: :class:`HEParams` per model depth (depth 1: N = 4096; depth 3: N =
   16384) and the error types.
 - :mod:`~din_lab.he.context`: the owner's :class:`OwnerKeys`; the public context serialized without
   the secret key (refused if it carries one) and checked against the recorded parameters.
@@ -27,11 +27,10 @@ without its key, which it may be asked to reveal after the task (the test set is
 
 from din_lab.he.ciphertexts import EncryptedTable, encrypt_test_set
 from din_lab.he.context import OwnerKeys, check_parameters, load_public_context, public_context_bytes
-from din_lab.he.evaluation import MIN_WEIGHT, HEModel, Linear, Square, evaluate
+from din_lab.he.evaluation import HEModel, Linear, Square, evaluate
 from din_lab.he.params import HEDepthError, HEError, HEParameterError, HEParams, SecretKeyError, params_for_depth
 
 __all__ = [
-    "MIN_WEIGHT",
     "EncryptedTable",
     "HEDepthError",
     "HEError",

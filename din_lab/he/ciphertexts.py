@@ -126,7 +126,8 @@ class EncryptedTable:
         return cls(kind=kind, params=params, samples=samples, columns=columns, cells=tuple(cells))
 
     def decrypt(self, secret_context: ts.Context) -> npt.NDArray[np.float64]:
-        """The ``samples x columns`` plaintext (owner only: needs the secret key). Full precision:
+        """The ``samples x columns`` plaintext (owner only: needs the secret key), the
+        :attr:`~din_lab.he.HEParams.value_scale` factor divided away. Full precision:
         never publish these values as they are. With the public ciphertexts, exact CKKS decryptions
         let anyone recover the secret key (Li and Micciancio, 2021); publish only what is derived from
         them (scores, predicted classes) or values rounded far above the noise."""
@@ -138,7 +139,7 @@ class EncryptedTable:
             size = self.chunk_sizes()[k]
             for j, ct in enumerate(row):  # a copy under the secret context: this table stays as it is
                 mine = ts.ckks_vector_from(secret_context, ct.serialize())
-                out[start:start + size, j] = np.asarray(mine.decrypt(), dtype=np.float64)[:size]
+                out[start:start + size, j] = np.asarray(mine.decrypt(), dtype=np.float64)[:size] / self.params.value_scale
             start += size
         return out
 
@@ -149,11 +150,13 @@ def encrypt_test_set(x: npt.ArrayLike, *, context: ts.Context, params: HEParams)
     arr = np.asarray(x, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[0] == 0 or not np.all(np.isfinite(arr)):
         raise HEError(f"a test set is a non-empty, finite samples x features array, got shape {arr.shape}")
-    slots = params.slots
+    slots, weight_scale = params.slots, 2.0 ** params.weight_scale_bits
     cells = []
     for start in range(0, arr.shape[0], slots):
         block = arr[start:start + slots]
-        cells.append(tuple(ts.ckks_vector(context, block[:, j].tolist()) for j in range(arr.shape[1])))
+        # held at the weights' scale, multiplied by the factor that keeps the inputs' precision
+        cells.append(tuple(ts.ckks_vector(context, (block[:, j] * params.value_scale).tolist(), weight_scale)
+                           for j in range(arr.shape[1])))
     return EncryptedTable(kind="test-set", params=params, samples=arr.shape[0], columns=arr.shape[1],
                           cells=tuple(cells))
 

@@ -9,19 +9,22 @@ such a model when the task is configured.
 Determinism, so a committee can agree by digest: every operation is a plaintext-scalar multiply,
 a ciphertext addition or a ciphertext square, applied in a fixed order; none draws randomness.
 One trap (NOTES.md): TenSEAL replaces a product with the zero plaintext by a FRESH encryption of
-zero, which is random. A weight whose magnitude is below :data:`MIN_WEIGHT` (2^-30, which still
-encodes as 1,024 at scale 2^40) is therefore evaluated as ``+-MIN_WEIGHT``: the logits move by at
-most ``MIN_WEIGHT * sum |x|`` (about 1e-7 for the lab's data), far inside the 1e-3 agreement with
-plaintext, and every evaluator gets the same bytes.
+zero, which is random. A weight whose magnitude is below the parameters'
+:attr:`~din_lab.he.HEParams.min_weight` (2^-18 with the depth-1 parameters, which encodes as 1 at
+the weights' scale 2^18; 2^-30 at scale 2^40) is therefore evaluated as ``+-min_weight``: that
+logit moves by at most ``min_weight * |x|`` per such weight, no more than the weights' rounding
+already does, and every evaluator gets the same bytes.
 
 Precision: at scale 2^40 the square-activation MLP keeps about 6e-6 of relative precision, so the
 encrypted logits agree with plaintext within 1e-3 while they stay below about 150 in magnitude
 (the lab's models: a few tens); larger outputs need a larger scale (e.g. 2^50 with 50-bit primes).
+Logistic regression (inputs at 2^31, weights at 2^18, :mod:`din_lab.he.params`) agrees within
+about 1e-4 while its logits stay below 1,024.
 
-The last linear layer is not rescaled: its products stay at scale 2^80, which saves the costliest
-step of each multiply (a rescale is about three quarters of it) and one level. A plain bias cannot
-be added at that scale, so it is folded into the input of the column's largest weight:
-``(h_k + b / w_k) * w_k``.
+The last linear layer is not rescaled: its products stay at the product of the two scales, which
+saves the costliest step of each multiply (a rescale is about three quarters of it) and one level.
+A plain bias cannot be added at that scale, so it is folded into the input of the column's largest
+weight: ``(h_k + b / w_k) * w_k``.
 """
 
 from __future__ import annotations
@@ -36,11 +39,10 @@ import tenseal as ts
 
 from din_lab.errors import ConfigError
 from din_lab.he.ciphertexts import EncryptedTable, table_from_cells
-from din_lab.he.params import HEDepthError, HEError, params_for_depth
+from din_lab.he.params import HEDepthError, HEError, HEParams, params_for_depth
 
-__all__ = ["MIN_WEIGHT", "HEModel", "Linear", "Square", "evaluate"]
+__all__ = ["HEModel", "Linear", "Square", "evaluate"]
 
-MIN_WEIGHT = 2.0 ** -30
 _EVALUATING = threading.Lock()
 
 
@@ -113,14 +115,15 @@ class HEModel:
         return h
 
 
-def _safe(w: float) -> float:
-    return float(w) if abs(w) >= MIN_WEIGHT else float(np.copysign(MIN_WEIGHT, w) if w else MIN_WEIGHT)
+def _safe(w: float, least: float) -> float:
+    return float(w) if abs(w) >= least else float(np.copysign(least, w) if w else least)
 
 
-def _linear(h: Sequence[ts.CKKSVector], layer: Linear, *, last: bool, scale: float) -> list[ts.CKKSVector]:
+def _linear(h: Sequence[ts.CKKSVector], layer: Linear, *, last: bool, params: HEParams) -> list[ts.CKKSVector]:
     out = []
+    scale, factor = 2.0 ** params.weight_scale_bits, params.value_scale
     for j in range(layer.weight.shape[1]):
-        w = [_safe(v) for v in layer.weight[:, j]]
+        w = [_safe(v, params.min_weight) for v in layer.weight[:, j]]
         if last:
             # the products stay at scale^2, where a plain bias cannot be added: fold it into the
             # largest weight's input instead, (h_k + b / w_k) * w_k, added at the usual scale. w_k is
@@ -128,7 +131,7 @@ def _linear(h: Sequence[ts.CKKSVector], layer: Linear, *, last: bool, scale: flo
             # the rounding into the bias
             k = int(np.argmax(np.abs(w)))
             stored = round(w[k] * scale) / scale
-            acc = h[k].add(float(layer.bias[j]) / stored).mul(w[k])
+            acc = h[k].add(factor * float(layer.bias[j]) / stored).mul(w[k])
             for f in range(len(w)):
                 if f != k:
                     acc.add_(h[f].mul(w[f]))
@@ -136,7 +139,7 @@ def _linear(h: Sequence[ts.CKKSVector], layer: Linear, *, last: bool, scale: flo
             acc = h[0].mul(w[0])
             for f in range(1, len(w)):
                 acc.add_(h[f].mul(w[f]))
-            acc.add_(float(layer.bias[j]))
+            acc.add_(factor * float(layer.bias[j]))
         out.append(acc)
     return out
 
@@ -153,7 +156,6 @@ def evaluate(model: HEModel, test_set: EncryptedTable, *, context: ts.Context) -
                            f"it needs N = {need.poly_modulus_degree}, primes {list(need.coeff_mod_bit_sizes)}")
     if model.inputs != test_set.columns:
         raise HEError(f"the model reads {model.inputs} features, the encrypted test set has {test_set.columns}")
-    scale = 2.0 ** params.scale_bits
     rows = []
     # auto_rescale is state of the context the ciphertexts are linked to (the one they were loaded
     # with, whatever ``context`` is): switch it there, one evaluation at a time per process
@@ -167,7 +169,7 @@ def evaluate(model: HEModel, test_set: EncryptedTable, *, context: ts.Context) -
                     last = i == len(model.layers) - 1
                     for c in contexts:
                         c.auto_rescale = not last  # the last layer stays at scale^2
-                    h = (_linear(h, layer, last=last, scale=scale) if isinstance(layer, Linear)
+                    h = (_linear(h, layer, last=last, params=params) if isinstance(layer, Linear)
                          else [v.square() for v in h])
                 rows.append(h)
         except (ValueError, RuntimeError) as e:
