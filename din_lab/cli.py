@@ -53,7 +53,7 @@ def _run(args: argparse.Namespace) -> int:
             print(f"din-lab: error: cannot read --config {args.config}: {e}", file=sys.stderr)
             return 2
     for key in ("participants", "evaluators", "subgroup_size", "evaluators_per_subgroup", "rounds", "dataset",
-                "partition", "model", "local_epochs", "scorer", "chain", "seed", "evaluation"):
+                "partition", "model", "local_epochs", "scorer", "chain", "seed", "evaluation", "he_workers"):
         value = getattr(args, key)
         if value is not None:
             settings[key] = value
@@ -192,6 +192,9 @@ def _add_run_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--evaluation", choices=("plaintext", "he"),
                      help="how evaluators score: on the owner's test set in plaintext, or CKKS-encrypted (he: the "
                           "owner decrypts the committee-agreed outputs; needs --model logreg or mlp-square)")
+    run.add_argument("--he-workers", dest="he_workers", type=int, metavar="N",
+                     help="worker processes for encrypted evaluation (default 1: in this process); the outputs "
+                          "are byte-identical whatever N")
     run.add_argument("--malicious-evaluators", dest="malicious_evaluators", action="append", metavar="FRACTION:BEHAVIOUR",
                      help="honest, random, extreme, lazy, wrong-aggregate, copycat, forged-shares (repeatable)")
     run.add_argument("--malicious-participants", dest="malicious_participants", action="append",

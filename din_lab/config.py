@@ -99,6 +99,7 @@ class ExperimentConfig:
     optimizer: str = "adam"
     scorer: str = "shapley"
     evaluation: str = "plaintext"
+    he_workers: int = 1
     secagg: bool = False
     secagg_graph: str = "full"
     dropout: float = 0.0
@@ -136,6 +137,9 @@ class ExperimentConfig:
         need(self.learning_rate > 0, "learning_rate", "must be positive")
         need(self.optimizer in ("sgd", "adam"), "optimizer", f"must be sgd or adam, got {self.optimizer!r}")
         need(self.evaluation in ("plaintext", "he"), "evaluation", f"must be plaintext or he, got {self.evaluation!r}")
+        need(isinstance(self.he_workers, int) and not isinstance(self.he_workers, bool)
+             and 1 <= self.he_workers <= 64, "he_workers",
+             f"must be a number of worker processes in [1, 64], got {self.he_workers!r}")
         need(isinstance(self.secagg, bool), "secagg", f"must be true or false, got {self.secagg!r}")
         need(self.secagg_graph in ("full", "secagg+"), "secagg_graph",
              f"must be full (every pair masks) or secagg+ (a sparse graph), got {self.secagg_graph!r}")

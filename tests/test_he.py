@@ -16,6 +16,7 @@ import torch
 from din_lab.errors import ConfigError
 from din_lab.he import (
     EncryptedTable,
+    EvaluationPool,
     HEDepthError,
     HEError,
     HEModel,
@@ -284,3 +285,65 @@ def test_outputs_do_not_depend_on_which_copy_of_the_context_is_passed():
     same = evaluate(model, table, context=loaded_with).digest()
     table = EncryptedTable.from_bytes(data, context=loaded_with, kind="test-set", params=keys.params)
     assert evaluate(model, table, context=other_copy).digest() == same
+
+
+def _pool_fixture(depth: int, samples: int = 300):
+    keys = OwnerKeys(params_for_depth(depth))
+    context = load_public_context(keys.public_context(), params=keys.params)
+    x = np.random.default_rng(5).normal(size=(samples, 6))
+    table = EncryptedTable.from_bytes(encrypt_test_set(x, context=keys.context, params=keys.params).to_bytes(),
+                                      context=context, kind="test-set", params=keys.params)
+    return keys, context, table
+
+
+@pytest.mark.parametrize("depth", [1, 3])
+def test_the_evaluation_pool_gives_the_bytes_of_one_process(depth):
+    """Workers split a linear model's classes (or take whole deeper models): the same digests as
+    evaluate() in this process, exact zero weights included, and the processes are gone after."""
+    keys, context, table = _pool_fixture(depth)
+    rng = np.random.default_rng(depth)
+    models = []
+    for _ in range(3):
+        if depth == 1:
+            w = rng.normal(size=(6, 5))
+            w[2, 1] = 0.0
+            models.append(HEModel(layers=(Linear(weight=w, bias=rng.normal(size=5)),)))
+        else:
+            models.append(HEModel(layers=(Linear(weight=rng.normal(size=(6, 4)) * 0.3, bias=np.zeros(4)), Square(),
+                                          Linear(weight=rng.normal(size=(4, 3)), bias=rng.normal(size=3)))))
+    expected = [evaluate(m, table, context=context).digest() for m in models]
+    with EvaluationPool(context=context, test_set=table, workers=2) as pool:
+        procs = list(pool._procs)
+        got = pool.evaluate(models)
+        assert [t.digest() for t in got] == expected
+        assert pool.evaluate([]) == []
+        logits = EncryptedTable.from_bytes(got[0].to_bytes(), context=keys.context, kind="outputs",
+                                           params=keys.params).decrypt(keys.context)
+        assert logits.shape == (table.samples, models[0].outputs)
+    assert all(p.poll() is not None for p in procs)
+    with pytest.raises(HEError, match="closed"):
+        pool.evaluate(models)
+
+
+def test_the_evaluation_pool_refuses_bad_input_with_typed_errors():
+    keys, context, table = _pool_fixture(1, samples=40)
+    for workers in (0, -1, True, 2.0, 65):
+        with pytest.raises(ConfigError):
+            EvaluationPool(context=context, test_set=table, workers=workers)
+    with pytest.raises(SecretKeyError):  # the owner's keys never go to a worker
+        EvaluationPool(context=keys.context, test_set=table, workers=1)
+    deep = HEModel(layers=(Linear(weight=np.ones((6, 2)), bias=np.zeros(2)), Square(),
+                           Linear(weight=np.ones((2, 2)), bias=np.zeros(2))))
+    with EvaluationPool(context=context, test_set=table, workers=2) as pool:
+        with pytest.raises(HEDepthError, match="16384"):
+            pool.evaluate([HEModel(layers=(Linear(weight=np.ones((6, 2)), bias=np.zeros(2)),)), deep])
+        with pytest.raises(HEError, match="features"):
+            pool.evaluate([HEModel(layers=(Linear(weight=np.ones((5, 2)), bias=np.zeros(2)),))])
+        good = HEModel(layers=(Linear(weight=np.ones((6, 2)), bias=np.zeros(2)),))
+        assert len(pool.evaluate([good])) == 1  # still usable after refusals
+        pool._procs[0].kill()
+        pool._procs[0].wait()
+        with pytest.raises(HEError, match="worker"):
+            pool.evaluate([good])
+        with pytest.raises(HEError, match="closed"):
+            pool.evaluate([good])

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 from din_lab.cid import Cid
 from din_lab.config import ExperimentConfig
 from din_lab.errors import ConfigError
-from din_lab.he import EncryptedTable, HEParameterError, HEParams, load_public_context, params_for_depth
+from din_lab.he import EncryptedTable, EvaluationPool, HEParameterError, HEParams, load_public_context, params_for_depth
 from din_lab.protocol.lab import Lab
 from din_lab.roles import encrypted_evaluation as ee
 from tests.helpers import finished
@@ -146,6 +147,12 @@ def test_models_he_cannot_evaluate_are_refused_at_configuration(model):
         Lab.create(ExperimentConfig(model=model, evaluation="he"))
 
 
+@pytest.mark.parametrize("workers", [0, -2, 65, True, 1.5, "2"])
+def test_bad_evaluation_worker_counts_name_the_field(workers):
+    with pytest.raises(ConfigError, match="he_workers"):
+        ExperimentConfig(evaluation="he", he_workers=workers)
+
+
 def test_square_mlp_shapley_with_too_large_subgroups_is_refused():
     with pytest.raises(ConfigError, match="subgroup_size"):
         Lab.create(ExperimentConfig(participants=22, subgroup_size=11, model="mlp-square", evaluation="he"))
@@ -242,17 +249,37 @@ def test_members_computing_separately_from_fresh_bytes_agree_on_the_digest(encry
     agreed = next(e.args["outputsDigest"] for e in lab.chain.events.where("ScoresPublished", address=lab.task.address)
                   if e.args["subgroup"] == g)
     digests = []
-    for address in state.committees[g][:2]:
+    for address, workers in zip(state.committees[g][:2], (1, 2), strict=True):  # the second on 2 processes
         member = next(e for e in lab.evaluators if e.address == address)
         context = load_public_context(lab.store.cat(Cid.from_chain(published["context"])), params=params)
         table = EncryptedTable.from_bytes(lab.store.cat(Cid.from_chain(published["testSet"])), context=context,
                                           kind="test-set", params=params)
         updates = lab._accepted_updates(final, state.members[g], g=g, evaluator=member)
-        outputs = ee.evaluate_contributions(module=lab.model, members=state.members[g], updates=updates,
-                                            previous=previous, test_set=table, context=context,
-                                            scorer=lab.config.scorer, subgroup=g)
+        pool = EvaluationPool(context=context, test_set=table, workers=workers) if workers > 1 else None
+        try:
+            outputs = ee.evaluate_contributions(module=lab.model, members=state.members[g], updates=updates,
+                                                previous=previous, test_set=table, context=context,
+                                                scorer=lab.config.scorer, subgroup=g, pool=pool)
+        finally:
+            if pool is not None:
+                pool.close()
         digests.append(outputs.digest())
     assert digests == [agreed, agreed]
+
+
+def test_a_task_with_evaluation_workers_completes_and_stops_them():
+    """``he_workers=2``: the committees evaluate on two worker processes, agree, and are paid; the
+    workers are gone when the task ends."""
+    def children() -> set[int]:
+        return {int(pid) for f in Path("/proc/self/task").glob("*/children") for pid in f.read_text().split()}
+
+    before = children()
+    lab, summary = finished(ExperimentConfig(participants=6, subgroup_size=3, evaluators=3, evaluators_per_subgroup=3,
+                                             rounds=1, evaluation="he", he_workers=2))
+    assert summary["tokens"]["conserved"] is True
+    assert len(lab.chain.events.where("ScoresPublished", address=lab.task.address)) == lab.rounds[-1].groups
+    assert sum(p["reward"] for p in summary["participants"]) > 0
+    assert children() <= before
 
 
 def test_crafted_headers_are_typed_refusals(encrypted):

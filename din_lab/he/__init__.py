@@ -15,6 +15,8 @@ the bytes and records CIDs and digests on chain).
 - :mod:`~din_lab.he.evaluation`: :class:`HEModel` (linear and square layers), its depth checked
   against the parameters before any work, evaluated with deterministic operations only, so every
   honest evaluator produces byte-identical outputs and committees agree by digest.
+- :mod:`~din_lab.he.pool`: :class:`EvaluationPool`, the same evaluation on worker processes (TenSEAL
+  holds the GIL), with the same bytes.
 
 Trust assumption, stated plainly: the owner decrypts, so it could misreport a decryption. The owner
 must also never publish raw decryptions: with the public output ciphertexts, exact CKKS decryptions
@@ -29,9 +31,11 @@ from din_lab.he.ciphertexts import EncryptedTable, encrypt_test_set
 from din_lab.he.context import OwnerKeys, check_parameters, load_public_context, public_context_bytes
 from din_lab.he.evaluation import HEModel, Linear, Square, evaluate
 from din_lab.he.params import HEDepthError, HEError, HEParameterError, HEParams, SecretKeyError, params_for_depth
+from din_lab.he.pool import EvaluationPool
 
 __all__ = [
     "EncryptedTable",
+    "EvaluationPool",
     "HEDepthError",
     "HEError",
     "HEModel",

@@ -41,7 +41,7 @@ from din_lab.errors import ConfigError
 from din_lab.he.ciphertexts import EncryptedTable, table_from_cells
 from din_lab.he.params import HEDepthError, HEError, HEParams, params_for_depth
 
-__all__ = ["HEModel", "Linear", "Square", "evaluate"]
+__all__ = ["HEModel", "Linear", "Square", "check_model", "evaluate"]
 
 _EVALUATING = threading.Lock()
 
@@ -144,10 +144,9 @@ def _linear(h: Sequence[ts.CKKSVector], layer: Linear, *, last: bool, params: HE
     return out
 
 
-def evaluate(model: HEModel, test_set: EncryptedTable, *, context: ts.Context) -> EncryptedTable:
-    """The encrypted outputs (logits) of ``model`` on ``test_set``, whose ciphertexts are linked to
-    ``context`` (the public one). :class:`HEDepthError` before any work if the model is deeper than
-    the parameters allow; :class:`HEError` if its input width is not the test set's."""
+def check_model(model: HEModel, test_set: EncryptedTable) -> None:
+    """:class:`HEDepthError` if ``model`` is deeper than ``test_set``'s parameters allow (naming the
+    parameters it needs); :class:`HEError` if its input width is not the test set's."""
     params = test_set.params
     if model.depth > params.max_depth:
         need = params_for_depth(model.depth)
@@ -156,6 +155,14 @@ def evaluate(model: HEModel, test_set: EncryptedTable, *, context: ts.Context) -
                            f"it needs N = {need.poly_modulus_degree}, primes {list(need.coeff_mod_bit_sizes)}")
     if model.inputs != test_set.columns:
         raise HEError(f"the model reads {model.inputs} features, the encrypted test set has {test_set.columns}")
+
+
+def evaluate(model: HEModel, test_set: EncryptedTable, *, context: ts.Context) -> EncryptedTable:
+    """The encrypted outputs (logits) of ``model`` on ``test_set``, whose ciphertexts are linked to
+    ``context`` (the public one). :class:`HEDepthError` before any work if the model is deeper than
+    the parameters allow; :class:`HEError` if its input width is not the test set's."""
+    check_model(model, test_set)
+    params = test_set.params
     rows = []
     # auto_rescale is state of the context the ciphertexts are linked to (the one they were loaded
     # with, whatever ``context`` is): switch it there, one evaluation at a time per process

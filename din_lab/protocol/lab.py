@@ -61,7 +61,15 @@ from din_lab.chain.din import (
 from din_lab.cid import Cid
 from din_lab.config import MIN_STAKE, ExperimentConfig
 from din_lab.errors import ContractRevert, DinLabError, ProtocolError
-from din_lab.he import EncryptedTable, HEParams, OwnerKeys, encrypt_test_set, load_public_context, params_for_depth
+from din_lab.he import (
+    EncryptedTable,
+    EvaluationPool,
+    HEParams,
+    OwnerKeys,
+    encrypt_test_set,
+    load_public_context,
+    params_for_depth,
+)
 from din_lab.learning import TrainingConfig, build_model, flatten, lab_model_spec, load_dataset, partition
 from din_lab.roles import codec
 from din_lab.roles import encrypted_evaluation as ee
@@ -1043,36 +1051,42 @@ class Lab:
         self._he_params, self._he_test_set = recorded, table.digest().hex()
         previous = self._previous_model(final)
         reg = self.din.registry.functions
-        for g in self._bar(list(range(state.groups)), "encrypted evaluation"):
-            members = state.members[g]
-            honest: ee.EncryptedOutputs | None = None
-            honest_commitment = None
-            committee = sorted((self._by_address[a] for a in state.committees[g]), key=lambda e: e.behaviour.copies)
-            for ev in committee:
-                if self.chain.call(reg.evaluators(ev.address))[2]:
-                    self._note("score", None, ev.name, "banned: no longer scores")
-                    continue
-                if honest is None:  # every honest member computes byte-identical outputs (deterministic CKKS)
-                    started = time.perf_counter()
-                    honest = ee.evaluate_contributions(
-                        module=self.model, members=members,
-                        updates=self._accepted_updates(final, members, g=g, evaluator=ev), previous=previous,
-                        test_set=table, context=context, scorer=cfg.scorer, subgroup=g)
-                    self._note("score", None, "committee", f"evaluated subgroup {g} on the encrypted test set",
-                               detail=f"{len(honest.coalitions)} models, {time.perf_counter() - started:.2f} s")
-                rng = np.random.default_rng([cfg.seed, g, ev.index, 23])
-                outputs = ee.tampered(honest, rng=rng) if ev.behaviour.tampers_outputs else honest
-                data = outputs.to_bytes()
-                cid, digest, salt = self._add(data), hashlib.sha256(data).digest(), rng.bytes(32)
-                commitment = outputs_commitment(digest, cid, salt, ev.address)
-                if ev.behaviour.copies and honest_commitment is not None:
-                    commitment = honest_commitment  # copied from an honest member's transaction
-                elif not ev.behaviour.malicious and honest_commitment is None:
-                    honest_commitment = commitment
-                    self._honest_outputs[g] = (digest, cid, salt)
-                self._tx("score", None, ev.account, F.commitScores(g, commitment),
-                         f"commit encrypted outputs of subgroup {g}", cid=cid, detail=f"digest {digest.hex()[:16]}...")
-                self._output_reports.append((g, ev, digest, cid, salt))
+        # an evaluator's cores: worker processes holding the public context and test set (same bytes)
+        pool = EvaluationPool(context=context, test_set=table, workers=cfg.he_workers) if cfg.he_workers > 1 else None
+        try:
+            for g in self._bar(list(range(state.groups)), "encrypted evaluation"):
+                members = state.members[g]
+                honest: ee.EncryptedOutputs | None = None
+                honest_commitment = None
+                committee = sorted((self._by_address[a] for a in state.committees[g]), key=lambda e: e.behaviour.copies)
+                for ev in committee:
+                    if self.chain.call(reg.evaluators(ev.address))[2]:
+                        self._note("score", None, ev.name, "banned: no longer scores")
+                        continue
+                    if honest is None:  # every honest member computes byte-identical outputs (deterministic CKKS)
+                        started = time.perf_counter()
+                        honest = ee.evaluate_contributions(
+                            module=self.model, members=members,
+                            updates=self._accepted_updates(final, members, g=g, evaluator=ev), previous=previous,
+                            test_set=table, context=context, scorer=cfg.scorer, subgroup=g, pool=pool)
+                        self._note("score", None, "committee", f"evaluated subgroup {g} on the encrypted test set",
+                                   detail=f"{len(honest.coalitions)} models, {time.perf_counter() - started:.2f} s")
+                    rng = np.random.default_rng([cfg.seed, g, ev.index, 23])
+                    outputs = ee.tampered(honest, rng=rng) if ev.behaviour.tampers_outputs else honest
+                    data = outputs.to_bytes()
+                    cid, digest, salt = self._add(data), hashlib.sha256(data).digest(), rng.bytes(32)
+                    commitment = outputs_commitment(digest, cid, salt, ev.address)
+                    if ev.behaviour.copies and honest_commitment is not None:
+                        commitment = honest_commitment  # copied from an honest member's transaction
+                    elif not ev.behaviour.malicious and honest_commitment is None:
+                        honest_commitment = commitment
+                        self._honest_outputs[g] = (digest, cid, salt)
+                    self._tx("score", None, ev.account, F.commitScores(g, commitment),
+                             f"commit encrypted outputs of subgroup {g}", cid=cid, detail=f"digest {digest.hex()[:16]}...")
+                    self._output_reports.append((g, ev, digest, cid, salt))
+        finally:
+            if pool is not None:
+                pool.close()
 
     def _reward_encrypted(self) -> None:
         """Members reveal their outputs' digests; for each subgroup the owner decrypts the outputs a

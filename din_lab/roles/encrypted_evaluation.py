@@ -25,7 +25,17 @@ import tenseal as ts
 from torch import nn
 
 from din_lab.errors import ConfigError
-from din_lab.he import EncryptedTable, HEError, HEModel, HEParameterError, HEParams, Linear, Square, evaluate
+from din_lab.he import (
+    EncryptedTable,
+    EvaluationPool,
+    HEError,
+    HEModel,
+    HEParameterError,
+    HEParams,
+    Linear,
+    Square,
+    evaluate,
+)
 from din_lab.learning import unflatten
 from din_lab.learning.models import Square as TorchSquare
 from din_lab.roles.codec import Update
@@ -178,20 +188,20 @@ class EncryptedOutputs:
 
 def evaluate_contributions(*, module: nn.Module, members: Sequence[str], updates: dict[str, Update],
                            previous: np.ndarray, test_set: EncryptedTable, context: ts.Context, scorer: str,
-                           subgroup: int) -> EncryptedOutputs:
+                           subgroup: int, pool: EvaluationPool | None = None) -> EncryptedOutputs:
     """An evaluator's encrypted evaluation of its subgroup: for each coalition the scorer needs,
-    the encrypted logits of the coalition's model on the encrypted test set. Deterministic: every
-    honest member with the same accepted updates produces the same bytes."""
+    the encrypted logits of the coalition's model on the encrypted test set (on ``pool``'s worker
+    processes when given: the same bytes). Deterministic: every honest member with the same
+    accepted updates produces the same bytes."""
     players = [m for m in members if m in updates]
     linear = he_model(module).depth == 1
     coalitions = needed_coalitions(len(players), linear=linear, scorer=scorer)
     base = previous.astype(np.float64)
     deltas = np.stack([updates[m].delta.astype(np.float64) for m in players]) if players else np.zeros((0, base.size))
     weights = np.array([updates[m].samples for m in players], dtype=np.float64)
-    tables = []
-    for c in coalitions:
-        vector = coalition_vector(base, deltas, weights, c).astype(np.float32)  # the plaintext path's precision
-        tables.append(evaluate(he_model(module, vector), test_set, context=context))
+    models = [he_model(module, coalition_vector(base, deltas, weights, c).astype(np.float32))  # plaintext's precision
+              for c in coalitions]
+    tables = pool.evaluate(models) if pool is not None else [evaluate(m, test_set, context=context) for m in models]
     return EncryptedOutputs(subgroup=subgroup, players=tuple(players), samples=tuple(int(w) for w in weights),
                             coalitions=tuple(coalitions), linear=linear, test_set=test_set.digest().hex(),
                             tables=tuple(tables))
