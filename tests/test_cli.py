@@ -115,11 +115,13 @@ def test_run_refuses_bad_secagg_flags():
 
 @pytest.mark.slow
 def test_run_with_encrypted_evaluation_pays_as_plaintext(tmp_path):
-    """din-lab run --evaluation he completes a task; every reward is the plaintext run's within 0.5%."""
+    """din-lab run --evaluation he completes a task (its evaluators on two worker processes); every
+    reward is the plaintext run's within 0.5%."""
     rewards = {}
     for mode in ("he", "plaintext"):
         out = tmp_path / mode
-        r = run("run", "--evaluation", mode, "--no-progress", "--out", str(out))
+        workers = ["--he-workers", "2"] if mode == "he" else []
+        r = run("run", "--evaluation", mode, *workers, "--no-progress", "--out", str(out))
         assert r.returncode == 0, r.stderr
         summary = json.loads((out / "summary.json").read_text())
         assert summary["tokens"]["conserved"] is True
@@ -135,3 +137,5 @@ def test_run_refuses_models_he_cannot_evaluate():
     assert r.returncode == 2 and "mlp-square" in r.stderr
     r = run("run", "--evaluation", "rot13", "--no-progress")
     assert r.returncode == 2 and "invalid choice" in r.stderr
+    r = run("run", "--evaluation", "he", "--he-workers", "0", "--no-progress")
+    assert r.returncode == 2 and "he_workers" in r.stderr
