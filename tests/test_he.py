@@ -12,6 +12,8 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from din_lab.errors import ConfigError
 from din_lab.he import (
@@ -347,3 +349,28 @@ def test_the_evaluation_pool_refuses_bad_input_with_typed_errors():
             pool.evaluate([good])
         with pytest.raises(HEError, match="closed"):
             pool.evaluate([good])
+
+
+_DEPTH1_KEYS: list[OwnerKeys] = []
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 8), st.integers(1, 4), st.integers(0, 2**31 - 1), st.floats(0.01, 30.0),
+       st.floats(0.0, 0.5))
+def test_property_depth_one_logits_match_plaintext_within_the_stated_rounding(features, outputs, seed, scale, zeros):
+    """Any linear model whose logits stay below the parameters' output bound decrypts to its
+    plaintext logits within the weights' rounding (2^-19 per weight times |x|) plus the noise."""
+    if not _DEPTH1_KEYS:
+        _DEPTH1_KEYS.append(OwnerKeys(params_for_depth(1)))
+    keys = _DEPTH1_KEYS[0]
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=(features, outputs)) * scale / features
+    w[rng.random(w.shape) < zeros] = 0.0
+    x = rng.normal(size=(30, features))
+    model = HEModel(layers=(Linear(weight=w, bias=rng.normal(size=outputs)),))
+    reference = model.plaintext(x)
+    assert np.abs(reference).max() < keys.params.output_bound(1)
+    got = evaluate(model, encrypt_test_set(x, context=keys.context, params=keys.params),
+                   context=keys.context).decrypt(keys.context)
+    rounding = keys.params.min_weight * np.abs(x).sum(axis=1, keepdims=True)  # rounding or a substituted 0
+    assert (np.abs(got - reference) <= rounding + 1e-4 * (1 + np.abs(w).sum(axis=0))).all()
