@@ -342,6 +342,11 @@ def test_the_evaluation_pool_refuses_bad_input_with_typed_errors():
         with pytest.raises(HEError, match="features"):
             pool.evaluate([HEModel(layers=(Linear(weight=np.ones((5, 2)), bias=np.zeros(2)),))])
         good = HEModel(layers=(Linear(weight=np.ones((6, 2)), bias=np.zeros(2)),))
+        huge = HEModel(layers=(Linear(weight=np.full((6, 2), 1e15), bias=np.zeros(2)),))
+        with pytest.raises(HEError):
+            evaluate(huge, table, context=context)  # too large to encode, in this process ...
+        with pytest.raises(HEError, match="in a worker"):
+            pool.evaluate([good, huge])  # ... and in a worker, which answers with the error
         assert len(pool.evaluate([good])) == 1  # still usable after refusals
         pool._procs[0].kill()
         pool._procs[0].wait()

@@ -160,22 +160,26 @@ class EvaluationPool:
             load[least] += cost[k]
             shares[least].append(k)
         busy = [(proc, share) for proc, share in zip(self._procs, shares, strict=True) if len(share)]
-        for proc, share in busy:
-            try:
-                _send(proc.stdin, [jobs[k][1] for k in share])
-            except OSError as e:
-                self.close()
-                raise HEError(f"an encrypted-evaluation worker stopped (exit code {proc.poll()}): {e}") from e
         results: list[list[list[bytes]]] = [None] * len(jobs)  # type: ignore[list-item]
-        failure: BaseException | None = None
-        for proc, share in busy:  # read every answer, so the pipes stay in step after an error
-            try:
-                for k, cells in zip(share, self._answer(proc), strict=True):
-                    results[k] = cells
-            except HEError as e:
-                failure = failure or e
-        if isinstance(failure, _WorkerStopped):
-            self.close()  # the others may be mid-answer: start afresh rather than guess
+        failure: HEError | None = None
+        try:
+            for proc, share in busy:
+                try:
+                    _send(proc.stdin, [jobs[k][1] for k in share])
+                except OSError as e:
+                    raise _WorkerStopped(f"an encrypted-evaluation worker stopped (exit code {proc.poll()}): "
+                                         f"{e}") from e
+            for proc, share in busy:  # read every answer, so the pipes stay in step after a model's error
+                try:
+                    for k, cells in zip(share, self._answer(proc), strict=True):
+                        results[k] = cells
+                except _WorkerStopped:
+                    raise
+                except HEError as e:
+                    failure = failure or e
+        except BaseException:  # a worker gone, or an interrupt mid-exchange: the pipes are out of step
+            self.close()
+            raise
         if failure is not None:
             raise failure
         tables = []
