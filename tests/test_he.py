@@ -5,6 +5,7 @@ and models are refused with typed errors before any work."""
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 import textwrap
@@ -356,7 +357,9 @@ def test_the_evaluation_pool_refuses_bad_input_with_typed_errors():
             pool.evaluate([good])
 
 
-_DEPTH1_KEYS: list[OwnerKeys] = []
+@functools.cache
+def _depth1_keys() -> OwnerKeys:
+    return OwnerKeys(params_for_depth(1))
 
 
 @settings(max_examples=25, deadline=None)
@@ -365,9 +368,7 @@ _DEPTH1_KEYS: list[OwnerKeys] = []
 def test_property_depth_one_logits_match_plaintext_within_the_stated_rounding(features, outputs, seed, scale, zeros):
     """Any linear model whose logits stay below the parameters' output bound decrypts to its
     plaintext logits within the weights' rounding (2^-19 per weight times |x|) plus the noise."""
-    if not _DEPTH1_KEYS:
-        _DEPTH1_KEYS.append(OwnerKeys(params_for_depth(1)))
-    keys = _DEPTH1_KEYS[0]
+    keys = _depth1_keys()
     rng = np.random.default_rng(seed)
     w = rng.normal(size=(features, outputs)) * scale / features
     w[rng.random(w.shape) < zeros] = 0.0

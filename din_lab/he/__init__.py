@@ -27,7 +27,7 @@ committee-agreed output ciphertexts (by digest); the owner's decryption cannot b
 without its key, which it may be asked to reveal after the task (the test set is then public).
 """
 
-from din_lab.he.ciphertexts import EncryptedTable, encrypt_test_set
+from din_lab.he.ciphertexts import EncryptedTable, encrypt_test_set, framed, read_framed
 from din_lab.he.context import OwnerKeys, check_parameters, load_public_context, public_context_bytes
 from din_lab.he.evaluation import HEModel, Linear, Square, evaluate
 from din_lab.he.params import HEDepthError, HEError, HEParameterError, HEParams, SecretKeyError, params_for_depth
@@ -48,7 +48,9 @@ __all__ = [
     "check_parameters",
     "encrypt_test_set",
     "evaluate",
+    "framed",
     "load_public_context",
     "params_for_depth",
     "public_context_bytes",
+    "read_framed",
 ]

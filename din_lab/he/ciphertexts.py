@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,7 +27,7 @@ from din_lab.errors import ConfigError
 from din_lab.he.context import check_parameters
 from din_lab.he.params import HEError, HEParameterError, HEParams
 
-__all__ = ["EncryptedTable", "encrypt_test_set"]
+__all__ = ["EncryptedTable", "encrypt_test_set", "framed", "read_framed"]
 
 _MAGIC = b"DNHE"
 _VERSION = 1
@@ -35,6 +35,33 @@ KINDS = {"test-set": 1, "outputs": 2}
 _HEAD = struct.Struct(">4sBBI")
 _LEN = struct.Struct(">I")
 _MAX_HEADER = 4096
+
+
+def framed(blobs: Iterable[bytes]) -> bytes:
+    """``blobs`` each prefixed with its length (u32, big-endian): the body of both encrypted
+    formats (an :class:`EncryptedTable`'s ciphertexts, and the tables of a subgroup's outputs)."""
+    parts = []
+    for blob in blobs:
+        parts += [_LEN.pack(len(blob)), blob]
+    return b"".join(parts)
+
+
+def read_framed(data: bytes, *, start: int, count: int, what: str) -> list[bytes]:
+    """The ``count`` length-prefixed blobs :func:`framed` wrote from ``start`` to the very end of
+    ``data``; :class:`HEParameterError` naming ``what`` if they are truncated or bytes trail them."""
+    pos, blobs = start, []
+    for _ in range(count):
+        if pos + _LEN.size > len(data):
+            raise HEParameterError(f"{what}: truncated")
+        (n,) = _LEN.unpack_from(data, pos)
+        pos += _LEN.size
+        if pos + n > len(data):
+            raise HEParameterError(f"{what}: truncated")
+        blobs.append(data[pos:pos + n])
+        pos += n
+    if pos != len(data):
+        raise HEParameterError(f"{what}: {len(data) - pos} trailing bytes")
+    return blobs
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,12 +87,8 @@ class EncryptedTable:
         header = json.dumps({"params": json.loads(self.params.to_json()), "samples": self.samples,
                              "columns": self.columns, "chunks": self.chunks}, sort_keys=True,
                             separators=(",", ":")).encode()
-        parts = [_HEAD.pack(_MAGIC, _VERSION, KINDS[self.kind], len(header)), header]
-        for row in self.cells:
-            for ct in row:
-                blob = ct.serialize()
-                parts += [_LEN.pack(len(blob)), blob]
-        return b"".join(parts)
+        return (_HEAD.pack(_MAGIC, _VERSION, KINDS[self.kind], len(header)) + header
+                + framed(ct.serialize() for row in self.cells for ct in row))
 
     def digest(self) -> bytes:
         """SHA-256 of :meth:`to_bytes`: what committee members compare."""
@@ -99,30 +122,21 @@ class EncryptedTable:
                                    f"not fit {len(data)} bytes at {params.slots} slots per ciphertext")
         if recorded != params:
             raise HEParameterError(f"encrypted {kind} was made with {recorded.to_json()}, expected {params.to_json()}")
-        pos = _HEAD.size + hlen
+        blobs = read_framed(data, start=_HEAD.size + hlen, count=chunks * columns, what=f"encrypted {kind}")
         cells = []
-        for _ in range(chunks):
+        for k in range(chunks):
             row = []
-            for _ in range(columns):
-                if pos + _LEN.size > len(data):
-                    raise HEParameterError(f"encrypted {kind}: truncated")
-                (n,) = _LEN.unpack_from(data, pos)
-                pos += _LEN.size
-                if pos + n > len(data):
-                    raise HEParameterError(f"encrypted {kind}: truncated")
+            for blob in blobs[k * columns:(k + 1) * columns]:
                 try:
-                    vector = ts.ckks_vector_from(context, data[pos:pos + n])
+                    vector = ts.ckks_vector_from(context, blob)
                     size = vector.size()
                 except (ValueError, RuntimeError, TypeError) as e:
                     raise HEParameterError(f"encrypted {kind}: a ciphertext does not load under this context "
                                            f"({e})") from e
-                if size != min(params.slots, samples - len(cells) * params.slots):
-                    raise HEParameterError(f"encrypted {kind}: a ciphertext of chunk {len(cells)} holds {size} values")
+                if size != min(params.slots, samples - k * params.slots):
+                    raise HEParameterError(f"encrypted {kind}: a ciphertext of chunk {k} holds {size} values")
                 row.append(vector)
-                pos += n
             cells.append(tuple(row))
-        if pos != len(data):
-            raise HEParameterError(f"encrypted {kind}: {len(data) - pos} trailing bytes")
         return cls(kind=kind, params=params, samples=samples, columns=columns, cells=tuple(cells))
 
     def decrypt(self, secret_context: ts.Context) -> npt.NDArray[np.float64]:

@@ -35,6 +35,8 @@ from din_lab.he import (
     Linear,
     Square,
     evaluate,
+    framed,
+    read_framed,
 )
 from din_lab.learning import unflatten
 from din_lab.learning.models import Square as TorchSquare
@@ -80,7 +82,6 @@ def he_model(module: nn.Module, vector: np.ndarray | None = None) -> HEModel:
 _OUT_MAGIC = b"DNHO"
 _OUT_VERSION = 1
 _OUT_HEAD = struct.Struct(">4sBI")
-_OUT_LEN = struct.Struct(">I")
 _MAX_OUT_HEADER = 1 << 16
 TRUST_NOTE = ("the model owner holds the CKKS secret key and decrypts the committee-agreed outputs: it could "
               "misreport a decryption. What an auditor needs is public: the encrypted test set and public context "
@@ -123,11 +124,7 @@ class EncryptedOutputs:
         header = json.dumps({"subgroup": self.subgroup, "players": list(self.players), "samples": list(self.samples),
                              "coalitions": [list(c) for c in self.coalitions], "linear": self.linear,
                              "test_set": self.test_set}, sort_keys=True, separators=(",", ":")).encode()
-        parts = [_OUT_HEAD.pack(_OUT_MAGIC, _OUT_VERSION, len(header)), header]
-        for t in self.tables:
-            blob = t.to_bytes()
-            parts += [_OUT_LEN.pack(len(blob)), blob]
-        return b"".join(parts)
+        return _OUT_HEAD.pack(_OUT_MAGIC, _OUT_VERSION, len(header)) + header + framed(t.to_bytes() for t in self.tables)
 
     def digest(self) -> bytes:
         return hashlib.sha256(self.to_bytes()).digest()
@@ -168,18 +165,9 @@ class EncryptedOutputs:
                 or any(list(c) != sorted(set(c)) for c in coalitions) or len(set(coalitions)) != len(coalitions):
             raise HEParameterError("encrypted outputs: players, sample counts and coalitions do not fit together")
         subgroup, linear, test_set = h["subgroup"], h["linear"], h["test_set"]
-        pos, tables = _OUT_HEAD.size + hlen, []
-        for _ in coalitions:
-            if pos + _OUT_LEN.size > len(data):
-                raise HEParameterError("encrypted outputs: truncated")
-            (n,) = _OUT_LEN.unpack_from(data, pos)
-            pos += _OUT_LEN.size
-            if pos + n > len(data):
-                raise HEParameterError("encrypted outputs: truncated")
-            tables.append(EncryptedTable.from_bytes(data[pos:pos + n], context=context, kind="outputs", params=params))
-            pos += n
-        if pos != len(data):
-            raise HEParameterError(f"encrypted outputs: {len(data) - pos} trailing bytes")
+        tables = [EncryptedTable.from_bytes(blob, context=context, kind="outputs", params=params)
+                  for blob in read_framed(data, start=_OUT_HEAD.size + hlen, count=len(coalitions),
+                                          what="encrypted outputs")]
         if len({(t.samples, t.columns) for t in tables}) > 1:
             raise HEParameterError("encrypted outputs: the tables have different shapes")
         return cls(subgroup=subgroup, players=tuple(players), samples=tuple(samples), coalitions=tuple(coalitions),
