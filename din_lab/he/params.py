@@ -26,7 +26,7 @@ parameters with ``weight_scale_bits < scale_bits`` have no middle prime.
 
 Precision: weights are rounded to multiples of ``2^-weight_scale_bits``, so a logit moves by at
 most ``2^-(weight_scale_bits + 1) * sum |x|`` (about 1e-4 for the lab's standardized digits; the
-encryption noise adds about 2e-5 at N = 4096, scale 2^31). Weights below :attr:`HEParams.min_weight`
+encryption noise adds about 2e-6 per unit of a column's ``sum |w|`` at N = 4096, scale 2^31). Weights below :attr:`HEParams.min_weight`
 would encode as zero; see :mod:`din_lab.he.evaluation`.
 """
 
