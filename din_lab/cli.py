@@ -153,7 +153,7 @@ def _ipfs_daemon(args: argparse.Namespace) -> int:
     if not isinstance(store, EmbeddedStore):
         print("din-lab: error: the daemon serves an embedded store: give --repo DIR or --repo memory", file=sys.stderr)
         return 2
-    server = RpcServer(store, host="127.0.0.1", port=args.port)
+    server = RpcServer(store, host="127.0.0.1", port=args.port, allowed_origins=tuple(args.allow_origin))
     api_file = store.path / "api" if store.path else None
     if api_file:
         api_file.write_text(server.multiaddr + "/http\n")  # where Kubo's tools look for the API
@@ -271,6 +271,9 @@ def _add_ipfs_parser(sub: argparse._SubParsersAction) -> None:
     gc.set_defaults(func=_ipfs_gc)
     daemon = cmds.add_parser("daemon", help="serve the store over Kubo's RPC API on 127.0.0.1")
     daemon.add_argument("--port", type=int, default=5001, help="TCP port (default 5001 like Kubo; 0: a free one)")
+    daemon.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                        help="let web pages from ORIGIN (scheme://host[:port], or '*' for any) use the API, like "
+                             "Kubo's API.HTTPHeaders.Access-Control-Allow-Origin; repeatable. Other pages get 403")
     daemon.set_defaults(func=_ipfs_daemon)
 
 

@@ -2,7 +2,7 @@
 
 Tools written for IPFS (ipfshttpclient, the npm ``kubo-rpc-client``, curl, our own
 :class:`~din_lab.storage.kubo.KuboStore`) can then read and write the lab's content while a
-notebook runs. Served on 127.0.0.1 only. Like Kubo, every command is a ``POST /api/v0/<command>``
+notebook runs. Served on 127.0.0.1 by the CLI. Like Kubo, every command is a ``POST /api/v0/<command>``
 with its arguments in the query string (``arg=...``) and files as ``multipart/form-data``
 (chunked request bodies included); errors are JSON ``{"Message", "Code", "Type": "error"}``
 with status 400 (bad argument) or 500, and ``GET`` is refused with 405.
@@ -13,16 +13,30 @@ Commands: ``add`` (``cid-version``, ``raw-leaves``, ``only-hash``, ``pin``, ``ch
 change the result in ways the embedded store does not implement (``trickle``,
 ``wrap-with-directory``, ``nocopy``, ``inline``, another hash or chunker, directories) are
 refused with an error rather than ignored, so a CID is never silently different from Kubo's.
+
+Browsers. Like Kubo, a request is refused with ``403 - Forbidden`` (plain text) before any command
+runs when a web page could have sent it: its ``Origin``, or the origin of its ``Referer``, is not
+one of the daemon's own (``http(s)://127.0.0.1:PORT``, ``[::1]``, ``localhost`` and the bind
+address, on the port it listens on) nor one given in ``allowed_origins`` (``"*"``: any, as in
+Kubo's ``API.HTTPHeaders.Access-Control-Allow-Origin``); or it is a ``POST`` from a browser
+(``User-Agent: Mozilla...``) with neither header. An allowed cross-origin request is answered with
+``Access-Control-Allow-Origin``; a preflight (``OPTIONS``) from any other origin gets 403 (Kubo
+answers it without CORS headers, which browsers treat the same way). Against DNS rebinding the
+``Host`` (and an absolute request target's authority) must name a loopback address,
+``localhost`` or the bind address, port or not: anything else is 403; a missing Host in HTTP/1.1,
+two of them, or a malformed one is 400 (RFC 9112 section 3.2). Clients outside a browser (curl,
+Python, Node) send no ``Origin`` and are unaffected.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, BinaryIO
@@ -280,6 +294,63 @@ def _import_params(query: dict[str, list[str]]) -> ImportParams:
         raise _BadRequest(str(e)) from e
 
 
+# ---------------------------------------------------------------------------------------------
+# browsers: which origins and hosts may use the API (Kubo's CSRF checks, and DNS rebinding)
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_MAX_REFUSED_BODY = 1 << 20  # read (and drop) this much of a refused request's body before closing
+_HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[^\[\]:/@\s]*)(?::(\d*))?")
+_HEADER_LIST = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+(?:\s*,\s*[A-Za-z0-9!#$%&'*+.^_`|~-]+)*")
+
+
+def _origin_of(url: str, *, strict: bool) -> str | None:
+    """The origin ``scheme://host[:port]`` of ``url`` as a browser serializes it (lower case,
+    default port left out); with ``strict``, None unless ``url`` is an origin and nothing more."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:  # a bad port or bracket
+        return None
+    scheme, host = parts.scheme.lower(), parts.hostname
+    if not scheme or not host:
+        return None
+    if strict and (parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc):
+        return None
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}" if port is None or port == _DEFAULT_PORTS.get(scheme) else f"{scheme}://{host}:{port}"
+
+
+def _host_name(value: str) -> str | None:
+    """The host of a ``Host`` header (``name``, ``name:port``, ``[v6]:port``), lower case and
+    without brackets; None if the value is malformed."""
+    match = _HOST.fullmatch(value.strip())
+    return match.group(1).strip("[]").lower() if match else None
+
+
+def _is_loopback(name: str) -> bool:
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _allowed_origins(origins: Iterable[str]) -> tuple[str, ...]:
+    """``origins`` checked and normalized; ConfigError names the first that is not an origin."""
+    if isinstance(origins, str):
+        raise ConfigError(f"allowed_origins must be a sequence of origins, not the string {origins!r}")
+    normalized = []
+    for origin in origins:
+        value = "*" if origin.strip() == "*" else _origin_of(origin, strict=True)
+        if value is None:
+            raise ConfigError(f"not an origin: {origin!r} (expected scheme://host[:port], e.g. http://localhost:8888, or *)")
+        normalized.append(value)
+    return tuple(normalized)
+
+
 _PEER_ID = _stand_in_peer_id()
 
 
@@ -290,6 +361,116 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         log.debug("rpc %s %s", self.address_string(), format % args)
+
+    # -- who may ask: checked once the headers are read, before any body or command --------
+
+    def parse_request(self) -> bool:
+        self._checked = False
+        self._cors_origin: str | None = None  # echoed in Access-Control-Allow-Origin
+        if not super().parse_request():
+            return False
+        return self._check_caller(drain=True)
+
+    def handle_expect_100(self) -> bool:
+        # before "100 Continue": a refused client is told so without sending its body
+        return self._check_caller(drain=False) and super().handle_expect_100()
+
+    def _check_caller(self, *, drain: bool) -> bool:
+        if self._checked:
+            return True
+        refusal = self._refusal()
+        if refusal is None:
+            self._checked = True
+            return True
+        status, reason = refusal
+        log.warning("rpc refused %s %.200r from %s: %s (Host %.100r, Origin %.100r, Referer %.100r)",
+                    self.command, self.path, self.client_address[0], reason, self.headers.get("Host"),
+                    self.headers.get("Origin"), self.headers.get("Referer"))
+        self._refuse(status, reason, drain=drain)
+        return False
+
+    def _refusal(self) -> tuple[int, str] | None:
+        """(status, reason) if this request must not be served, else None (Kubo's checks, and Host)."""
+        server = self.server
+        hosts = self.headers.get_all("Host") or []
+        if len(hosts) > 1:
+            return 400, "more than one Host header"
+        if not hosts and self.request_version >= "HTTP/1.1":
+            return 400, "missing required Host header"
+        authorities = list(hosts)
+        if not self.path.startswith("/") and self.path != "*":  # absolute form: its authority wins over Host
+            target = urlsplit(self.path)
+            if target.scheme.lower() not in ("http", "https") or not target.netloc:
+                return 400, "malformed request target"
+            authorities.append(target.netloc)
+        for authority in authorities:
+            name = _host_name(authority)
+            if name is None:
+                return 400, "malformed Host header"
+            if not server.host_allowed(name):
+                return 403, "Host is not this daemon (loopback, localhost or its bind address): DNS rebinding?"
+        origins = [value for value in self.headers.get_all("Origin") or [] if value.strip()]
+        for value in origins:
+            if not server.origin_allowed(value):
+                return 403, "cross-origin request refused (din-lab ipfs daemon --allow-origin ORIGIN to allow one)"
+        referer = self.headers.get("Referer", "").strip()
+        if referer:
+            origin = _origin_of(referer, strict=False)
+            if origin is None or not server.origin_allowed(origin):
+                return 403, "request from a page of another origin refused (Referer)"
+        if (self.command == "POST" and not origins and not referer
+                and self.headers.get("User-Agent", "").startswith("Mozilla")):
+            return 403, "a browser request without Origin or Referer"  # as Kubo: browsers always send one
+        if origins:
+            self._cors_origin = _origin_of(origins[0], strict=True) or "*"
+        return None
+
+    def _refuse(self, status: int, reason: str, *, drain: bool) -> None:
+        """Answer ``status`` in plain text like Kubo, without reading the request beyond its headers
+        (a little of its body is read and dropped, so the client sees the answer, not a reset)."""
+        self.close_connection = True
+        if drain:
+            try:
+                read, left = self._body_reader(), _MAX_REFUSED_BODY
+                while left > 0 and (data := read(min(1 << 16, left))):
+                    left -= len(data)
+            except (ValueError, OSError, _BadRequest):
+                pass
+        body = f"{status} - {HTTPStatus(status).phrase}: {reason}\n".encode()
+        self._cors_origin = None
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("X-Content-Type-Options", "nosniff")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:
+            pass
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        super().send_response(code, message)
+        if getattr(self, "_cors_origin", None):
+            self.send_header("Access-Control-Allow-Origin", self._cors_origin)
+            self.send_header("Vary", "Origin")
+            self.send_header("Access-Control-Expose-Headers",
+                             "X-Stream-Output, X-Chunked-Output, X-Content-Length, X-Stream-Error")
+
+    def do_OPTIONS(self) -> None:  # noqa: N802 - http.server's naming
+        """A CORS preflight from an allowed origin (others never get here), or a plain OPTIONS."""
+        self._discard_body()
+        self.send_response(HTTPStatus.NO_CONTENT)
+        if self._cors_origin and self.headers.get("Access-Control-Request-Method"):
+            self.send_header("Access-Control-Allow-Methods", "POST")
+            requested = self.headers.get("Access-Control-Request-Headers", "").strip()
+            if _HEADER_LIST.fullmatch(requested):
+                self.send_header("Access-Control-Allow-Headers", requested)
+            self.send_header("Access-Control-Max-Age", "600")
+        else:
+            self.send_header("Allow", "OPTIONS, POST")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -608,14 +789,41 @@ class RpcServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, store: ContentStore, *, host: str = "127.0.0.1", port: int = 5001) -> None:
+    def __init__(self, store: ContentStore, *, host: str = "127.0.0.1", port: int = 5001,
+                 allowed_origins: tuple[str, ...] = ()) -> None:
+        """``allowed_origins``: web origins (``scheme://host[:port]``, or ``"*"`` for any) whose
+        pages may use the API besides the daemon's own, like Kubo's
+        ``API.HTTPHeaders.Access-Control-Allow-Origin``. ConfigError if one is not an origin."""
         self.store = store
+        extra = _allowed_origins(allowed_origins)
+        if "*" in extra:
+            log.warning("allowed_origins has '*': any web page open in a browser here can add, pin and gc content")
         try:
             super().__init__((host, port), _Handler)
         except OSError as e:
             raise StorageError(f"cannot listen on {host}:{port}: {e.strerror or e}"
                                f"{' (is a Kubo daemon running? choose --port)' if e.errno == 98 else ''}") from e
         self._thread: threading.Thread | None = None
+        self._hosts = frozenset(filter(None, {host.strip("[]").lower(), str(self.server_address[0]).lower()}))
+        own = [f"{scheme}://{name}:{self.port}" for scheme in ("http", "https")
+               for name in ("127.0.0.1", "[::1]", "localhost", *sorted(self._hosts))]
+        self._origins = frozenset(filter(None, (_origin_of(o, strict=True) for o in own))) | frozenset(extra)
+
+    @property
+    def allowed_origins(self) -> frozenset[str]:
+        """Every origin whose pages may use the API: the daemon's own and those given."""
+        return self._origins
+
+    def origin_allowed(self, origin: str) -> bool:
+        """True if a request with this ``Origin`` (or Referer's origin) may be served."""
+        if "*" in self._origins:
+            return True
+        normalized = _origin_of(origin, strict=True)
+        return normalized is not None and normalized in self._origins
+
+    def host_allowed(self, name: str) -> bool:
+        """True if ``name`` (a Host header's host, lower case, no brackets or port) names this daemon."""
+        return _is_loopback(name) or name in self._hosts
 
     @property
     def port(self) -> int:
