@@ -11,7 +11,7 @@ const solc = require("solc");
 
 const SRC = path.join(__dirname, "src");
 const OUT = path.join(__dirname, "..", "din_lab", "chain", "artifacts");
-const CONTRACTS = ["DINToken", "EvaluatorRegistry", "DINTask", "DINTaskFactory", "Allowlist", "BlockFlowReference"];
+const CONTRACTS = ["DINToken", "EvaluatorRegistry", "DINTask", "DINTaskScoring", "DINTaskFactory", "Allowlist", "BlockFlowReference"];
 const SETTINGS = {
   optimizer: { enabled: true, runs: 200 },
   viaIR: true,
@@ -46,6 +46,15 @@ function build() {
       if (runtime > 24576) { console.error(`${name}: runtime ${runtime} bytes exceeds EIP-170`); process.exit(3); }
       artifacts[name] = { contractName: name, sourceName: file, abi: c.abi, bytecode: "0x" + c.evm.bytecode.object, runtimeSize: runtime };
     }
+  }
+  // a task is one address: DINTask delegates what it does not know to DINTaskScoring, so its
+  // artifact's ABI is the union of both (one entry per signature)
+  const key = (e) => e.type + " " + (e.name || "") + "(" + (e.inputs || []).map((i) => i.type).join(",") + ")";
+  const seen = new Set(artifacts.DINTask.abi.map(key));
+  for (const e of artifacts.DINTaskScoring.abi) {
+    if (e.type === "constructor" || seen.has(key(e))) continue;
+    artifacts.DINTask.abi.push(e);
+    seen.add(key(e));
   }
   const hashes = {};
   for (const [f, s] of Object.entries(sources)) hashes[f] = crypto.createHash("sha256").update(s.content).digest("hex");

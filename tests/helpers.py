@@ -15,6 +15,8 @@ from din_lab.chain.din import (
     cid_arg,
     create_task,
     deploy,
+    mine_past_seed,
+    opt_in,
     result_commitment,
     scores_commitment,
 )
@@ -23,9 +25,9 @@ from din_lab.cid import Cid
 N_PARTICIPANTS = 20
 N_EVALUATORS = 10
 N_STAKED = 5
-MIN_STAKE = 100 * WAD
-STAKE = 500 * WAD
-COOLDOWN = 50
+MIN_BOND = 100 * WAD
+STAKE = 500 * WAD  # each opted-in evaluator's bond in the default task
+MIN_WINDOW = 10
 
 
 def cid(text: str) -> Cid:
@@ -37,15 +39,14 @@ def salt(i: Any) -> bytes:
 
 
 def deploy_network(chain: Chain) -> DinDeployment:
+    """The shared contracts; the public-goods fund is account 2. Evaluators hold tokens and bond
+    them to each task they opt in to (``Net.opt_in``)."""
     a = chain.accounts
-    din = deploy(chain, deployer=a[0], min_stake=MIN_STAKE, unstake_cooldown=COOLDOWN)
+    din = deploy(chain, deployer=a[0], public_goods_fund=a[2].address, min_bond=MIN_BOND, min_window=MIN_WINDOW)
     T = din.token.functions
     chain.transact(T.transfer(a[1].address, 100_000 * WAD), sender=a[0])
     for e in a[23:23 + N_EVALUATORS]:
         chain.transact(T.transfer(e.address, 1_000 * WAD), sender=a[0])
-    for e in a[23:23 + N_STAKED]:
-        chain.transact(T.approve(din.registry.address, 10_000 * WAD), sender=e)
-        chain.transact(din.registry.functions.stake(STAKE), sender=e)
     return din
 
 
@@ -106,8 +107,9 @@ class Net:
     def default_params(self, **overrides) -> TaskParams:
         p = TaskParams(
             genesis_model=cid("genesis"), reward_deposit=1_000 * WAD, fee_budget=100 * WAD, evaluator_fee=2 * WAD,
-            slash_amount=50 * WAD, rounds=2, subgroup_size=3, evaluators_per_subgroup=3, public_goods_bps=1_000,
-            public_goods_fund=self.fund.address, submission_window=30, commit_window=30, reveal_window=30,
+            evaluator_bond=STAKE, slash_amount=50 * WAD, rounds=2, max_participants=N_PARTICIPANTS, subgroup_size=3, evaluators_per_subgroup=3,
+            public_goods_bps=1_000, registration_window=200, submission_window=30, commit_window=30,
+            reveal_window=30, publish_window=30,
         )
         return replace(p, **overrides)
 
@@ -119,10 +121,21 @@ class Net:
         for p in participants if participants is not None else self.participants[:6]:
             self.tx(task.functions.register(hashlib.sha256(f"pk {p.address}".encode()).digest()), p)
 
-    def started_task(self, n_participants: int = 6, **overrides):
+    def opt_in(self, task, evaluators=None):
+        for e in evaluators if evaluators is not None else self.staked:
+            opt_in(self.chain, task, evaluator=e)
+
+    def draw(self, task):
+        """Mine past the pending draw's seed block and draw the round (anyone may)."""
+        mine_past_seed(self.chain, task)
+        return self.tx(task.functions.drawRound(), self.stranger)
+
+    def started_task(self, n_participants: int = 6, evaluators=None, **overrides):
         task = self.make_task(**overrides)
         self.register(task, self.participants[:n_participants])
+        self.opt_in(task, evaluators)
         self.tx(task.functions.startTraining(), self.owner)
+        self.draw(task)
         return task
 
     def round_info(self, task, r):
@@ -175,11 +188,14 @@ class Net:
     def stranger(self):
         return self.strangers[0]
 
-    def publish(self, task, r):
-        return self.tx(task.functions.publishGlobalModel(r, cid(f"global {r}").to_chain()), self.owner)
+    def publish(self, task, r, *, draw=True):
+        receipt = self.tx(task.functions.publishGlobalModel(r, cid(f"global {r}").to_chain()), self.owner)
+        if draw:
+            self.draw(task)
+        return receipt
 
     def train_to_scoring(self, task):
-        rounds = self.call(task.functions.params())[5]
+        rounds = self.call(task.functions.params())[6]
         for r in range(rounds):
             self.submit_all(task, r)
             self.vote_round(task, r)

@@ -12,7 +12,7 @@ from din_lab.chain import reverts
 from din_lab.chain.din import WAD, Phase, SubgroupStatus, cid_arg, result_commitment, scores_commitment, sign_update
 from din_lab.cid import Cid
 from din_lab.errors import ContractRevert
-from tests.helpers import COOLDOWN, MIN_STAKE, STAKE, cid, salt
+from tests.helpers import STAKE, cid, salt
 
 
 def expect_revert(net, fn, sender, error: type[ContractRevert], probe=None, **args):
@@ -42,41 +42,45 @@ def test_token_fixed_supply_and_transfer_errors(net):
 # ------------------------------------------------------------------ registry
 
 
-def test_stake_request_unstake_withdraw(net):
-    R = net.din.registry.functions
+def test_opt_in_bond_opt_out_and_withdraw(net):
+    task = net.make_task()
+    F = net.din.token.functions
     ev = net.evaluators[6]
-    net.tx(net.din.token.functions.approve(net.din.registry.address, STAKE), ev)
-    expect_revert(net, R.stake(MIN_STAKE - 1), ev, reverts.StakeBelowMinimum, stake=MIN_STAKE - 1, minimum=MIN_STAKE)
-    expect_revert(net, R.stake(0), ev, reverts.ZeroAmount)
-    expect_revert(net, R.requestUnstake(), ev, reverts.NotStaked)
-    expect_revert(net, R.withdraw(), ev, reverts.UnstakeNotRequested)
-    before = net.call(R.eligibleCount())
-    net.tx(R.stake(MIN_STAKE), ev)
-    assert net.call(R.isEligible(ev.address))
-    assert net.call(R.eligibleCount()) == before + 1
-    net.tx(R.stake(1), ev)  # topping up needs no minimum
-    assert net.call(R.stakeOf(ev.address)) == MIN_STAKE + 1
-    receipt = net.tx(R.requestUnstake(), ev)
-    unlock = receipt.block + COOLDOWN
-    assert not net.call(R.isEligible(ev.address))
-    expect_revert(net, R.requestUnstake(), ev, reverts.AlreadyUnstaking)
-    expect_revert(net, R.stake(MIN_STAKE), ev, reverts.AlreadyUnstaking)
-    expect_revert(net, R.withdraw(), ev, reverts.CooldownActive, untilBlock=unlock)
-    net.chain.mine_to(unlock)
+    expect_revert(net, task.functions.optIn(), ev, reverts.ERC20InsufficientAllowance)
+    expect_revert(net, task.functions.optOut(), ev, reverts.NotOptedIn)
+    net.tx(F.approve(task.address, 2 * STAKE), ev)
     balance = net.balance(ev.address)
-    net.tx(R.withdraw(), ev)
-    assert net.balance(ev.address) == balance + MIN_STAKE + 1
-    assert net.call(R.stakeOf(ev.address)) == 0
+    receipt = net.tx(task.functions.optIn(), ev)
+    assert receipt.event("EvaluatorOptedIn").args["bond"] == STAKE
+    assert net.balance(ev.address) == balance - STAKE
+    assert net.call(task.functions.bondOf(ev.address)) == STAKE
+    assert net.call(task.functions.evaluators()) == [ev.address]
+    expect_revert(net, task.functions.optIn(), ev, reverts.AlreadyOptedIn)
+    expect_revert(net, task.functions.withdrawBond(), ev, reverts.WrongPhase)  # locked until the task ends
+    net.tx(task.functions.optOut(), ev)  # before training: leaves with everything
+    assert net.balance(ev.address) == balance
+    assert net.call(task.functions.evaluatorCount()) == 0
+    assert net.call(task.functions.liabilities()) == net.balance(task.address)
 
 
-def test_registry_admin_and_slash_access(net):
-    R = net.din.registry.functions
-    expect_revert(net, R.setFactory(net.stranger.address), net.stranger, reverts.NotAdmin)
-    expect_revert(net, R.setFactory(net.stranger.address), net.deployer, reverts.FactoryAlreadySet)
-    expect_revert(net, R.trustTask(net.stranger.address), net.stranger, reverts.NotFactory)
-    expect_revert(net, R.slash(net.staked[0].address, 1), net.stranger, reverts.UntrustedTask)
-    assert net.call(R.eligibleEvaluators()) == [e.address for e in net.staked]
-    assert net.call(R.eligibleAt(0)) == net.staked[0].address
+def test_bond_is_locked_until_the_task_ends(net):
+    task = net.started_task()
+    ev = net.staked[0]
+    expect_revert(net, task.functions.optOut(), ev, reverts.WrongPhase)
+    expect_revert(net, task.functions.withdrawBond(), ev, reverts.WrongPhase)
+    net.run_to_finished(task)
+    balance = net.balance(ev.address)
+    bond = net.call(task.functions.bondOf(ev.address))
+    net.tx(task.functions.withdrawBond(), ev)
+    assert net.balance(ev.address) == balance + bond
+    expect_revert(net, task.functions.withdrawBond(), ev, reverts.NothingToClaim)
+
+
+def test_opt_in_cap(net):
+    task = net.make_task(max_evaluators=3)
+    net.opt_in(task, net.staked[:3])
+    net.tx(net.din.token.functions.approve(task.address, STAKE), net.staked[3])
+    expect_revert(net, task.functions.optIn(), net.staked[3], reverts.EvaluatorLimit, limit=3)
 
 
 def test_evaluator_publishes_its_x25519_key(net):
@@ -91,22 +95,17 @@ def test_evaluator_publishes_its_x25519_key(net):
     assert net.call(R.publicKeyOf(ev.address)) == b"\x08" * 32
 
 
-def test_slashed_evaluator_is_banned_and_keeps_only_the_rest(net):
+def test_slashed_evaluator_is_banned_in_this_task_only(net):
     task = net.started_task()
     lazy = net.committee(task, 0, 0)[0]
     net.submit_all(task, 0)
     net.vote_round(task, 0, silent={lazy.address})
-    R = net.din.registry.functions
-    assert net.call(R.evaluators(lazy.address))[2]  # banned
-    assert not net.call(R.isEligible(lazy.address))
     slashed = sum(e.args["amount"] for e in net.chain.events.where("EvaluatorSlashed", evaluator=lazy.address))
-    assert net.call(R.stakeOf(lazy.address)) == STAKE - slashed
+    assert slashed == net.params.slash_amount
+    assert net.call(task.functions.bannedAt(lazy.address)) > 0
+    assert net.call(task.functions.bondOf(lazy.address)) == STAKE - slashed
     assert net.call(task.functions.claimable(net.fund.address)) == slashed
-    expect_revert(net, R.stake(MIN_STAKE), lazy, reverts.EvaluatorBanned)
-    net.tx(R.requestUnstake(), lazy)
-    net.chain.mine(COOLDOWN)
-    net.tx(R.withdraw(), lazy)
-    assert net.call(R.stakeOf(lazy.address)) == 0
+    assert net.call(task.functions.activeEvaluators()) == len(net.staked) - 1
 
 
 # ------------------------------------------------------------------ factory and initialize
@@ -120,7 +119,6 @@ def test_create_task_pulls_the_deposit(net):
     assert net.balance(net.owner.address) == before - p.reward_deposit - p.fee_budget
     assert net.call(task.functions.owner()) == net.owner.address
     assert net.call(task.functions.phase()) == Phase.REGISTRATION
-    assert net.call(net.din.registry.functions.trustedTask(task.address))
     assert net.call(net.din.factory.functions.taskCount()) == 1
     assert net.call(task.functions.liabilities()) == p.reward_deposit + p.fee_budget
 
@@ -138,12 +136,24 @@ def test_deposit_above_allowance_or_balance(net):
 
 @pytest.mark.parametrize("field,value,reason", [
     ("reward_deposit", 0, "rewardDeposit is zero"),
-    ("rounds", 0, "rounds is zero"),
+    ("rounds", 0, "rounds outside 1..64"),
+    ("rounds", 65, "rounds outside 1..64"),
     ("subgroup_size", 0, "subgroupSize is zero"),
-    ("evaluators_per_subgroup", 0, "evaluatorsPerSubgroup is zero"),
+    ("evaluators_per_subgroup", 0, "committee not odd in 1..15"),
+    ("evaluators_per_subgroup", 4, "committee not odd in 1..15"),
+    ("evaluators_per_subgroup", 17, "committee not odd in 1..15"),
+    ("max_participants", 2, "maxParticipants outside subgroupSize..2000"),
+    ("max_participants", 2_001, "maxParticipants outside subgroupSize..2000"),
+    ("max_evaluators", 2, "maxEvaluators outside committee..200"),
     ("public_goods_bps", 10_001, "publicGoodsBps above 10000"),
-    ("public_goods_fund", "0x0000000000000000000000000000000000000000", "publicGoodsFund is zero"),
-    ("commit_window", 0, "a window is zero"),
+    ("evaluator_bond", 99 * WAD, "evaluatorBond below minBond"),
+    ("slash_amount", 0, "slashAmount outside 1..evaluatorBond"),
+    ("slash_amount", 2**255, "slashAmount outside 1..evaluatorBond"),
+    ("commit_window", 9, "a window is shorter than minWindow"),
+    ("submission_window", 1, "a window is shorter than minWindow"),
+    ("share_window", 3, "a window is shorter than minWindow"),
+    ("publish_window", 0, "a window is shorter than minWindow"),
+    ("registration_window", 1, "a window is shorter than minWindow"),
 ])
 def test_invalid_task_parameters(net, field, value, reason):
     p = net.default_params(**{field: value})
@@ -161,7 +171,8 @@ def test_malformed_genesis_cid(net):
 
 def test_clone_and_implementation_cannot_be_reinitialised(net):
     task = net.make_task()
-    args = (net.owner.address, net.params.to_chain(), net.din.token.address, net.din.registry.address)
+    args = (net.owner.address, net.params.to_chain(), net.din.token.address, net.din.registry.address,
+            net.stranger.address)
     expect_revert(net, task.functions.initialize(*args), net.stranger, reverts.AlreadyInitialized)
     expect_revert(net, net.din.implementation.functions.initialize(*args), net.stranger, reverts.AlreadyInitialized)
 
@@ -198,8 +209,12 @@ def test_start_training_conditions(net):
     expect_revert(net, F.startTraining(), net.stranger, reverts.NotOwner)
     expect_revert(net, F.startTraining(), net.owner, reverts.NotEnoughParticipants, have=2, need=3)
     net.register(task, net.participants[2:3])
+    net.opt_in(task, net.staked[:2])
+    expect_revert(net, F.startTraining(), net.owner, reverts.NotEnoughEvaluators, have=2, need=3)
+    net.opt_in(task, net.staked[2:3])
     net.tx(F.startTraining(), net.owner)
     assert net.call(F.phase()) == Phase.TRAINING
+    expect_revert(net, F.optIn(), net.staked[3], reverts.WrongPhase)  # the evaluators are fixed
     expect_revert(net, F.startTraining(), net.owner, reverts.WrongPhase, expected=Phase.REGISTRATION,
                   actual=Phase.TRAINING)
     expect_revert(net, F.register(b"\x01" * 32), net.participants[5], reverts.WrongPhase)
@@ -207,15 +222,16 @@ def test_start_training_conditions(net):
 
 
 def test_not_enough_evaluators(net):
-    task = net.make_task(evaluators_per_subgroup=6)  # 5 are staked
+    task = net.make_task(evaluators_per_subgroup=7)
     net.register(task)
-    expect_revert(net, task.functions.startTraining(), net.owner, reverts.NotEnoughEvaluators, have=5, need=6)
+    net.opt_in(task)  # 5 opt in
+    expect_revert(net, task.functions.startTraining(), net.owner, reverts.NotEnoughEvaluators, have=5, need=7)
 
 
 def test_cancel_refunds_everything(net):
     task = net.make_task()
     F = task.functions
-    expect_revert(net, F.cancel(), net.stranger, reverts.NotOwner)
+    expect_revert(net, F.cancel(), net.stranger, reverts.DeadlineNotPassed)
     net.tx(F.cancel(), net.owner)
     assert net.call(F.phase()) == Phase.CANCELLED
     before = net.balance(net.owner.address)
@@ -268,7 +284,11 @@ def test_relayed_batch(net):
     net.tx(F.submitUpdatesRelayed(0, batch), net.stranger)  # anyone may relay
     assert net.call(F.roundInfo(0))[6] == 4
     assert all(net.call(F.hasSubmitted(0, p.address)) for p in parts[:4])
-    expect_revert(net, F.submitUpdatesRelayed(0, batch[:1]), net.stranger, reverts.AlreadySubmitted)
+    # an entry already recorded is skipped, not fatal to its batch
+    late = sign_update(participant=parts[4], task=task, chain_id=net.chain.chain_id, round_=0, update=cid("u 4"))
+    receipt = net.tx(F.submitUpdatesRelayed(0, [batch[0], late]), net.stranger)
+    assert [e.args["participant"] for e in receipt.events if e.event == "UpdateSubmitted"] == [parts[4].address]
+    assert net.call(F.roundInfo(0))[6] == 5
 
 
 def test_submissions_digest_is_a_hash_chain_of_the_events(net):
@@ -368,9 +388,16 @@ def test_no_majority_opens_a_dispute_with_a_larger_committee(net):
     net.vote_round(task, 0, wrong={c[0].address, c[1].address}, finalize=False)  # three different results
     net.to_finalize(task, 0)
     receipt = net.tx(F.finalizeSubgroup(0, 0), net.stranger)
-    assert receipt.event("DisputeOpened")
+    seed_block = receipt.event("DisputeOpened").args["seedBlock"]
+    assert net.committee(task, 0, 0, cohort=1) == []  # drawn only once its seed block exists
+    expect_revert(net, F.commitResult(0, 0, b"\1" * 32), c[0], reverts.WindowNotOpen)
+    expect_revert(net, F.drawDispute(0, 0), net.stranger, reverts.WindowNotOpen, opensAfterBlock=seed_block)
+    net.chain.mine_to(seed_block + 1)
+    net.tx(F.drawDispute(0, 0), net.stranger)
+    expect_revert(net, F.drawDispute(0, 0), net.stranger, reverts.NoDrawPending)
     dispute = net.committee(task, 0, 0, cohort=1)
-    assert len(dispute) == 5  # min(2*3+1, 5 eligible)
+    assert len(dispute) == 2  # min(2*3+1, 5 opted in - the 3 of the first committee)
+    assert not set(dispute) & set(c)
     info = net.call(F.subgroupInfo(0, 0))
     assert info[3] == SubgroupStatus.PENDING and info[4] == 1
     truth = cid("r0g0")
@@ -396,7 +423,9 @@ def test_publish_and_next_round(net):
     expect_revert(net, F.publishGlobalModel(0, cid("g").to_chain()), net.stranger, reverts.NotOwner)
     expect_revert(net, F.publishGlobalModel(0, (b"\0" * 32, 0)), net.owner, reverts.MalformedCid)
     seed0 = net.round_info(task, 0)[0]
-    net.publish(task, 0)
+    net.publish(task, 0, draw=False)
+    expect_revert(net, F.drawRound(), net.stranger, reverts.WindowNotOpen)
+    net.draw(task)
     assert net.call(F.currentRound()) == 1
     assert net.round_info(task, 1)[0] != seed0
     expect_revert(net, F.publishGlobalModel(0, cid("g").to_chain()), net.owner, reverts.WrongRound)
@@ -505,13 +534,16 @@ def test_extreme_scorer_is_slashed(net):
     assert all(net.call(F.scoreOf(a.address)) == 6 * WAD // 10 for a in net.registered(task))
 
 
-def test_all_zero_scores_refund_the_pool_to_the_owner(net):
+def test_all_zero_scores_pay_the_contributors_equally(net):
+    """No scoring can hand the participant pool back to the owner while there were accepted
+    submissions: all-zero scores share it equally among the final round's contributors."""
     task = net.started_task(n_participants=3)
     F = task.functions
     net.run_to_finished(task, score_fn=lambda ev, m, q: 0)
-    assert net.call(F.participantPool()) == 0
     p = net.params
+    pool = p.reward_deposit - p.reward_deposit * p.public_goods_bps // 10_000
+    assert net.call(F.participantPool()) == pool
     fees = sum(e.args["amount"] for e in net.chain.events.where("FeePaid", address=task.address))
-    public_goods = p.reward_deposit * p.public_goods_bps // 10_000
-    assert net.call(F.claimable(net.owner.address)) == p.reward_deposit - public_goods + p.fee_budget - fees
-    assert net.call(F.rewardOf(net.registered(task)[0].address)) == 0
+    assert net.call(F.claimable(net.owner.address)) == p.fee_budget - fees
+    shares = [net.call(F.rewardOf(a.address)) for a in net.registered(task)]
+    assert sum(shares) == pool and max(shares) - min(shares) <= 1

@@ -3,261 +3,68 @@ pragma solidity 0.8.37;
 
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
-import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {Cid, CidLib} from "./lib/CidLib.sol";
 import {Shuffle} from "./lib/Shuffle.sol";
-import {BlockFlowScoring} from "./lib/BlockFlowScoring.sol";
 import {EvaluatorRegistry} from "./EvaluatorRegistry.sol";
 import {IIdentityRegistry} from "./interfaces/IIdentityRegistry.sol";
-
-/// @notice What a Model Owner fixes when creating a task (paper 5.1 step 1).
-struct TaskParams {
-    Cid genesisModel;
-    uint256 rewardDeposit; // split among participants by score (less the public-goods share)
-    uint256 feeBudget; // pays evaluator fees; what is left returns to the owner
-    uint256 evaluatorFee; // per evaluator per accepted vote (aggregation or scoring)
-    uint256 slashAmount; // taken from an evaluator's stake per offence
-    uint32 rounds; // training rounds at most (the owner may end earlier)
-    uint32 subgroupSize; // participants per aggregator subgroup
-    uint32 evaluatorsPerSubgroup; // committee size
-    uint16 publicGoodsBps; // share of the reward deposit for the public-goods fund
-    address publicGoodsFund; // also receives slashed stake
-    uint32 submissionWindow; // blocks
-    uint32 commitWindow; // blocks
-    uint32 revealWindow; // blocks
-    address identityRegistry; // optional Sybil resistance; address(0) = open
-    uint32 shareWindow; // blocks after the submission window for secure aggregation's share reveals (0: none)
-}
+import {DINTaskBase, TaskParams} from "./DINTaskBase.sol";
 
 /// @title DINTask: one training task, the paper's "intelligence" contract.
-/// @notice A state machine the Model Owner drives and anyone can audit:
-///   Registration -> Training (rounds: assign, submit, commit, reveal, finalize, publish)
-///   -> Scoring (evaluation set, score commit/reveal, BlockFlow reduction) -> Finished (claims).
-/// Update CIDs are recorded in events and folded into a per-round hash chain
-/// (`submissionsDigest`), so a 1,000-participant round costs no per-participant storage slot;
-/// the duplicate check is a bitmap. Relayed submissions are EIP-712 signed; a batch with any
-/// bad entry reverts as a whole with the entry's index (the relayer checks signatures first).
-contract DINTask is EIP712, ReentrancyGuard {
+/// @notice A state machine that assumes every caller is hostile:
+///   Registration (participants register, evaluators opt in with a bond this task alone may slash)
+///   -> Training (rounds: draw, submit, share reveals, commit, reveal, finalize, publish)
+///   -> Scoring (evaluation set, score commit/reveal, reduction) -> Finished (claims);
+///   Cancelled before training, Abandoned when the owner misses a published deadline.
+/// Every phase has a path that needs nobody's cooperation past its deadline, every loop is bounded
+/// by a parameter the factory checked, and randomness comes from the hash of a block that did not
+/// exist when the inputs it orders (participants, evaluators, bans) were fixed. The scoring phase's
+/// functions live in DINTaskScoring (EIP-170 keeps one contract under 24,576 bytes); this contract
+/// delegates every call it does not know to it, on its own storage, so a task is one address with
+/// one ABI (the artifact merges both).
+contract DINTask is DINTaskBase, EIP712 {
     using SafeERC20 for IERC20;
     using CidLib for Cid;
 
-    enum Phase {
-        Registration,
-        Training,
-        Scoring,
-        Finished,
-        Cancelled
-    }
+    /// @notice The scoring module every task delegates to (fixed in the implementation's code).
+    address public immutable scoringModule;
 
-    enum SubgroupStatus {
-        Pending,
-        Accepted,
-        Failed
-    }
-
-    // vote states
-    uint8 private constant MEMBER = 1;
-    uint8 private constant COMMITTED = 2;
-    uint8 private constant REVEALED = 3;
-
-    bytes32 public constant UPDATE_TYPEHASH = keccak256(
-        "Update(uint256 round,bytes32 updateDigest,uint16 updateKind,bytes32 auxDigest,uint16 auxKind)"
-    );
-
-    error AlreadyInitialized();
-    error InvalidParameters(string reason);
-    error NotOwner(address caller);
-    error WrongPhase(Phase expected, Phase actual);
-    error WrongRound(uint256 expected, uint256 given);
-    error NotAllowed(address account);
-    error AlreadyRegistered(address account);
-    error InvalidPublicKey();
-    error NotRegistered(address account);
-    error AlreadySubmitted(address participant, uint256 round);
-    error WindowNotOpen(uint256 opensAfterBlock);
-    error WindowClosed(uint256 closedAtBlock);
-    error InvalidSignature(uint256 index);
-    error UnknownSubgroup(uint256 round, uint256 subgroup);
-    error SubgroupFinal(uint256 round, uint256 subgroup);
-    error SubgroupsPending(uint256 round, uint256 pending);
-    error NotCommitteeMember(address caller, uint256 round, uint256 subgroup);
-    error AlreadyCommitted(address evaluator);
-    error NotCommitted(address evaluator);
-    error AlreadyRevealed(address evaluator);
-    error AlreadyRevealedShares(address evaluator);
-    error RevealMismatch(address evaluator);
-    error NotEnoughParticipants(uint256 have, uint256 need);
-    error NotEnoughEvaluators(uint256 have, uint256 need);
-    error NotFinalRound(uint256 round, uint256 finalRound);
-    error EvaluationSetMissing();
-    error EvaluationSetAlreadyPublished();
-    error ScoresLengthMismatch(uint256 given, uint256 expected);
-    error ReportMismatch(uint256 slot);
-    error WrongEvaluationMode(bool encrypted);
-    error InvalidOutputsDigest();
-    error InvalidEvaluationParameters();
-    error OutputsNotAgreed(uint256 subgroup, bytes32 digest);
-    error OutputsAgreed(uint256 subgroup, bytes32 digest);
-    error NothingToClaim(address account);
-
-    event TaskInitialized(address indexed owner, Cid genesisModel, uint256 rewardDeposit, uint256 feeBudget);
-    event ParticipantRegistered(address indexed participant, uint256 index, bytes32 publicKey);
-    event TrainingStarted(uint256 participants);
-    event RoundStarted(uint256 indexed round, bytes32 seed, uint256 subgroups, uint256 submissionDeadline);
-    event CommitteeDrawn(uint256 indexed round, uint256 indexed subgroup, uint8 cohort, address[] members);
-    event UpdateSubmitted(uint256 indexed round, address indexed participant, Cid update, Cid aux);
-    event SharesRevealed(uint256 indexed round, uint256 indexed subgroup, address indexed evaluator, Cid shares);
-    event ResultCommitted(uint256 indexed round, uint256 indexed subgroup, address indexed evaluator);
-    event ResultRevealed(uint256 indexed round, uint256 indexed subgroup, address indexed evaluator, Cid result);
-    event SubgroupFinalized(uint256 indexed round, uint256 indexed subgroup, SubgroupStatus status, Cid result);
-    event DisputeOpened(uint256 indexed round, uint256 indexed subgroup, uint256 commitDeadline);
-    event EvaluatorSlashed(address indexed evaluator, uint256 indexed round, uint256 amount, string reason);
-    event FeePaid(address indexed evaluator, uint256 amount);
-    event GlobalModelPublished(uint256 indexed round, Cid model);
-    event FinalRoundSignalled(uint256 round);
-    event TrainingComplete(uint256 finalRound);
-    event EvaluationSetPublished(Cid testSet, Cid context, uint256 commitDeadline);
-    event ScoresCommitted(uint256 indexed subgroup, address indexed evaluator);
-    event ScoresRevealed(uint256 indexed subgroup, address indexed evaluator, uint256[] scores);
-    event EncryptedEvaluationSetPublished(Cid testSet, Cid context, string params, uint256 commitDeadline);
-    event OutputsRevealed(uint256 indexed subgroup, address indexed evaluator, bytes32 digest, Cid outputs);
-    event ScoresPublished(uint256 indexed subgroup, bytes32 outputsDigest, Cid audit);
-    event ScoresUnresolved(uint256 indexed subgroup, bytes32 majorityDigest);
-    event ParticipantScored(address indexed participant, uint256 score);
-    event EvaluatorScored(address indexed evaluator, uint256 indexed subgroup, uint256 score);
-    event RewardsSettled(uint256 participantPool, uint256 totalScore, uint256 publicGoods, uint256 ownerRefund);
-    event Claimed(address indexed account, uint256 amount);
-    event TaskCancelled();
-
-    struct Round {
-        bytes32 seed;
-        bytes32 submissionsDigest;
-        bytes32 saltMix;
-        uint64 submissionDeadline;
-        uint32 numSubgroups;
-        uint32 pendingSubgroups;
-        uint32 submissions;
-        Cid globalModel;
-    }
-
-    struct Subgroup {
-        uint64 commitStart;
-        uint64 commitDeadline;
-        uint64 revealDeadline;
-        SubgroupStatus status;
-        uint8 cohort; // 0 = first committee, 1 = dispute committee
-        Cid result;
-    }
-
-    struct Vote {
-        uint8 state;
-        bytes32 commitment;
-        Cid result;
-    }
-
-    struct ScoreVote {
-        uint8 state;
-        bytes32 commitment;
-        bytes32 reportHash;
-    }
-
-    struct Reward {
-        uint128 score;
-        uint128 cumulativeBefore; // sum of the scores settled before this one
-    }
-
-    struct SignedUpdate {
-        address participant;
-        Cid update;
-        Cid aux;
-        bytes32 r;
-        bytes32 vs; // EIP-2098 compact signature
-    }
-
-    bool private _initialized;
-    address public owner;
-    IERC20 public token;
-    EvaluatorRegistry public registry;
-    TaskParams private _params;
-
-    Phase public phase;
-    uint256 public currentRound;
-    uint256 public finalRound;
-
-    address[] private _participants;
-    mapping(address => uint32) private _indexPlusOne;
-    mapping(address => bytes32) public publicKeyOf;
-
-    mapping(uint256 => Round) private _rounds;
-    mapping(uint256 => mapping(uint256 => uint256)) private _submittedBits;
-    mapping(uint256 => mapping(uint256 => Subgroup)) private _subgroups;
-    mapping(uint256 => mapping(uint256 => mapping(uint8 => address[]))) private _committees;
-    mapping(uint256 => mapping(uint256 => mapping(uint8 => mapping(address => Vote)))) private _votes;
-    mapping(uint256 => mapping(uint256 => mapping(address => bool))) public sharesRevealed;
-
-    Cid public evaluationSet;
-    Cid public evaluationContext;
-    uint64 public scoreCommitStart;
-    uint64 public scoreCommitDeadline;
-    uint64 public scoreRevealDeadline;
-    uint32 public pendingScoreSubgroups;
-    mapping(uint256 => bool) public scoresFinal;
-    // encrypted evaluation: committees agree on the digest of their encrypted outputs, the owner
-    // (the key holder) decrypts them and publishes the scores for the agreed digest only
-    bool public encryptedEvaluation;
-    uint64 public scorePublishDeadline;
-    mapping(uint256 => mapping(bytes32 => uint256)) private _outputBackers; // subgroup -> digest -> reveals
-    mapping(uint256 => mapping(address => ScoreVote)) private _scoreVotes;
-    mapping(uint256 => Reward) private _rewards;
-    mapping(uint256 => bool) public rewardClaimed;
-    uint256 public totalScore;
-
-    // accounting: token.balanceOf(this) == rewardEscrow + feeEscrow + participantPoolRemaining + totalClaimable
-    uint256 public rewardEscrow;
-    uint256 public feeEscrow;
-    uint256 public participantPool;
-    uint256 public participantPoolRemaining;
-    uint256 public totalClaimable;
-    mapping(address => uint256) public claimable;
-
-    constructor() EIP712("DINTask", "1") {
+    constructor(address scoringModule_) EIP712("DINTask", "1") {
         _initialized = true; // the implementation itself is never a task
+        scoringModule = scoringModule_;
     }
 
-    modifier onlyOwner() {
-        if (msg.sender != owner) revert NotOwner(msg.sender);
-        _;
-    }
-
-    modifier inPhase(Phase p) {
-        if (phase != p) revert WrongPhase(p, phase);
-        _;
+    /// @dev Unknown selectors run in the scoring module on this task's storage.
+    fallback() external {
+        address module = scoringModule;
+        assembly ("memory-safe") {
+            calldatacopy(0, 0, calldatasize())
+            let ok := delegatecall(gas(), module, 0, calldatasize(), 0, 0)
+            returndatacopy(0, 0, returndatasize())
+            if iszero(ok) { revert(0, returndatasize()) }
+            return(0, returndatasize())
+        }
     }
 
     // ------------------------------------------------------------------ setup
 
-    function initialize(address owner_, TaskParams calldata p, IERC20 token_, EvaluatorRegistry registry_) external {
+    /// @notice Called once by the factory, which checked `p` (DINTaskFactory.checkParams).
+    function initialize(address owner_, TaskParams calldata p, IERC20 token_, EvaluatorRegistry registry_, address fund)
+        external
+    {
         if (_initialized) revert AlreadyInitialized();
         _initialized = true;
         p.genesisModel.check();
-        if (p.rewardDeposit == 0) revert InvalidParameters("rewardDeposit is zero");
-        if (p.rounds == 0) revert InvalidParameters("rounds is zero");
-        if (p.subgroupSize == 0) revert InvalidParameters("subgroupSize is zero");
-        if (p.evaluatorsPerSubgroup == 0) revert InvalidParameters("evaluatorsPerSubgroup is zero");
-        if (p.publicGoodsBps > 10_000) revert InvalidParameters("publicGoodsBps above 10000");
-        if (p.publicGoodsFund == address(0)) revert InvalidParameters("publicGoodsFund is zero");
-        if (p.submissionWindow == 0 || p.commitWindow == 0 || p.revealWindow == 0) {
-            revert InvalidParameters("a window is zero");
-        }
         owner = owner_;
         token = token_;
         registry = registry_;
+        publicGoodsFund = fund;
         _params = p;
         finalRound = p.rounds - 1;
         rewardEscrow = p.rewardDeposit;
         feeEscrow = p.feeBudget;
+        registrationDeadline = uint64(block.number) + p.registrationWindow;
         emit TaskInitialized(owner_, p.genesisModel, p.rewardDeposit, p.feeBudget);
     }
 
@@ -265,6 +72,7 @@ contract DINTask is EIP712, ReentrancyGuard {
     function register(bytes32 publicKey) external inPhase(Phase.Registration) {
         if (publicKey == bytes32(0)) revert InvalidPublicKey();
         if (_indexPlusOne[msg.sender] != 0) revert AlreadyRegistered(msg.sender);
+        if (_participants.length >= _params.maxParticipants) revert ParticipantLimit(_params.maxParticipants);
         address idr = _params.identityRegistry;
         if (idr != address(0) && !IIdentityRegistry(idr).isVerified(msg.sender)) revert NotAllowed(msg.sender);
         _participants.push(msg.sender);
@@ -273,8 +81,61 @@ contract DINTask is EIP712, ReentrancyGuard {
         emit ParticipantRegistered(msg.sender, _participants.length - 1, publicKey);
     }
 
-    /// @notice The owner withdraws the task before training starts: everything is refundable.
-    function cancel() external onlyOwner inPhase(Phase.Registration) {
+    /// @notice An evaluator opts in by depositing exactly `evaluatorBond` (approve this task first).
+    /// That bond is all this task can ever take from it; it is locked until the task ends.
+    function optIn() external nonReentrant inPhase(Phase.Registration) {
+        Bond storage b = _bonds[msg.sender];
+        if (b.indexPlusOne != 0) revert AlreadyOptedIn(msg.sender);
+        if (_evaluators.length >= _params.maxEvaluators) revert EvaluatorLimit(_params.maxEvaluators);
+        uint256 bond = _params.evaluatorBond;
+        _evaluators.push(msg.sender);
+        b.indexPlusOne = uint32(_evaluators.length);
+        b.amount = uint128(bond);
+        activeEvaluators += 1;
+        bondEscrow += bond;
+        token.safeTransferFrom(msg.sender, address(this), bond);
+        emit EvaluatorOptedIn(msg.sender, _evaluators.length - 1, bond);
+    }
+
+    /// @notice Before training starts an evaluator may leave with its whole bond.
+    function optOut() external nonReentrant inPhase(Phase.Registration) {
+        Bond storage b = _bonds[msg.sender];
+        uint256 idx = b.indexPlusOne;
+        if (idx == 0) revert NotOptedIn(msg.sender);
+        uint256 amount = b.amount;
+        address last = _evaluators[_evaluators.length - 1];
+        _evaluators[idx - 1] = last;
+        _bonds[last].indexPlusOne = uint32(idx);
+        _evaluators.pop();
+        delete _bonds[msg.sender];
+        activeEvaluators -= 1;
+        bondEscrow -= amount;
+        token.safeTransfer(msg.sender, amount);
+        emit EvaluatorOptedOut(msg.sender, amount);
+    }
+
+    /// @notice Once the task is over (finished, cancelled or abandoned) an evaluator takes back what
+    /// is left of its bond.
+    function withdrawBond() external nonReentrant {
+        if (phase != Phase.Finished && phase != Phase.Cancelled && phase != Phase.Abandoned) {
+            revert WrongPhase(Phase.Finished, phase);
+        }
+        Bond storage b = _bonds[msg.sender];
+        uint256 amount = b.amount;
+        if (amount == 0) revert NothingToClaim(msg.sender);
+        b.amount = 0;
+        bondEscrow -= amount;
+        token.safeTransfer(msg.sender, amount);
+        emit BondWithdrawn(msg.sender, amount);
+    }
+
+    /// @notice The owner may cancel during registration; after the registration deadline anyone may,
+    /// when the task cannot start (too few participants or evaluators). Everything is refunded.
+    function cancel() external inPhase(Phase.Registration) {
+        if (msg.sender != owner) {
+            if (block.number <= registrationDeadline) revert DeadlineNotPassed(registrationDeadline);
+            if (_canStart()) revert NotAllowed(msg.sender);
+        }
         phase = Phase.Cancelled;
         _credit(owner, rewardEscrow + feeEscrow);
         rewardEscrow = 0;
@@ -282,26 +143,70 @@ contract DINTask is EIP712, ReentrancyGuard {
         emit TaskCancelled();
     }
 
-    function startTraining() external onlyOwner inPhase(Phase.Registration) {
+    /// @notice The owner starts training when it likes; after the registration deadline anyone may.
+    /// The participants and the evaluators are fixed here; the first round is drawn from the hash of
+    /// a block SEED_DELAY blocks later (`drawRound`).
+    function startTraining() external inPhase(Phase.Registration) {
+        if (msg.sender != owner && block.number <= registrationDeadline) revert NotOwner(msg.sender);
         uint256 n = _participants.length;
         if (n < _params.subgroupSize) revert NotEnoughParticipants(n, _params.subgroupSize);
+        if (activeEvaluators < _params.evaluatorsPerSubgroup) {
+            revert NotEnoughEvaluators(activeEvaluators, _params.evaluatorsPerSubgroup);
+        }
         phase = Phase.Training;
         emit TrainingStarted(n);
-        _assign(0, keccak256(abi.encode(address(this), _params.genesisModel.digest, blockhash(block.number - 1), block.prevrandao)));
+        _schedule(0);
+    }
+
+    function _canStart() private view returns (bool) {
+        return _participants.length >= _params.subgroupSize && activeEvaluators >= _params.evaluatorsPerSubgroup;
     }
 
     // ------------------------------------------------------------------ assign
 
-    function _assign(uint256 r, bytes32 seed) private {
+    function _schedule(uint256 r) private {
+        currentRound = r;
+        seedBlock = uint64(block.number) + SEED_DELAY;
+        ownerDeadline = 0;
+        emit SeedScheduled(r, type(uint256).max, seedBlock);
+    }
+
+    /// @dev The hash of `blockNumber` once it is in the past and still readable (256 blocks); zero
+    /// when it has aged out, in which case the caller schedules a fresh block.
+    function _entropy(uint64 blockNumber) private view returns (bytes32) {
+        if (block.number <= blockNumber) revert WindowNotOpen(blockNumber);
+        return blockhash(blockNumber);
+    }
+
+    /// @notice Anyone draws the pending round once its seed block is mined: the seed is the hash of a
+    /// block that did not exist when the participants, the evaluators and the bans were fixed, so no
+    /// caller and no owner can choose it (a block producer could only withhold its block, see README).
+    /// If the seed block is older than 256 blocks its hash is gone and a new seed block is scheduled.
+    /// If fewer than a committee of unslashed evaluators remain, training ends with the last round.
+    function drawRound() external inPhase(Phase.Training) {
+        if (seedBlock == 0) revert NoDrawPending();
+        bytes32 h = _entropy(seedBlock);
+        uint256 r = currentRound;
+        if (h == bytes32(0)) {
+            _schedule(r);
+            return;
+        }
+        seedBlock = 0;
         uint256 e = _params.evaluatorsPerSubgroup;
-        uint256 eligible = registry.eligibleCount();
-        if (eligible < e) revert NotEnoughEvaluators(eligible, e);
+        if (activeEvaluators < e) {
+            // r > 0 here: startTraining checked the count and nobody is slashed before round 0 is drawn
+            finalRound = r - 1;
+            currentRound = r - 1;
+            _completeTraining();
+            return;
+        }
+        bytes32 seed = keccak256(abi.encode(r == 0 ? _params.genesisModel.digest : _rounds[r - 1].seed, address(this), r, h));
         uint256 groups = _participants.length / _params.subgroupSize;
         Round storage R = _rounds[r];
         R.seed = seed;
+        R.entropy = h;
         // pre-touch this round's storage (bitmap words get sentinel bit 255, the digest starts
-        // at the seed) so that no submission pays for a zero-to-nonzero write: the cost of a
-        // submission is then the same for every participant (flat per-participant gas)
+        // at the seed) so that no submission pays for a zero-to-nonzero write
         R.submissionsDigest = seed;
         uint256 words = (_participants.length + 254) / 255;
         for (uint256 w = 0; w < words; ++w) {
@@ -311,7 +216,6 @@ contract DINTask is EIP712, ReentrancyGuard {
         R.pendingSubgroups = uint32(groups);
         uint64 deadline = uint64(block.number) + _params.submissionWindow;
         R.submissionDeadline = deadline;
-        currentRound = r;
         emit RoundStarted(r, seed, groups, deadline);
         bytes32 committeeSeed = keccak256(abi.encode(seed, "committee"));
         for (uint256 g = 0; g < groups; ++g) {
@@ -319,41 +223,49 @@ contract DINTask is EIP712, ReentrancyGuard {
             s.commitStart = deadline + _params.shareWindow;
             s.commitDeadline = s.commitStart + _params.commitWindow;
             s.revealDeadline = s.commitDeadline + _params.revealWindow;
-            _drawCommittee(r, g, 0, e, committeeSeed, eligible);
+            _drawCommittee(r, g, 0, e, committeeSeed, g * e, 0);
         }
     }
 
-    /// @dev committee slot k of subgroup g is eligible[shuffle((g*size + k) mod n)]: distinct
-    /// within a committee whenever size <= n, and recomputable by anyone from the seed.
-    function _drawCommittee(uint256 r, uint256 g, uint8 cohort, uint256 size, bytes32 seed, uint256 n) private {
+    /// @dev Walks the frozen evaluator list in shuffled order from position `offset`, seating each
+    /// evaluator that was not slashed at or before block `bannedBy` (any slash, when 0) and, for a
+    /// dispute, did not sit on the subgroup's first committee, until `size` are seated or the list is
+    /// exhausted. Distinct members; recomputable by anyone from the seed (din_lab.chain.assignment).
+    function _drawCommittee(uint256 r, uint256 g, uint8 cohort, uint256 size, bytes32 seed, uint256 offset, uint64 bannedBy)
+        private
+        returns (uint256 seated)
+    {
         address[] storage members = _committees[r][g][cohort];
-        for (uint256 k = 0; k < size; ++k) {
-            address ev = registry.eligibleAt(Shuffle.forward((g * size + k) % n, n, seed));
+        uint256 n = _evaluators.length;
+        for (uint256 j = 0; j < n && seated < size; ++j) {
+            address ev = _evaluators[Shuffle.forward((offset + j) % n, n, seed)];
+            uint64 banned = _bonds[ev].bannedAt;
+            if (banned != 0 && (bannedBy == 0 || banned <= bannedBy)) continue;
+            if (cohort == 1 && _votes[r][g][0][ev].state != 0) continue;
             members.push(ev);
             _votes[r][g][cohort][ev].state = MEMBER;
+            ++seated;
         }
         emit CommitteeDrawn(r, g, cohort, members);
     }
 
     // ------------------------------------------------------------------ submit
 
-    function submitUpdate(uint256 round, Cid calldata update, Cid calldata aux) external inPhase(Phase.Training) {
-        if (round != currentRound) revert WrongRound(currentRound, round);
-        Round storage R = _rounds[round];
-        if (block.number > R.submissionDeadline) revert WindowClosed(R.submissionDeadline);
+    function submitUpdate(uint256 round, Cid calldata update, Cid calldata aux) external {
+        Round storage R = _openRound(round);
         update.check();
         aux.checkOptional();
         uint256 idx = _indexPlusOne[msg.sender];
         if (idx == 0) revert NotRegistered(msg.sender);
-        _record(R, round, idx - 1, msg.sender, update, aux);
+        if (!_record(R, round, idx - 1, msg.sender, update, aux)) revert AlreadySubmitted(msg.sender, round);
     }
 
-    /// @notice A relayer submits many participants' EIP-712 signed updates in one transaction,
-    /// so participants need no gas. Any bad entry reverts the whole batch, naming its index.
-    function submitUpdatesRelayed(uint256 round, SignedUpdate[] calldata batch) external inPhase(Phase.Training) {
-        if (round != currentRound) revert WrongRound(currentRound, round);
-        Round storage R = _rounds[round];
-        if (block.number > R.submissionDeadline) revert WindowClosed(R.submissionDeadline);
+    /// @notice A relayer submits many participants' EIP-712 signed updates in one transaction, so
+    /// participants need no gas. A bad signature or an unregistered signer reverts the batch, naming
+    /// its index (the relayer checks those first); an entry already recorded (for instance lifted
+    /// from this batch and sent on its own) is skipped.
+    function submitUpdatesRelayed(uint256 round, SignedUpdate[] calldata batch) external {
+        Round storage R = _openRound(round);
         for (uint256 i = 0; i < batch.length; ++i) {
             SignedUpdate calldata s = batch[i];
             s.update.check();
@@ -369,13 +281,22 @@ contract DINTask is EIP712, ReentrancyGuard {
         }
     }
 
+    function _openRound(uint256 round) private view returns (Round storage R) {
+        if (phase != Phase.Training) revert WrongPhase(Phase.Training, phase);
+        if (round != currentRound || seedBlock != 0) revert WrongRound(currentRound, round);
+        R = _rounds[round];
+        if (block.number > R.submissionDeadline) revert WindowClosed(R.submissionDeadline);
+    }
+
+    /// @dev Records a submission; false (and nothing recorded) when `index` already submitted.
     function _record(Round storage R, uint256 round, uint256 index, address who, Cid calldata update, Cid calldata aux)
         private
+        returns (bool)
     {
         uint256 word = index / 255;
         uint256 bit = 1 << (index % 255);
         uint256 bits = _submittedBits[round][word];
-        if (bits & bit != 0) revert AlreadySubmitted(who, round);
+        if (bits & bit != 0) return false;
         _submittedBits[round][word] = bits | bit;
         unchecked {
             R.submissions += 1;
@@ -383,21 +304,20 @@ contract DINTask is EIP712, ReentrancyGuard {
         R.submissionsDigest =
             keccak256(abi.encode(R.submissionsDigest, who, update.digest, update.kind, aux.digest, aux.kind));
         emit UpdateSubmitted(round, who, update, aux);
+        return true;
     }
 
     // ------------------------------------------------------------------ aggregate: commit, reveal, finalize
 
     /// @notice Secure aggregation: a member of a subgroup's first committee records the CID of its
-    /// share reveal (the survivors' self-mask seeds and the dropouts' mask keys it holds) between
-    /// the submission deadline and the commit window. Every member, and a dispute committee,
-    /// unmasks from exactly the reveals recorded here, so members reading at different times
-    /// cannot disagree; one reveal per member.
+    /// share reveal between the submission deadline and the commit window. Every member, and a
+    /// dispute committee, unmasks from exactly the reveals recorded here; one reveal per member.
     function revealShares(uint256 round, uint256 subgroup, Cid calldata shares) external inPhase(Phase.Training) {
         Subgroup storage s = _pendingSubgroup(round, subgroup);
         uint64 opens = _rounds[round].submissionDeadline;
         if (block.number <= opens) revert WindowNotOpen(opens);
         if (s.cohort != 0 || block.number > s.commitStart) revert WindowClosed(s.commitStart);
-        if (_votes[round][subgroup][0][msg.sender].state == 0) revert NotCommitteeMember(msg.sender, round, subgroup);
+        _seated(round, subgroup, 0);
         if (sharesRevealed[round][subgroup][msg.sender]) revert AlreadyRevealedShares(msg.sender);
         shares.check();
         sharesRevealed[round][subgroup][msg.sender] = true;
@@ -406,10 +326,9 @@ contract DINTask is EIP712, ReentrancyGuard {
 
     function commitResult(uint256 round, uint256 subgroup, bytes32 commitment) external inPhase(Phase.Training) {
         Subgroup storage s = _pendingSubgroup(round, subgroup);
-        if (block.number <= s.commitStart) revert WindowNotOpen(s.commitStart);
+        if (s.seedBlock != 0 || block.number <= s.commitStart) revert WindowNotOpen(s.commitStart);
         if (block.number > s.commitDeadline) revert WindowClosed(s.commitDeadline);
-        Vote storage v = _votes[round][subgroup][s.cohort][msg.sender];
-        if (v.state == 0) revert NotCommitteeMember(msg.sender, round, subgroup);
+        Vote storage v = _seated(round, subgroup, s.cohort);
         if (v.state != MEMBER) revert AlreadyCommitted(msg.sender);
         v.state = COMMITTED;
         v.commitment = commitment;
@@ -417,16 +336,16 @@ contract DINTask is EIP712, ReentrancyGuard {
     }
 
     /// @notice commitment = keccak256(abi.encode(result.digest, result.kind, salt, evaluator)):
-    /// binding the evaluator's address makes a copied commitment useless to a copycat.
+    /// binding the evaluator's address makes a copied commitment useless to a copycat. A reveal
+    /// counts as cast when it is made: a later slash in another subgroup does not remove it.
     function revealResult(uint256 round, uint256 subgroup, Cid calldata result, bytes32 salt)
         external
         inPhase(Phase.Training)
     {
         Subgroup storage s = _pendingSubgroup(round, subgroup);
-        if (block.number <= s.commitDeadline) revert WindowNotOpen(s.commitDeadline);
+        if (s.seedBlock != 0 || block.number <= s.commitDeadline) revert WindowNotOpen(s.commitDeadline);
         if (block.number > s.revealDeadline) revert WindowClosed(s.revealDeadline);
-        Vote storage v = _votes[round][subgroup][s.cohort][msg.sender];
-        if (v.state == 0) revert NotCommitteeMember(msg.sender, round, subgroup);
+        Vote storage v = _seated(round, subgroup, s.cohort);
         if (v.state == MEMBER) revert NotCommitted(msg.sender);
         if (v.state == REVEALED) revert AlreadyRevealed(msg.sender);
         result.check();
@@ -435,49 +354,71 @@ contract DINTask is EIP712, ReentrancyGuard {
         }
         v.state = REVEALED;
         v.result = result;
-        _rounds[round].saltMix ^= salt;
         emit ResultRevealed(round, subgroup, msg.sender, result);
     }
 
-    /// @notice After the reveal window anyone closes a subgroup: a result revealed by more than
-    /// half of the committee is accepted and its backers paid; members outside it, or silent,
-    /// are slashed. No majority opens a dispute with a larger fresh committee (2E+1); a dispute
-    /// without majority marks the subgroup failed (left out of the global model).
+    /// @notice After the reveal window anyone closes a subgroup: a result revealed by more than half
+    /// of the committee is accepted and its backers paid; members outside it, or silent, are slashed.
+    /// No majority in the first committee opens a dispute: a fresh committee of up to 2E+1 evaluators
+    /// who did not sit on the first, drawn (`drawDispute`) from the hash of a block after this one.
+    /// A dispute without majority fails the subgroup (left out of the global model); then silent
+    /// members and those whose result nobody else revealed are slashed.
     function finalizeSubgroup(uint256 round, uint256 subgroup) external inPhase(Phase.Training) {
         Subgroup storage s = _pendingSubgroup(round, subgroup);
-        if (block.number <= s.revealDeadline) revert WindowNotOpen(s.revealDeadline);
+        if (s.seedBlock != 0 || block.number <= s.revealDeadline) revert WindowNotOpen(s.revealDeadline);
         uint8 cohort = s.cohort;
-        address[] storage c = _committees[round][subgroup][cohort];
         (bool found, Cid memory winner) = _majority(round, subgroup, cohort);
+        Round storage R = _rounds[round];
         if (found) {
             s.status = SubgroupStatus.Accepted;
             s.result = winner;
             _settleCohort(round, subgroup, cohort, winner, true);
             if (cohort == 1) _settleCohort(round, subgroup, 0, winner, false);
+            uint256 accepted = _countSubmitters(round, subgroup);
+            R.acceptedSubmissions += uint32(accepted);
+            totalContributions += accepted;
         } else if (cohort == 0) {
-            _slashSilent(round, subgroup, 0);
-            uint256 n = registry.eligibleCount();
-            uint256 size = 2 * c.length + 1;
-            if (size > n) size = n;
-            if (size == 0) {
-                s.status = SubgroupStatus.Failed;
-            } else {
-                s.cohort = 1;
-                s.commitStart = uint64(block.number);
-                s.commitDeadline = uint64(block.number) + _params.commitWindow;
-                s.revealDeadline = s.commitDeadline + _params.revealWindow;
-                _drawCommittee(round, subgroup, 1, size, keccak256(abi.encode(_rounds[round].seed, subgroup, "dispute")), n);
-                emit DisputeOpened(round, subgroup, s.commitDeadline);
-                return;
-            }
+            s.cohort = 1;
+            s.openedAt = uint64(block.number);
+            s.seedBlock = uint64(block.number) + SEED_DELAY;
+            emit DisputeOpened(round, subgroup, s.seedBlock);
+            return;
         } else {
-            _slashSilent(round, subgroup, 1);
+            _settleUnresolved(round, subgroup);
             s.status = SubgroupStatus.Failed;
         }
         emit SubgroupFinalized(round, subgroup, s.status, s.result);
-        Round storage R = _rounds[round];
         R.pendingSubgroups -= 1;
-        if (R.pendingSubgroups == 0 && round == finalRound) _completeTraining();
+        if (R.pendingSubgroups == 0) {
+            R.closedAt = uint64(block.number);
+            if (round == finalRound) _completeTraining();
+            else ownerDeadline = uint64(block.number) + _params.publishWindow;
+        }
+    }
+
+    /// @notice Anyone draws a dispute's committee once its seed block is mined. Its members are the
+    /// evaluators not slashed when the dispute opened and not on the first committee; with none left
+    /// the subgroup fails (the first committee's silent and unsupported members are slashed).
+    function drawDispute(uint256 round, uint256 subgroup) external inPhase(Phase.Training) {
+        Subgroup storage s = _pendingSubgroup(round, subgroup);
+        if (s.seedBlock == 0) revert NoDrawPending();
+        bytes32 h = _entropy(s.seedBlock);
+        if (h == bytes32(0)) {
+            s.seedBlock = uint64(block.number) + SEED_DELAY;
+            emit DisputeOpened(round, subgroup, s.seedBlock);
+            return;
+        }
+        s.seedBlock = 0;
+        bytes32 seed = keccak256(abi.encode(_rounds[round].seed, subgroup, h, "dispute"));
+        uint256 seated = _drawCommittee(round, subgroup, 1, 2 * _params.evaluatorsPerSubgroup + 1, seed, 0, s.openedAt);
+        s.commitStart = uint64(block.number);
+        s.commitDeadline = uint64(block.number) + _params.commitWindow;
+        s.revealDeadline = s.commitDeadline + _params.revealWindow;
+        if (seated == 0) {
+            // nobody to ask: fail at once (after the empty cohort's "reveal window" anyone may finalize)
+            s.revealDeadline = uint64(block.number);
+            s.commitDeadline = uint64(block.number);
+        }
     }
 
     function _majority(uint256 round, uint256 subgroup, uint8 cohort) private view returns (bool, Cid memory) {
@@ -486,20 +427,22 @@ contract DINTask is EIP712, ReentrancyGuard {
         for (uint256 i = 0; i < n; ++i) {
             Vote storage vi = _votes[round][subgroup][cohort][c[i]];
             if (vi.state != REVEALED) continue;
-            uint256 count = 0;
-            for (uint256 j = 0; j < n; ++j) {
-                Vote storage vj = _votes[round][subgroup][cohort][c[j]];
-                if (vj.state == REVEALED && vj.result.digest == vi.result.digest && vj.result.kind == vi.result.kind) {
-                    ++count;
-                }
-            }
-            if (2 * count > n) return (true, vi.result);
+            if (2 * _backers(round, subgroup, cohort, vi.result) > n) return (true, vi.result);
         }
         return (false, Cid(bytes32(0), 0));
     }
 
-    /// @dev pay (when `pay`) members who revealed `winner`; slash those who revealed anything
-    /// else; slash silent members only when `pay` (silence in cohort 0 was punished at dispute).
+    /// @dev How many members of `cohort` revealed `result`.
+    function _backers(uint256 round, uint256 subgroup, uint8 cohort, Cid memory result) private view returns (uint256 count) {
+        address[] storage c = _committees[round][subgroup][cohort];
+        for (uint256 j = 0; j < c.length; ++j) {
+            Vote storage vj = _votes[round][subgroup][cohort][c[j]];
+            if (vj.state == REVEALED && vj.result.digest == result.digest && vj.result.kind == result.kind) ++count;
+        }
+    }
+
+    /// @dev pay (when `pay`) members who revealed `winner`; slash those who revealed anything else,
+    /// and silent members.
     function _settleCohort(uint256 round, uint256 subgroup, uint8 cohort, Cid memory winner, bool pay) private {
         address[] storage c = _committees[round][subgroup][cohort];
         for (uint256 i = 0; i < c.length; ++i) {
@@ -510,25 +453,46 @@ contract DINTask is EIP712, ReentrancyGuard {
                 } else {
                     _slash(c[i], round, "minority result");
                 }
-            } else if (pay) {
-                _slash(c[i], round, "silent");
+            } else {
+                _slashSilent(c[i], round);
             }
         }
     }
 
-    function _slashSilent(uint256 round, uint256 subgroup, uint8 cohort) private {
-        address[] storage c = _committees[round][subgroup][cohort];
-        for (uint256 i = 0; i < c.length; ++i) {
-            if (_votes[round][subgroup][cohort][c[i]].state != REVEALED) _slash(c[i], round, "silent");
+    /// @dev A dispute without majority: in both committees, silent members are slashed, and so is a
+    /// member whose result no other member of either committee revealed (honest members compute
+    /// byte-identical results, so an unsupported result is junk); the rest are neither paid nor slashed.
+    function _settleUnresolved(uint256 round, uint256 subgroup) private {
+        for (uint8 cohort = 0; cohort < 2; ++cohort) {
+            address[] storage c = _committees[round][subgroup][cohort];
+            for (uint256 i = 0; i < c.length; ++i) {
+                Vote storage v = _votes[round][subgroup][cohort][c[i]];
+                if (v.state != REVEALED) {
+                    _slashSilent(c[i], round);
+                } else if (_backers(round, subgroup, 0, v.result) + _backers(round, subgroup, 1, v.result) < 2) {
+                    _slash(c[i], round, "unsupported result");
+                }
+            }
+        }
+    }
+
+    /// @dev Submitters of an accepted subgroup (what the abandonment payout and the all-zero-scores
+    /// fallback count as contributions).
+    function _countSubmitters(uint256 round, uint256 subgroup) private view returns (uint256 count) {
+        (uint256 start, uint256 end) = _bounds(subgroup, _rounds[round].numSubgroups);
+        bytes32 seed = _rounds[round].seed;
+        uint256 n = _participants.length;
+        for (uint256 q = start; q < end; ++q) {
+            if (_submitted(round, Shuffle.inverse(q, n, seed))) ++count;
         }
     }
 
     // ------------------------------------------------------------------ publish
 
-    /// @notice The owner publishes the global model of a finished round (the weighted mean of
-    /// the accepted subgroup results; anyone can recompute it). The next round is then
-    /// assigned, its seed mixing the evaluators' revealed salts with the block hash. The
-    /// final round's model is published only once rewards are settled (paper 5.1 step 5d).
+    /// @notice The owner publishes the global model of a finished round (the weighted mean of the
+    /// accepted subgroup results; anyone can recompute it) within `publishWindow` blocks of the
+    /// round's last finalization; the next round is then scheduled (`drawRound`). The final round's
+    /// model is published only once rewards are settled (paper 5.1 step 5d).
     function publishGlobalModel(uint256 round, Cid calldata model) external onlyOwner {
         model.check();
         Round storage R = _rounds[round];
@@ -540,15 +504,16 @@ contract DINTask is EIP712, ReentrancyGuard {
             return;
         }
         if (phase != Phase.Training) revert WrongPhase(Phase.Training, phase);
-        if (round != currentRound) revert WrongRound(currentRound, round);
+        if (round != currentRound || seedBlock != 0) revert WrongRound(currentRound, round);
         if (R.pendingSubgroups != 0) revert SubgroupsPending(round, R.pendingSubgroups);
         R.globalModel = model;
         emit GlobalModelPublished(round, model);
-        _assign(round + 1, keccak256(abi.encode(R.seed, R.saltMix, blockhash(block.number - 1), block.prevrandao)));
+        _schedule(round + 1);
     }
 
     /// @notice The owner ends training with the current round.
     function signalFinalRound() external onlyOwner inPhase(Phase.Training) {
+        if (seedBlock != 0) revert NoDrawPending();
         finalRound = currentRound;
         emit FinalRoundSignalled(currentRound);
         if (_rounds[currentRound].pendingSubgroups == 0) _completeTraining();
@@ -556,309 +521,76 @@ contract DINTask is EIP712, ReentrancyGuard {
 
     function _completeTraining() private {
         phase = Phase.Scoring;
+        ownerDeadline = uint64(block.number) + _params.publishWindow;
         emit TrainingComplete(finalRound);
     }
 
-    // ------------------------------------------------------------------ score
-
-    /// @notice The owner records its evaluation set and context (plaintext scoring: evaluators
-    /// read the set, score, and the contract reduces their reports with BlockFlow's median rule);
-    /// the final round's committees then score the participants of their own subgroup.
-    function publishEvaluationSet(Cid calldata testSet, Cid calldata context) external onlyOwner inPhase(Phase.Scoring) {
-        _openScoring(testSet, context);
-        emit EvaluationSetPublished(testSet, context, scoreCommitDeadline);
-    }
-
-    /// @notice Encrypted evaluation (paper 5.2): the owner records its CKKS-encrypted test set,
-    /// the public evaluation context (no secret key) and their parameters. Committees then
-    /// commit and reveal the digest of their encrypted outputs (`revealOutputs`); the owner, who
-    /// alone can decrypt, publishes each subgroup's scores for the digest a majority agreed on
-    /// (`publishScores`).
-    function publishEncryptedEvaluationSet(Cid calldata testSet, Cid calldata context, string calldata heParams)
-        external
-        onlyOwner
-        inPhase(Phase.Scoring)
-    {
-        if (bytes(heParams).length == 0 || bytes(heParams).length > 512) revert InvalidEvaluationParameters();
-        _openScoring(testSet, context);
-        encryptedEvaluation = true;
-        scorePublishDeadline = scoreRevealDeadline + _params.revealWindow;
-        emit EncryptedEvaluationSetPublished(testSet, context, heParams, scoreCommitDeadline);
-    }
-
-    function _openScoring(Cid calldata testSet, Cid calldata context) private {
-        if (evaluationSet.kind != 0) revert EvaluationSetAlreadyPublished();
-        testSet.check();
-        context.check();
-        evaluationSet = testSet;
-        evaluationContext = context;
-        scoreCommitStart = uint64(block.number);
-        scoreCommitDeadline = uint64(block.number) + _params.commitWindow;
-        scoreRevealDeadline = scoreCommitDeadline + _params.revealWindow;
-        pendingScoreSubgroups = _rounds[finalRound].numSubgroups;
-    }
-
-    function commitScores(uint256 subgroup, bytes32 commitment) external inPhase(Phase.Scoring) {
-        if (evaluationSet.kind == 0) revert EvaluationSetMissing();
-        if (block.number > scoreCommitDeadline) revert WindowClosed(scoreCommitDeadline);
-        _scoringSubgroup(subgroup);
-        if (_votes[finalRound][subgroup][0][msg.sender].state == 0) {
-            revert NotCommitteeMember(msg.sender, finalRound, subgroup);
-        }
-        ScoreVote storage v = _scoreVotes[subgroup][msg.sender];
-        if (v.state != 0) revert AlreadyCommitted(msg.sender);
-        v.state = COMMITTED;
-        v.commitment = commitment;
-        emit ScoresCommitted(subgroup, msg.sender);
-    }
-
-    /// @notice scores[q] is the score (1e18 = 1.0) of the participant at position q of the
-    /// subgroup (see `subgroupMembers`); commitment = keccak256(abi.encode(scores, salt, evaluator)).
-    function revealScores(uint256 subgroup, uint256[] calldata scores, bytes32 salt) external inPhase(Phase.Scoring) {
-        (uint256 start, uint256 end, ScoreVote storage v) = _scoreReveal(subgroup, false);
-        if (scores.length != end - start) revert ScoresLengthMismatch(scores.length, end - start);
-        for (uint256 q = 0; q < scores.length; ++q) {
-            if (scores[q] > BlockFlowScoring.ONE) revert BlockFlowScoring.ScoreOutOfRange(0, q, scores[q]);
-        }
-        if (keccak256(abi.encode(scores, salt, msg.sender)) != v.commitment) revert RevealMismatch(msg.sender);
-        v.state = REVEALED;
-        v.reportHash = keccak256(abi.encode(scores));
-        emit ScoresRevealed(subgroup, msg.sender, scores);
-    }
-
-    /// @notice After the reveal window anyone reduces a subgroup's revealed reports (passed
-    /// again as calldata, checked against their hashes; an empty row for each silent member)
-    /// with BlockFlow's median rule. Silent evaluators and those whose evaluator score is 0
-    /// (a score 1/2 or more away from a median) are slashed; the others are paid the fee.
-    function finalizeScores(uint256 subgroup, uint256[][] calldata reports) external inPhase(Phase.Scoring) {
-        (uint256 start, uint256 end) = _scoresDue(subgroup, false);
-        address[] storage c = _committees[finalRound][subgroup][0];
-        if (reports.length != c.length) revert ScoresLengthMismatch(reports.length, c.length);
-        // who counts: revealed and not banned (one registry look-up per member)
-        bool[] memory counts = new bool[](c.length);
-        bool[] memory banned = new bool[](c.length);
-        uint256 counted = 0;
-        for (uint256 k = 0; k < c.length; ++k) {
-            banned[k] = _banned(c[k]);
-            ScoreVote storage v = _scoreVotes[subgroup][c[k]];
-            if (v.state == REVEALED && !banned[k]) {
-                if (keccak256(abi.encode(reports[k])) != v.reportHash) revert ReportMismatch(k);
-                counts[k] = true;
-                ++counted;
-            }
-        }
-        uint256[][] memory rows = new uint256[][](counted);
-        counted = 0;
-        for (uint256 k = 0; k < c.length; ++k) {
-            if (counts[k]) rows[counted++] = reports[k];
-        }
-        uint256[] memory model;
-        uint256[] memory quality;
-        if (rows.length > 0) {
-            (model, quality) = BlockFlowScoring.reduce(rows);
-        } else {
-            model = new uint256[](end - start);
-        }
-        counted = 0;
-        for (uint256 k = 0; k < c.length; ++k) {
-            address ev = c[k];
-            if (counts[k]) {
-                uint256 q = quality[counted++];
-                emit EvaluatorScored(ev, subgroup, q);
-                if (q == 0) _slash(ev, finalRound, "score far from median");
-                else _payFee(ev);
-            } else if (!banned[k]) {
-                _slash(ev, finalRound, "silent");
-            }
-        }
-        _recordScores(subgroup, start, model);
-    }
-
-    /// @notice Encrypted evaluation: a committee member opens its commitment
-    /// keccak256(abi.encode(digest, outputs.digest, outputs.kind, salt, evaluator)), where digest is
-    /// the SHA-256 of the encrypted outputs it stored at `outputs`. A banned evaluator cannot reveal;
-    /// each reveal is counted for its digest when it is made, so later bans do not move a majority.
-    function revealOutputs(uint256 subgroup, bytes32 digest, Cid calldata outputs, bytes32 salt)
-        external
-        inPhase(Phase.Scoring)
-    {
-        (,, ScoreVote storage v) = _scoreReveal(subgroup, true);
-        if (digest == bytes32(0)) revert InvalidOutputsDigest();
-        outputs.check();
-        if (keccak256(abi.encode(digest, outputs.digest, outputs.kind, salt, msg.sender)) != v.commitment) {
-            revert RevealMismatch(msg.sender);
-        }
-        if (_banned(msg.sender)) revert NotAllowed(msg.sender);
-        v.state = REVEALED;
-        v.reportHash = digest;
-        _outputBackers[subgroup][digest] += 1;
-        emit OutputsRevealed(subgroup, msg.sender, digest, outputs);
-    }
-
-    /// @notice The owner decrypted the outputs a majority of the subgroup's committee agreed on
-    /// (more than half of its members revealed `outputsDigest`) and publishes the scores it
-    /// derived, with the CID of its audit record. Backers of the digest are paid the fee; the
-    /// other members (another digest, or silent) are slashed. The trust assumption: the owner
-    /// could misreport a decryption; the audit record and the agreed ciphertexts let anyone check
-    /// it once the owner reveals its key. Publishing stays possible after `scorePublishDeadline`
-    /// until someone closes the subgroup (`closeUnresolvedScores`).
-    function publishScores(uint256 subgroup, uint256[] calldata scores, bytes32 outputsDigest, Cid calldata audit)
-        external
-        onlyOwner
-        inPhase(Phase.Scoring)
-    {
-        (uint256 start, uint256 end) = _scoresDue(subgroup, true);
-        if (scores.length != end - start) revert ScoresLengthMismatch(scores.length, end - start);
-        for (uint256 q = 0; q < scores.length; ++q) {
-            if (scores[q] > BlockFlowScoring.ONE) revert BlockFlowScoring.ScoreOutOfRange(0, q, scores[q]);
-        }
-        audit.check();
-        bytes32 majority = _majorityOutputs(subgroup);
-        if (outputsDigest == bytes32(0) || majority != outputsDigest) revert OutputsNotAgreed(subgroup, outputsDigest);
-        _settleOutputVotes(subgroup, majority);
-        emit ScoresPublished(subgroup, majority, audit);
-        _recordScores(subgroup, start, scores);
-    }
-
-    /// @notice Closes a subgroup whose scores cannot be published. No digest has a majority (a
-    /// dispute: after the reveal window): nothing is paid on its unresolved scores, its
-    /// participants score 0, silent members are slashed. A majority exists but the owner has not
-    /// published by `scorePublishDeadline`: the backers are paid, the rest slashed, and every
-    /// participant of the subgroup that submitted in the final round scores 1 (the owner forfeits
-    /// its say).
-    function closeUnresolvedScores(uint256 subgroup) external inPhase(Phase.Scoring) {
-        (uint256 start, uint256 end) = _scoresDue(subgroup, true);
-        bytes32 majority = _majorityOutputs(subgroup);
-        uint256[] memory model = new uint256[](end - start);
-        if (majority != bytes32(0)) {
-            if (block.number <= scorePublishDeadline) revert OutputsAgreed(subgroup, majority);
-            bytes32 seed = _rounds[finalRound].seed;
-            for (uint256 q = 0; q < model.length; ++q) {
-                if (_submitted(finalRound, Shuffle.inverse(start + q, _participants.length, seed))) {
-                    model[q] = BlockFlowScoring.ONE;
-                }
-            }
-        }
-        _settleOutputVotes(subgroup, majority);
-        emit ScoresUnresolved(subgroup, majority);
-        _recordScores(subgroup, start, model);
-    }
-
-    /// @dev The digest that more than half of the committee's members revealed (counted when
-    /// revealed), or zero.
-    function _majorityOutputs(uint256 subgroup) private view returns (bytes32) {
-        address[] storage c = _committees[finalRound][subgroup][0];
-        for (uint256 k = 0; k < c.length; ++k) {
-            ScoreVote storage v = _scoreVotes[subgroup][c[k]];
-            if (v.state == REVEALED && 2 * _outputBackers[subgroup][v.reportHash] > c.length) return v.reportHash;
-        }
-        return bytes32(0);
-    }
-
-    /// @dev Pays the fee to members who revealed `majority` and slashes the others (silent, or
-    /// outside the majority); with no majority only silent members are slashed.
-    function _settleOutputVotes(uint256 subgroup, bytes32 majority) private {
-        address[] storage c = _committees[finalRound][subgroup][0];
-        for (uint256 k = 0; k < c.length; ++k) {
-            address ev = c[k];
-            if (_banned(ev)) continue;
-            ScoreVote storage v = _scoreVotes[subgroup][ev];
-            if (v.state != REVEALED) _slash(ev, finalRound, "silent");
-            else if (majority == bytes32(0)) continue;
-            else if (v.reportHash == majority) _payFee(ev);
-            else _slash(ev, finalRound, "outputs outside the majority");
-        }
-    }
-
-    function _recordScores(uint256 subgroup, uint256 start, uint256[] memory model) private {
-        bytes32 seed = _rounds[finalRound].seed;
-        uint256 n = _participants.length;
-        uint256 total = totalScore;
-        for (uint256 q = 0; q < model.length; ++q) {
-            uint256 p = Shuffle.inverse(start + q, n, seed);
-            _rewards[p] = Reward(uint128(model[q]), uint128(total));
-            total += model[q];
-            emit ParticipantScored(_participants[p], model[q]);
-        }
-        totalScore = total;
-        scoresFinal[subgroup] = true;
-        pendingScoreSubgroups -= 1;
-        if (pendingScoreSubgroups == 0) _settle();
-    }
-
-    /// @dev Checks for a reveal in `subgroup` in the given evaluation mode; the caller's vote.
-    function _scoreReveal(uint256 subgroup, bool encrypted)
-        private
-        view
-        returns (uint256 start, uint256 end, ScoreVote storage v)
-    {
-        _checkMode(encrypted);
-        if (block.number <= scoreCommitDeadline) revert WindowNotOpen(scoreCommitDeadline);
-        if (block.number > scoreRevealDeadline) revert WindowClosed(scoreRevealDeadline);
-        (start, end) = _scoringSubgroup(subgroup);
-        v = _scoreVotes[subgroup][msg.sender];
-        if (v.state == 0) revert NotCommitted(msg.sender);
-        if (v.state == REVEALED) revert AlreadyRevealed(msg.sender);
-    }
-
-    /// @dev Checks that `subgroup`'s scores can be settled (reveal window over) in the given mode.
-    function _scoresDue(uint256 subgroup, bool encrypted) private view returns (uint256 start, uint256 end) {
-        _checkMode(encrypted);
-        if (block.number <= scoreRevealDeadline) revert WindowNotOpen(scoreRevealDeadline);
-        return _scoringSubgroup(subgroup);
-    }
-
-    function _checkMode(bool encrypted) private view {
-        if (evaluationSet.kind == 0) revert EvaluationSetMissing();
-        if (encryptedEvaluation != encrypted) revert WrongEvaluationMode(encryptedEvaluation);
-    }
-
-    function _banned(address ev) private view returns (bool banned) {
-        (,, banned,) = registry.evaluators(ev);
-    }
-
-    function _scoringSubgroup(uint256 subgroup) private view returns (uint256 start, uint256 end) {
-        uint256 groups = _rounds[finalRound].numSubgroups;
-        if (subgroup >= groups) revert UnknownSubgroup(finalRound, subgroup);
-        if (scoresFinal[subgroup]) revert SubgroupFinal(finalRound, subgroup);
-        return _bounds(subgroup, groups);
-    }
-
-    function _bounds(uint256 subgroup, uint256 groups) private view returns (uint256 start, uint256 end) {
-        start = subgroup * _params.subgroupSize;
-        end = subgroup + 1 == groups ? _participants.length : start + _params.subgroupSize;
-    }
-
-    // ------------------------------------------------------------------ reward, claim
-
-    function _settle() private {
-        phase = Phase.Finished;
+    /// @notice The owner missed its deadline (a global model after a round closed, or the evaluation
+    /// set after training): anyone ends the task. Participants are paid from the pool by their
+    /// contributions so far (submissions in accepted subgroups, each worth the same), the
+    /// public-goods share goes to the fund, fees already earned stay earned, the unused fee budget
+    /// returns to the owner, bonds become withdrawable.
+    function abandon() external {
+        if (phase != Phase.Training && phase != Phase.Scoring) revert WrongPhase(Phase.Training, phase);
+        uint64 deadline = ownerDeadline;
+        if (deadline == 0 || (phase == Phase.Scoring && evaluationSet.kind != 0)) revert NotAllowed(msg.sender);
+        if (block.number <= deadline) revert DeadlineNotPassed(deadline);
+        phase = Phase.Abandoned;
         uint256 reward = rewardEscrow;
         uint256 publicGoods = (reward * _params.publicGoodsBps) / 10_000;
         uint256 pool = reward - publicGoods;
         rewardEscrow = 0;
-        _credit(_params.publicGoodsFund, publicGoods);
         uint256 refund = feeEscrow;
         feeEscrow = 0;
-        if (totalScore == 0) {
-            refund += pool;
-            pool = 0;
-        }
-        participantPool = pool;
-        participantPoolRemaining = pool;
+        uint256 total = totalContributions;
+        uint256 unit = total == 0 ? 0 : pool / total;
+        perContribution = unit;
+        participantPool = unit * total;
+        participantPoolRemaining = participantPool;
+        if (total == 0) refund += pool;
+        else publicGoods += pool - unit * total; // the indivisible remainder
+        _credit(publicGoodsFund, publicGoods);
         _credit(owner, refund);
-        emit RewardsSettled(pool, totalScore, publicGoods, refund);
+        emit TaskAbandoned(currentRound, total, unit);
     }
 
-    /// @notice A participant's share of the pool, claimed or not:
-    /// floor(pool*(before+score)/S) - floor(pool*before/S), so the shares add up to the pool
-    /// exactly and no token is left as dust.
+    /// @notice A participant's accepted submissions over all rounds.
+    function contributionsOf(address participant) public view returns (uint256 count) {
+        uint256 idx = _indexPlusOne[participant];
+        if (idx == 0) return 0;
+        uint256 n = _participants.length;
+        uint256 last = phase == Phase.Training || phase == Phase.Abandoned ? currentRound : finalRound;
+        for (uint256 r = 0; r <= last; ++r) {
+            Round storage R = _rounds[r];
+            if (R.numSubgroups == 0 || !_submitted(r, idx - 1)) continue;
+            uint256 g = Shuffle.forward(idx - 1, n, R.seed) / _params.subgroupSize;
+            if (g >= R.numSubgroups) g = R.numSubgroups - 1;
+            if (_subgroups[r][g].status == SubgroupStatus.Accepted) ++count;
+        }
+    }
+
+    /// @notice A participant's share of the pool, claimed or not. Finished: by score,
+    /// floor(pool*(before+score)/S) - floor(pool*before/S), so the shares add up to the pool exactly;
+    /// when every score is 0 the pool is shared the same way equally among the contributors (final-
+    /// round submitters in accepted subgroups), so no scoring can hand the pool back to the owner.
+    /// Abandoned: `perContribution` for each accepted submission.
     function allocationOf(address participant) public view returns (uint256) {
         uint256 idx = _indexPlusOne[participant];
-        if (idx == 0 || phase != Phase.Finished || totalScore == 0) return 0;
+        if (idx == 0) return 0;
+        if (phase == Phase.Abandoned) return perContribution * contributionsOf(participant);
+        if (phase != Phase.Finished) return 0;
         Reward memory w = _rewards[idx - 1];
+        uint256 pool = participantPool;
+        uint256 total = totalScore;
         uint256 before = w.cumulativeBefore;
-        return (participantPool * (before + w.score)) / totalScore - (participantPool * before) / totalScore;
+        uint256 mine = w.score;
+        if (total == 0) {
+            total = totalContributors;
+            if (total == 0) return 0;
+            before = w.contributorsBefore;
+            mine = w.contributor ? 1 : 0;
+        }
+        return (pool * (before + mine)) / total - (pool * before) / total;
     }
 
     /// @notice What a participant can still claim as its reward (zero once claimed).
@@ -870,6 +602,7 @@ contract DINTask is EIP712, ReentrancyGuard {
 
     /// @notice Pull payment of everything owed to the caller: fees, refunds, public-goods funds,
     /// slashed stake (for the fund) and, once rewards are settled, a participant's reward.
+    /// (Bonds are taken back with `withdrawBond`.)
     function claim() external nonReentrant returns (uint256 amount) {
         amount = claimable[msg.sender];
         if (amount > 0) {
@@ -877,8 +610,8 @@ contract DINTask is EIP712, ReentrancyGuard {
             totalClaimable -= amount;
         }
         uint256 idx = _indexPlusOne[msg.sender];
-        if (idx != 0 && phase == Phase.Finished && !rewardClaimed[idx - 1]) {
-            uint256 share = rewardOf(msg.sender);
+        if (idx != 0 && !rewardClaimed[idx - 1]) {
+            uint256 share = allocationOf(msg.sender);
             if (share > 0) {
                 rewardClaimed[idx - 1] = true;
                 participantPoolRemaining -= share;
@@ -890,32 +623,13 @@ contract DINTask is EIP712, ReentrancyGuard {
         emit Claimed(msg.sender, amount);
     }
 
-    function _credit(address to, uint256 amount) private {
-        if (amount == 0) return;
-        claimable[to] += amount;
-        totalClaimable += amount;
-    }
-
-    function _payFee(address ev) private {
-        uint256 fee = _params.evaluatorFee;
-        if (fee > feeEscrow) fee = feeEscrow;
-        if (fee == 0) return;
-        feeEscrow -= fee;
-        _credit(ev, fee);
-        emit FeePaid(ev, fee);
-    }
-
-    function _slash(address ev, uint256 round, string memory reason) private {
-        uint256 taken = registry.slash(ev, _params.slashAmount);
-        _credit(_params.publicGoodsFund, taken);
-        emit EvaluatorSlashed(ev, round, taken, reason);
-    }
-
-    function _pendingSubgroup(uint256 round, uint256 subgroup) private view returns (Subgroup storage s) {
-        if (round > currentRound) revert WrongRound(currentRound, round);
-        if (subgroup >= _rounds[round].numSubgroups) revert UnknownSubgroup(round, subgroup);
-        s = _subgroups[round][subgroup];
-        if (s.status != SubgroupStatus.Pending) revert SubgroupFinal(round, subgroup);
+    /// @notice Tokens sent straight to the task (not through a function) belong to nobody here:
+    /// anyone hands them to the public-goods fund.
+    function sweepExcess() external {
+        uint256 excess = token.balanceOf(address(this)) - liabilities();
+        if (excess == 0) revert NothingToClaim(msg.sender);
+        _credit(publicGoodsFund, excess);
+        emit ExcessSwept(excess);
     }
 
     // ------------------------------------------------------------------ views (audit)
@@ -938,6 +652,29 @@ contract DINTask is EIP712, ReentrancyGuard {
         return idx - 1;
     }
 
+    function evaluatorCount() external view returns (uint256) {
+        return _evaluators.length;
+    }
+
+    /// @notice The opted-in evaluators in opt-in order (frozen once training starts).
+    function evaluators() external view returns (address[] memory) {
+        return _evaluators;
+    }
+
+    /// @notice What is left of `evaluator`'s bond in this task.
+    function bondOf(address evaluator) external view returns (uint256) {
+        return _bonds[evaluator].amount;
+    }
+
+    /// @notice The block of `evaluator`'s first slash in this task (0: never slashed).
+    function bannedAt(address evaluator) external view returns (uint256) {
+        return _bonds[evaluator].bannedAt;
+    }
+
+    function isOptedIn(address evaluator) external view returns (bool) {
+        return _bonds[evaluator].indexPlusOne != 0;
+    }
+
     function roundInfo(uint256 round) external view returns (Round memory) {
         return _rounds[round];
     }
@@ -953,10 +690,6 @@ contract DINTask is EIP712, ReentrancyGuard {
     function hasSubmitted(uint256 round, address participant) external view returns (bool) {
         uint256 idx = _indexPlusOne[participant];
         return idx != 0 && _submitted(round, idx - 1);
-    }
-
-    function _submitted(uint256 round, uint256 p) private view returns (bool) {
-        return _submittedBits[round][p / 255] & (1 << (p % 255)) != 0;
     }
 
     /// @notice The participants of `subgroup` in `round`, in position order.
@@ -977,9 +710,10 @@ contract DINTask is EIP712, ReentrancyGuard {
         return _rewards[idx - 1].score;
     }
 
-    /// @notice Everything the task owes or holds in escrow; equals its token balance.
-    function liabilities() external view returns (uint256) {
-        return rewardEscrow + feeEscrow + participantPoolRemaining + totalClaimable;
+    /// @notice Everything the task owes or holds in escrow, bonds included; equals its token balance
+    /// unless someone sent tokens straight to it (`sweepExcess`).
+    function liabilities() public view returns (uint256) {
+        return rewardEscrow + feeEscrow + participantPoolRemaining + totalClaimable + bondEscrow;
     }
 
     function domainSeparator() external view returns (bytes32) {

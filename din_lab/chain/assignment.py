@@ -1,10 +1,12 @@
 """The contract's assignment, recomputed off chain: anyone can check who is in which subgroup
-and committee from the round seed (DINTask._assign, lib/Shuffle.sol).
+and committee from the round seed (DINTask.drawRound, lib/Shuffle.sol).
 
 Swap-or-not shuffle (90 rounds, as Ethereum's consensus layer uses for committees):
 participant ``p`` sits at position ``forward(p)``; subgroup ``g`` holds positions
-``[g*size, (g+1)*size)`` (the last subgroup also takes the remainder); committee slot ``k`` of
-subgroup ``g`` is ``eligible[forward((g*E + k) mod n, n, keccak(abi.encode(seed, "committee")))]``.
+``[g*size, (g+1)*size)`` (the last subgroup also takes the remainder);
+the committees walk the task's frozen evaluator list in shuffled order (:func:`draw_committee`).
+The round seed is ``keccak(abi.encode(previous seed (genesis digest for round 0), task, round,
+blockhash(seed block)))``: the hash of a block mined after the transaction that scheduled the draw.
 """
 
 from __future__ import annotations
@@ -75,10 +77,24 @@ def committee_seed(seed: bytes) -> bytes:
     return keccak(abi_encode(["bytes32", "string"], [bytes(seed), "committee"]))
 
 
-def dispute_seed(seed: bytes, subgroup: int) -> bytes:
-    return keccak(abi_encode(["bytes32", "uint256", "string"], [bytes(seed), subgroup, "dispute"]))
+def dispute_seed(seed: bytes, subgroup: int, entropy: bytes) -> bytes:
+    """keccak(abi.encode(round seed, subgroup, hash of the dispute's seed block, "dispute"))."""
+    return keccak(abi_encode(["bytes32", "uint256", "bytes32", "string"], [bytes(seed), subgroup, bytes(entropy),
+                                                                           "dispute"]))
 
 
-def committee_indexes(subgroup: int, *, seed: bytes, size: int, eligible: int) -> list[int]:
-    """Indexes into the registry's eligible list of ``subgroup``'s committee."""
-    return [forward((subgroup * size + k) % eligible, eligible, seed) for k in range(size)]
+def draw_committee(*, evaluators: list[str], size: int, seed: bytes, offset: int = 0,
+                   skip: frozenset[str] | set[str] = frozenset()) -> list[str]:
+    """DINTask._drawCommittee: walk the task's frozen evaluator list in the shuffled order
+    ``forward((offset + j) mod n)`` and seat each evaluator not in ``skip`` (slashed ones; for a
+    dispute also the first committee) until ``size`` are seated or the list is exhausted.
+    A round's committee ``g`` walks from ``offset = g * size`` under :func:`committee_seed`."""
+    n = len(evaluators)
+    seated: list[str] = []
+    for j in range(n):
+        if len(seated) == size:
+            break
+        ev = evaluators[forward((offset + j) % n, n, seed)]
+        if ev not in skip:
+            seated.append(ev)
+    return seated

@@ -33,7 +33,9 @@ class Phase:
     SCORING = 2
     FINISHED = 3
     CANCELLED = 4
-    NAMES = ("Registration", "Training", "Scoring", "Finished", "Cancelled")
+    ABANDONED = 5
+    NAMES = ("Registration", "Training", "Scoring", "Finished", "Cancelled", "Abandoned")
+    ENDED = (FINISHED, CANCELLED, ABANDONED)
 
 
 class SubgroupStatus:
@@ -44,23 +46,29 @@ class SubgroupStatus:
 
 @dataclass(frozen=True, kw_only=True)
 class TaskParams:
-    """What a Model Owner fixes when creating a task (DINTask's TaskParams struct)."""
+    """What a Model Owner fixes when creating a task (DINTask's TaskParams struct, in its order).
+    The factory refuses unsafe or unfinishable values (``DINTaskFactory.checkParams``)."""
 
     genesis_model: Cid
     reward_deposit: int
     fee_budget: int
     evaluator_fee: int
+    evaluator_bond: int  # what each evaluator deposits to opt in: all the task can ever slash
     slash_amount: int
     rounds: int
     subgroup_size: int
-    evaluators_per_subgroup: int
-    public_goods_bps: int
-    public_goods_fund: str
-    submission_window: int = 5
-    commit_window: int = 5
-    reveal_window: int = 5
-    identity_registry: str = ZERO_ADDRESS
+    evaluators_per_subgroup: int  # odd
+    max_participants: int = 200
+    max_evaluators: int = 50
+    public_goods_bps: int = 0
+    encrypted_scoring: bool = False  # fixed at creation
+    registration_window: int = 1_000
+    submission_window: int = 10
     share_window: int = 0  # blocks for secure aggregation's share reveals before the commit window
+    commit_window: int = 10
+    reveal_window: int = 10
+    publish_window: int = 10
+    identity_registry: str = ZERO_ADDRESS
 
     def to_chain(self) -> tuple:
         values = list(astuple(self))
@@ -77,28 +85,31 @@ class DinDeployment:
     factory: Contract
     implementation: Contract
     deployer: str
+    public_goods_fund: str
 
 
 def deploy(
     chain: Chain,
     *,
     deployer: LocalAccount,
+    public_goods_fund: str,
     supply: int = 10**9 * WAD,
-    min_stake: int = 100 * WAD,
-    unstake_cooldown: int = 50,
+    min_bond: int = 100 * WAD,
+    min_window: int = 10,
 ) -> DinDeployment:
-    """Deploy token, evaluator registry, task implementation and factory, and wire them."""
-    if supply <= 0 or min_stake < 0 or unstake_cooldown < 0:
-        raise ConfigError("supply must be positive; min_stake and unstake_cooldown non-negative")
+    """Deploy token, evaluator registry (keys), the task implementation with its scoring module,
+    and the factory, which fixes the network's public-goods fund, the minimum bond and the
+    minimum window."""
+    if supply <= 0 or min_bond <= 0 or min_window < 2:
+        raise ConfigError("supply and min_bond must be positive and min_window at least 2")
     token = chain.deploy("DINToken", deployer.address, supply, sender=deployer)
-    registry = chain.deploy("EvaluatorRegistry", token.address, min_stake, unstake_cooldown, deployer.address,
-                            sender=deployer)
-    implementation = chain.deploy("DINTask", sender=deployer)
+    registry = chain.deploy("EvaluatorRegistry", sender=deployer)
+    scoring = chain.deploy("DINTaskScoring", sender=deployer)
+    implementation = chain.deploy("DINTask", scoring.address, sender=deployer)
     factory = chain.deploy("DINTaskFactory", token.address, registry.address, implementation.address,
-                           sender=deployer)
-    chain.transact(registry.functions.setFactory(factory.address), sender=deployer)
+                           public_goods_fund, min_bond, min_window, sender=deployer)
     return DinDeployment(token=token, registry=registry, factory=factory, implementation=implementation,
-                         deployer=deployer.address)
+                         deployer=deployer.address, public_goods_fund=public_goods_fund)
 
 
 def create_task(chain: Chain, din: DinDeployment, params: TaskParams, *, owner: LocalAccount,
@@ -109,6 +120,24 @@ def create_task(chain: Chain, din: DinDeployment, params: TaskParams, *, owner: 
                        sender=owner)
     receipt = chain.transact(din.factory.functions.createTask(params.to_chain()), sender=owner)
     return chain.at("DINTask", receipt.event("TaskCreated").args["task"])
+
+
+def opt_in(chain: Chain, task: Contract, *, evaluator: LocalAccount) -> None:
+    """The evaluator approves the task for its bond and opts in (``DINTask.optIn``)."""
+    bond = chain.call(task.functions.params())[4]
+    token = chain.at("DINToken", chain.call(task.functions.token()))
+    chain.transact(token.functions.approve(task.address, bond), sender=evaluator)
+    chain.transact(task.functions.optIn(), sender=evaluator)
+
+
+def mine_past_seed(chain: Chain, task: Contract, *, round_: int | None = None, subgroup: int | None = None) -> None:
+    """Mine until the pending draw's seed block (the round's, or a dispute's) is in the past."""
+    if subgroup is None:
+        block = int(chain.call(task.functions.seedBlock()))
+    else:
+        block = int(chain.call(task.functions.subgroupInfo(round_, subgroup))[6])
+    if block and chain.block_number <= block:
+        chain.mine_to(block + 1)
 
 
 def cid_arg(cid: Cid | None) -> tuple[bytes, int]:

@@ -70,6 +70,62 @@ library BlockFlowScoring {
         }
     }
 
+    /// @notice DIN's reduction for a committee's reports: with an odd number of rows it is `reduce`
+    /// exactly; with an even number the model score is the mean of the two middle values and an
+    /// evaluator's agreement is measured to the nearer of them, so half of the rows can neither set a
+    /// score alone nor make the other half look like outliers.
+    function reduceStrict(uint256[][] memory matrix)
+        internal
+        pure
+        returns (uint256[] memory model, uint256[] memory evaluator)
+    {
+        uint256 rows = matrix.length;
+        if (rows % 2 == 1) return reduce(matrix);
+        uint256 cols = rows == 0 ? 0 : matrix[0].length;
+        for (uint256 i = 0; i < rows; ++i) {
+            if (matrix[i].length != cols) revert RaggedMatrix(i, matrix[i].length, cols);
+        }
+        model = new uint256[](cols);
+        uint256[] memory lower = new uint256[](cols);
+        uint256[] memory upper = new uint256[](cols);
+        uint256[] memory column = new uint256[](rows);
+        for (uint256 j = 0; j < cols; ++j) {
+            for (uint256 i = 0; i < rows; ++i) {
+                if (matrix[i][j] > ONE) revert ScoreOutOfRange(i, j, matrix[i][j]);
+                column[i] = matrix[i][j];
+            }
+            (lower[j], upper[j]) = middles(column);
+            model[j] = (lower[j] + upper[j]) / 2;
+        }
+        evaluator = new uint256[](rows);
+        for (uint256 i = 0; i < rows; ++i) {
+            uint256 worst = ONE;
+            for (uint256 j = 0; j < cols; ++j) {
+                uint256 a = agreement(matrix[i][j], lower[j]);
+                uint256 b = agreement(matrix[i][j], upper[j]);
+                if (b > a) a = b;
+                if (a < worst) worst = a;
+            }
+            evaluator[i] = worst;
+        }
+    }
+
+    /// @notice The two middle values of an even-length list (sorted positions n/2 - 1 and n/2).
+    function middles(uint256[] memory values) internal pure returns (uint256 lo, uint256 hi) {
+        uint256 n = values.length;
+        uint256[] memory v = new uint256[](n);
+        for (uint256 i = 0; i < n; ++i) {
+            uint256 x = values[i];
+            uint256 j = i;
+            while (j > 0 && v[j - 1] > x) {
+                v[j] = v[j - 1];
+                --j;
+            }
+            v[j] = x;
+        }
+        return (v[n / 2 - 1], v[n / 2]);
+    }
+
     function _max(uint256[] memory xs) private pure returns (uint256 m) {
         for (uint256 i = 0; i < xs.length; ++i) if (xs[i] > m) m = xs[i];
     }

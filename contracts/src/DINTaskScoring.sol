@@ -1,0 +1,310 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.37;
+
+import {Cid, CidLib} from "./lib/CidLib.sol";
+import {Shuffle} from "./lib/Shuffle.sol";
+import {BlockFlowScoring} from "./lib/BlockFlowScoring.sol";
+import {DINTaskBase} from "./DINTaskBase.sol";
+
+/// @title DINTaskScoring: the scoring phase of a DINTask (paper 5.1 step 7, 5.2).
+/// @notice Runs only by delegatecall from a DINTask, on the task's storage (called directly it
+/// has no task: every function reverts on its phase check). Plaintext scoring reduces committee
+/// reports with BlockFlow's median rule; encrypted scoring records the owner's decryption of the
+/// outputs a committee majority agreed on.
+contract DINTaskScoring is DINTaskBase {
+    using CidLib for Cid;
+
+    constructor() {
+        _initialized = true;
+    }
+
+    // ------------------------------------------------------------------ score
+
+    /// @notice Plaintext scoring (the task was created with encryptedScoring = false): the owner
+    /// records its evaluation set; the final round's committees then score the participants of their
+    /// own subgroup and the contract reduces their reports with BlockFlow's median rule.
+    function publishEvaluationSet(Cid calldata testSet, Cid calldata context) external onlyOwner inPhase(Phase.Scoring) {
+        if (_params.encryptedScoring) revert WrongEvaluationMode(true);
+        _openScoring(testSet, context);
+        emit EvaluationSetPublished(testSet, context, scoreCommitDeadline);
+    }
+
+    /// @notice Encrypted evaluation (paper 5.2; the task was created with encryptedScoring = true):
+    /// the owner records its CKKS-encrypted test set, the public evaluation context and their
+    /// parameters. Committees commit and reveal the digest of their encrypted outputs; the owner, who
+    /// alone can decrypt, publishes each subgroup's scores for the digest a majority agreed on.
+    function publishEncryptedEvaluationSet(Cid calldata testSet, Cid calldata context, string calldata heParams)
+        external
+        onlyOwner
+        inPhase(Phase.Scoring)
+    {
+        if (!_params.encryptedScoring) revert WrongEvaluationMode(false);
+        if (bytes(heParams).length == 0 || bytes(heParams).length > 512) revert InvalidEvaluationParameters();
+        _openScoring(testSet, context);
+        scorePublishDeadline = scoreRevealDeadline + _params.publishWindow;
+        emit EncryptedEvaluationSetPublished(testSet, context, heParams, scoreCommitDeadline);
+    }
+
+    function _openScoring(Cid calldata testSet, Cid calldata context) private {
+        if (evaluationSet.kind != 0) revert EvaluationSetAlreadyPublished();
+        testSet.check();
+        context.check();
+        evaluationSet = testSet;
+        evaluationContext = context;
+        ownerDeadline = 0;
+        scoreCommitStart = uint64(block.number);
+        scoreCommitDeadline = uint64(block.number) + _params.commitWindow;
+        scoreRevealDeadline = scoreCommitDeadline + _params.revealWindow;
+        pendingScoreSubgroups = _rounds[finalRound].numSubgroups;
+    }
+
+    /// @notice Is the task's scoring encrypted (fixed at creation)?
+    function encryptedEvaluation() external view returns (bool) {
+        return _params.encryptedScoring;
+    }
+
+    function commitScores(uint256 subgroup, bytes32 commitment) external inPhase(Phase.Scoring) {
+        if (evaluationSet.kind == 0) revert EvaluationSetMissing();
+        if (block.number > scoreCommitDeadline) revert WindowClosed(scoreCommitDeadline);
+        _scoringSubgroup(subgroup);
+        _seated(finalRound, subgroup, 0);
+        ScoreVote storage v = _scoreVotes[subgroup][msg.sender];
+        if (v.state != 0) revert AlreadyCommitted(msg.sender);
+        v.state = COMMITTED;
+        v.commitment = commitment;
+        emit ScoresCommitted(subgroup, msg.sender);
+    }
+
+    /// @notice scores[q] is the score (1e18 = 1.0) of the participant at position q of the
+    /// subgroup (see `subgroupMembers`); commitment = keccak256(abi.encode(scores, salt, evaluator)).
+    /// A slashed evaluator cannot reveal; a reveal counts as cast when it is made.
+    function revealScores(uint256 subgroup, uint256[] calldata scores, bytes32 salt) external inPhase(Phase.Scoring) {
+        (uint256 start, uint256 end, ScoreVote storage v) = _scoreReveal(subgroup, false);
+        if (scores.length != end - start) revert ScoresLengthMismatch(scores.length, end - start);
+        for (uint256 q = 0; q < scores.length; ++q) {
+            if (scores[q] > BlockFlowScoring.ONE) revert BlockFlowScoring.ScoreOutOfRange(0, q, scores[q]);
+        }
+        if (keccak256(abi.encode(scores, salt, msg.sender)) != v.commitment) revert RevealMismatch(msg.sender);
+        v.state = REVEALED;
+        v.reportHash = keccak256(abi.encode(scores));
+        emit ScoresRevealed(subgroup, msg.sender, scores);
+    }
+
+    /// @notice After the reveal window anyone reduces a subgroup's revealed reports (passed again as
+    /// calldata, checked against their hashes; an empty row for each silent member) with BlockFlow's
+    /// median rule. The committee is odd; when a strict majority of it revealed, each participant's
+    /// score is the median of the reports (the mean of the two middle ones for an even count, so
+    /// half of the reports can never decide it alone), members at 1/2 or more from every middle
+    /// report are slashed, the others paid. Without a strict majority nothing is decided: the
+    /// subgroup's participants score 0 and nobody is paid. Silent members are slashed either way.
+    function finalizeScores(uint256 subgroup, uint256[][] calldata reports) external inPhase(Phase.Scoring) {
+        (uint256 start, uint256 end) = _scoresDue(subgroup, false);
+        address[] storage c = _committees[finalRound][subgroup][0];
+        if (reports.length != c.length) revert ScoresLengthMismatch(reports.length, c.length);
+        bool[] memory counts = new bool[](c.length);
+        uint256 counted = 0;
+        for (uint256 k = 0; k < c.length; ++k) {
+            ScoreVote storage v = _scoreVotes[subgroup][c[k]];
+            if (v.state == REVEALED) {
+                if (keccak256(abi.encode(reports[k])) != v.reportHash) revert ReportMismatch(k);
+                counts[k] = true;
+                ++counted;
+            }
+        }
+        uint256[] memory model = new uint256[](end - start);
+        bool decided = 2 * counted > c.length;
+        uint256[] memory quality;
+        if (decided) {
+            uint256[][] memory rows = new uint256[][](counted);
+            counted = 0;
+            for (uint256 k = 0; k < c.length; ++k) {
+                if (counts[k]) rows[counted++] = reports[k];
+            }
+            (model, quality) = BlockFlowScoring.reduceStrict(rows);
+        }
+        counted = 0;
+        for (uint256 k = 0; k < c.length; ++k) {
+            address ev = c[k];
+            if (!counts[k]) {
+                _slashSilent(ev, finalRound);
+            } else if (decided) {
+                uint256 q = quality[counted++];
+                emit EvaluatorScored(ev, subgroup, q);
+                if (q == 0) _slash(ev, finalRound, "score far from median");
+                else _payFee(ev);
+            }
+        }
+        _recordScores(subgroup, start, model);
+    }
+
+    /// @notice Encrypted evaluation: a committee member opens its commitment
+    /// keccak256(abi.encode(digest, outputs.digest, outputs.kind, salt, evaluator)), where digest is
+    /// the SHA-256 of the encrypted outputs it stored at `outputs`. A slashed evaluator cannot reveal;
+    /// each reveal is counted for its digest when it is made, so later slashes do not move a majority.
+    function revealOutputs(uint256 subgroup, bytes32 digest, Cid calldata outputs, bytes32 salt)
+        external
+        inPhase(Phase.Scoring)
+    {
+        (,, ScoreVote storage v) = _scoreReveal(subgroup, true);
+        if (digest == bytes32(0)) revert InvalidOutputsDigest();
+        outputs.check();
+        if (keccak256(abi.encode(digest, outputs.digest, outputs.kind, salt, msg.sender)) != v.commitment) {
+            revert RevealMismatch(msg.sender);
+        }
+        v.state = REVEALED;
+        v.reportHash = digest;
+        _outputBackers[subgroup][digest] += 1;
+        emit OutputsRevealed(subgroup, msg.sender, digest, outputs);
+    }
+
+    /// @notice The owner decrypted the outputs a majority of the subgroup's committee agreed on and
+    /// publishes the scores it derived, with the CID of its audit record. Backers of the digest are
+    /// paid the fee; the other members (another digest, or silent) are slashed. The trust assumption:
+    /// the owner could misreport a decryption (the audit record and the agreed ciphertexts let anyone
+    /// check it once the owner reveals its key); it can never take the participant pool back
+    /// (all-zero scores pay the contributors equally, see `allocationOf`).
+    function publishScores(uint256 subgroup, uint256[] calldata scores, bytes32 outputsDigest, Cid calldata audit)
+        external
+        onlyOwner
+        inPhase(Phase.Scoring)
+    {
+        (uint256 start, uint256 end) = _scoresDue(subgroup, true);
+        if (scores.length != end - start) revert ScoresLengthMismatch(scores.length, end - start);
+        for (uint256 q = 0; q < scores.length; ++q) {
+            if (scores[q] > BlockFlowScoring.ONE) revert BlockFlowScoring.ScoreOutOfRange(0, q, scores[q]);
+        }
+        audit.check();
+        bytes32 majority = _majorityOutputs(subgroup);
+        if (outputsDigest == bytes32(0) || majority != outputsDigest) revert OutputsNotAgreed(subgroup, outputsDigest);
+        _settleOutputVotes(subgroup, majority);
+        emit ScoresPublished(subgroup, majority, audit);
+        _recordScores(subgroup, start, scores);
+    }
+
+    /// @notice Closes a subgroup whose scores cannot be published. No digest has a majority (after
+    /// the reveal window): its participants score 0, nobody is paid, silent members and those whose
+    /// digest nobody else revealed are slashed. A majority exists but the owner has not published by
+    /// `scorePublishDeadline`: the backers are paid, the rest slashed, and every participant of the
+    /// subgroup that submitted in the final round scores 1 (the owner forfeits its say).
+    function closeUnresolvedScores(uint256 subgroup) external inPhase(Phase.Scoring) {
+        (uint256 start, uint256 end) = _scoresDue(subgroup, true);
+        bytes32 majority = _majorityOutputs(subgroup);
+        uint256[] memory model = new uint256[](end - start);
+        if (majority != bytes32(0)) {
+            if (block.number <= scorePublishDeadline) revert OutputsAgreed(subgroup, majority);
+            bytes32 seed = _rounds[finalRound].seed;
+            for (uint256 q = 0; q < model.length; ++q) {
+                if (_submitted(finalRound, Shuffle.inverse(start + q, _participants.length, seed))) {
+                    model[q] = BlockFlowScoring.ONE;
+                }
+            }
+        }
+        _settleOutputVotes(subgroup, majority);
+        emit ScoresUnresolved(subgroup, majority);
+        _recordScores(subgroup, start, model);
+    }
+
+    /// @dev The digest that more than half of the committee's members revealed, or zero.
+    function _majorityOutputs(uint256 subgroup) private view returns (bytes32) {
+        address[] storage c = _committees[finalRound][subgroup][0];
+        for (uint256 k = 0; k < c.length; ++k) {
+            ScoreVote storage v = _scoreVotes[subgroup][c[k]];
+            if (v.state == REVEALED && 2 * _outputBackers[subgroup][v.reportHash] > c.length) return v.reportHash;
+        }
+        return bytes32(0);
+    }
+
+    /// @dev Pays the fee to members who revealed `majority` and slashes the others (silent, or
+    /// outside the majority); with no majority, silent members and lone digests are slashed.
+    function _settleOutputVotes(uint256 subgroup, bytes32 majority) private {
+        address[] storage c = _committees[finalRound][subgroup][0];
+        for (uint256 k = 0; k < c.length; ++k) {
+            address ev = c[k];
+            ScoreVote storage v = _scoreVotes[subgroup][ev];
+            if (v.state != REVEALED) _slashSilent(ev, finalRound);
+            else if (majority == bytes32(0)) {
+                if (_outputBackers[subgroup][v.reportHash] < 2) _slash(ev, finalRound, "unsupported outputs");
+            } else if (v.reportHash == majority) _payFee(ev);
+            else _slash(ev, finalRound, "outputs outside the majority");
+        }
+    }
+
+    function _recordScores(uint256 subgroup, uint256 start, uint256[] memory model) private {
+        bytes32 seed = _rounds[finalRound].seed;
+        uint256 n = _participants.length;
+        uint256 total = totalScore;
+        uint256 contributors = totalContributors;
+        bool accepted = _subgroups[finalRound][subgroup].status == SubgroupStatus.Accepted;
+        for (uint256 q = 0; q < model.length; ++q) {
+            uint256 p = Shuffle.inverse(start + q, n, seed);
+            bool contributor = accepted && _submitted(finalRound, p);
+            _rewards[p] = Reward(uint96(model[q]), uint96(total), uint32(contributors), contributor);
+            total += model[q];
+            if (contributor) ++contributors;
+            emit ParticipantScored(_participants[p], model[q]);
+        }
+        totalScore = total;
+        totalContributors = contributors;
+        scoresFinal[subgroup] = true;
+        pendingScoreSubgroups -= 1;
+        if (pendingScoreSubgroups == 0) _settle();
+    }
+
+    /// @dev Checks for a reveal in `subgroup` in the given evaluation mode; the caller's vote.
+    function _scoreReveal(uint256 subgroup, bool encrypted)
+        private
+        view
+        returns (uint256 start, uint256 end, ScoreVote storage v)
+    {
+        _checkMode(encrypted);
+        if (block.number <= scoreCommitDeadline) revert WindowNotOpen(scoreCommitDeadline);
+        if (block.number > scoreRevealDeadline) revert WindowClosed(scoreRevealDeadline);
+        (start, end) = _scoringSubgroup(subgroup);
+        _seated(finalRound, subgroup, 0);
+        v = _scoreVotes[subgroup][msg.sender];
+        if (v.state == 0) revert NotCommitted(msg.sender);
+        if (v.state == REVEALED) revert AlreadyRevealed(msg.sender);
+    }
+
+    /// @dev Checks that `subgroup`'s scores can be settled (reveal window over) in the given mode.
+    function _scoresDue(uint256 subgroup, bool encrypted) private view returns (uint256 start, uint256 end) {
+        _checkMode(encrypted);
+        if (block.number <= scoreRevealDeadline) revert WindowNotOpen(scoreRevealDeadline);
+        return _scoringSubgroup(subgroup);
+    }
+
+    function _checkMode(bool encrypted) private view {
+        if (evaluationSet.kind == 0) revert EvaluationSetMissing();
+        if (_params.encryptedScoring != encrypted) revert WrongEvaluationMode(_params.encryptedScoring);
+    }
+
+    function _scoringSubgroup(uint256 subgroup) private view returns (uint256 start, uint256 end) {
+        uint256 groups = _rounds[finalRound].numSubgroups;
+        if (subgroup >= groups) revert UnknownSubgroup(finalRound, subgroup);
+        if (scoresFinal[subgroup]) revert SubgroupFinal(finalRound, subgroup);
+        return _bounds(subgroup, groups);
+    }
+
+    // ------------------------------------------------------------------ reward, claim
+
+    function _settle() private {
+        phase = Phase.Finished;
+        uint256 reward = rewardEscrow;
+        uint256 publicGoods = (reward * _params.publicGoodsBps) / 10_000;
+        uint256 pool = reward - publicGoods;
+        rewardEscrow = 0;
+        _credit(publicGoodsFund, publicGoods);
+        uint256 refund = feeEscrow;
+        feeEscrow = 0;
+        if (totalScore == 0 && totalContributors == 0) {
+            // nobody contributed to the final round: nothing to pay
+            refund += pool;
+            pool = 0;
+        }
+        participantPool = pool;
+        participantPoolRemaining = pool;
+        _credit(owner, refund);
+        emit RewardsSettled(pool, totalScore, publicGoods, refund);
+    }
+
+}
