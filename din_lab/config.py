@@ -13,7 +13,7 @@ from typing import Any
 from din_lab.errors import ConfigError
 
 CHAIN_ENV = "DIN_LAB_CHAIN"
-MIN_STAKE = 100.0  # DIN tokens an evaluator must stake (the lab's EvaluatorRegistry)
+MIN_STAKE = 100.0  # the least bond (DIN tokens) an evaluator deposits to opt in to a task (the factory's minBond)
 TOKEN_DECIMALS_USED = 6  # amounts in a config are whole micro-DIN
 HOME_ENV = "DIN_LAB_HOME"
 
@@ -133,7 +133,12 @@ class ExperimentConfig:
         need(self.participants >= self.subgroup_size, "participants",
              f"{self.participants} participants cannot fill one subgroup of {self.subgroup_size}")
         need(self.evaluators_per_subgroup <= self.evaluators, "evaluators_per_subgroup",
-             f"{self.evaluators_per_subgroup} per subgroup but only {self.evaluators} staked evaluators")
+             f"{self.evaluators_per_subgroup} per subgroup but only {self.evaluators} evaluators")
+        need(self.evaluators_per_subgroup % 2 == 1 and self.evaluators_per_subgroup <= 15, "evaluators_per_subgroup",
+             f"{self.evaluators_per_subgroup}: a committee must be odd and at most 15 (an even committee lets half "
+             "of it decide a median)")
+        need(self.evaluators <= 200, "evaluators", f"{self.evaluators} is above a task's cap of 200 opted-in evaluators")
+        need(self.participants <= 2_000, "participants", f"{self.participants} is above a task's cap of 2,000")
         need(self.learning_rate > 0, "learning_rate", "must be positive")
         need(self.optimizer in ("sgd", "adam"), "optimizer", f"must be sgd or adam, got {self.optimizer!r}")
         need(self.evaluation in ("plaintext", "he"), "evaluation", f"must be plaintext or he, got {self.evaluation!r}")
@@ -163,7 +168,9 @@ class ExperimentConfig:
                  f"{value!r} has more than {TOKEN_DECIMALS_USED} decimals")
         need(self.reward_deposit >= 10**-TOKEN_DECIMALS_USED, "reward_deposit", "must be positive")
         need(self.evaluator_stake >= MIN_STAKE, "evaluator_stake",
-             f"{self.evaluator_stake:g} is below the registry's minimum stake of {MIN_STAKE:g}")
+             f"{self.evaluator_stake:g} is below the factory's minimum bond of {MIN_STAKE:g}")
+        need(self.slash_amount <= self.evaluator_stake and self.slash_amount > 0, "slash_amount",
+             f"{self.slash_amount:g} must be positive and at most the bond ({self.evaluator_stake:g})")
         need(self.reward_deposit + self.fee_budget <= self.owner_tokens, "reward_deposit",
              f"deposit {self.reward_deposit:g} + fee budget {self.fee_budget:g} exceed the owner's balance "
              f"{self.owner_tokens:g}")

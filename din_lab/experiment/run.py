@@ -123,7 +123,7 @@ def _round_seconds(lab: Lab, r: int) -> float:
 def _token_flows(lab: Lab, participants: list[dict], evaluators: list[dict]) -> dict[str, Any]:
     """Where the owner's deposit went, and whether the chain's balances prove it: every account's
     balance change since set-up must equal what the task says it was owed."""
-    token, reg = lab.din.token.functions, lab.din.registry.functions
+    token = lab.din.token.functions
     balance = lambda a: lab.chain.call(token.balanceOf(a))  # noqa: E731
     claimed: dict[str, int] = {}
     for e in lab.chain.events.where("Claimed", address=lab.task.address):
@@ -154,7 +154,7 @@ def _token_flows(lab: Lab, participants: list[dict], evaluators: list[dict]) -> 
         proofs.append(balance(p["address"]) - before[p["address"]] == allocation == claimed.get(p["address"], 0))
     for e in evaluators:
         a = e["address"]
-        after = balance(a) + lab.chain.call(reg.stakeOf(a))
+        after = balance(a) + lab.chain.call(lab.task.functions.bondOf(a))  # a bond not yet withdrawn
         proofs.append(after - before[a] == fees.get(a, 0) - slashed.get(a, 0))
     return {"deposit": deposit / WAD, "paid_participants": paid_participants / WAD,
             "paid_evaluators": paid_evaluators / WAD, "public_goods": public_goods / WAD,

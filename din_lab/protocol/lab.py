@@ -52,6 +52,7 @@ from din_lab.chain.din import (
     TaskParams,
     cid_arg,
     deploy,
+    mine_past_seed,
     outputs_commitment,
     result_commitment,
     scores_commitment,
@@ -235,7 +236,7 @@ class Lab:
         self._names.update({r.address: r.name for r in (*self.participants, *self.evaluators)})
         self._by_address = {r.address: r for r in (*self.participants, *self.evaluators)}
 
-        self.din = deploy(chain, deployer=deployer, min_stake=self._wad(MIN_STAKE))
+        self.din = deploy(chain, deployer=deployer, public_goods_fund=fund.address, min_bond=self._wad(MIN_STAKE))
         token = self.din.token.functions
         self._tx("setup", None, deployer, token.transfer(owner_acct.address, self._wad(cfg.owner_tokens)),
                  "fund owner", amount=cfg.owner_tokens)
@@ -245,12 +246,8 @@ class Lab:
         self.balances_before = self.balances()
         addresses = [owner_acct.address, fund.address, *(r.address for r in (*self.participants, *self.evaluators))]
         self.balances_raw_before = {a: chain.call(token.balanceOf(a)) for a in addresses}
-        for e in self.evaluators:
-            stake = self._wad(cfg.evaluator_stake)
-            self._tx("setup", None, e.account, token.approve(self.din.registry.address, stake), "approve stake")
-            self._tx("setup", None, e.account, self.din.registry.functions.stake(stake), "stake",
-                     amount=cfg.evaluator_stake)
-            if cfg.secagg:  # participants seal their share bundles and reveals to this key
+        if cfg.secagg:  # participants seal their share bundles and reveals to these keys
+            for e in self.evaluators:
                 self._tx("setup", None, e.account, self.din.registry.functions.setPublicKey(e.public_key),
                          "publish X25519 key")
         self.global_vector = flatten(self.model)
@@ -258,21 +255,30 @@ class Lab:
         n, s, k = cfg.participants, cfg.subgroup_size, cfg.evaluators_per_subgroup
         groups = n // s
         # windows in blocks, sized to the transactions each needs (the embedded chain and anvil mine
-        # one block per transaction): every member's vote, plus a dispute's finalize and larger committee
-        votes = groups * (2 * k + 2) + 4
+        # one block per transaction): every member's vote, plus a dispute's finalize and larger committee;
+        # never below the factory's minimum window
+        least = int(chain.call(self.din.factory.functions.minWindow()))
+        votes = max(least, groups * (2 * k + 2) + 4)
         batches = -(-n // RELAY_BATCH) if cfg.relayed_submissions else n
-        share_reveals = groups * k + 2 if cfg.secagg else 0  # one revealShares per committee member
+        share_reveals = max(least, groups * k + 2) if cfg.secagg else 0  # one revealShares per committee member
         self.task_params = TaskParams(
             genesis_model=genesis, reward_deposit=self._wad(cfg.reward_deposit), fee_budget=self._wad(cfg.fee_budget),
-            evaluator_fee=self._wad(cfg.evaluator_fee), slash_amount=self._wad(cfg.slash_amount),
-            rounds=cfg.rounds, subgroup_size=s, evaluators_per_subgroup=k, public_goods_bps=cfg.public_goods_bps,
-            public_goods_fund=fund.address, submission_window=batches + 4, commit_window=votes, reveal_window=votes,
-            share_window=share_reveals)
+            evaluator_fee=self._wad(cfg.evaluator_fee), evaluator_bond=self._wad(cfg.evaluator_stake),
+            slash_amount=self._wad(cfg.slash_amount), rounds=cfg.rounds, subgroup_size=s,
+            evaluators_per_subgroup=k, max_participants=n, max_evaluators=cfg.evaluators,
+            public_goods_bps=cfg.public_goods_bps, encrypted_scoring=cfg.evaluation == "he",
+            registration_window=n + 2 * cfg.evaluators + 10, submission_window=max(least, batches + 4),
+            share_window=share_reveals, commit_window=votes, reveal_window=votes, publish_window=max(least, 10))
         approve = token.approve(self.din.factory.address, self.task_params.reward_deposit + self.task_params.fee_budget)
         self._tx("setup", None, owner_acct, approve, "approve deposit")
         receipt = self._tx("setup", None, owner_acct, self.din.factory.functions.createTask(self.task_params.to_chain()),
                            "create task", cid=genesis, amount=cfg.reward_deposit + cfg.fee_budget)
         self.task = chain.at("DINTask", receipt.event("TaskCreated").args["task"])
+        bond = self.task_params.evaluator_bond
+        for e in self.evaluators:  # each evaluator bonds to this task, which alone may slash that bond
+            self._tx("setup", None, e.account, token.approve(self.task.address, bond), "approve bond")
+            self._tx("setup", None, e.account, self.task.functions.optIn(), "opt in with a bond",
+                     amount=cfg.evaluator_stake)
         for p in self.participants:
             self._tx("setup", None, p.account, self.task.functions.register(p.public_key), "register")
         self.genesis_cid = genesis
@@ -320,8 +326,9 @@ class Lab:
         return {self._names[a]: self.chain.call(token.balanceOf(a)) / WAD for a in addresses}
 
     def stakes(self) -> dict[str, float]:
-        reg = self.din.registry.functions
-        return {e.name: self.chain.call(reg.stakeOf(e.address)) / WAD for e in self.evaluators}
+        """What is left of each evaluator's bond in this task."""
+        F = self.task.functions
+        return {e.name: self.chain.call(F.bondOf(e.address)) / WAD for e in self.evaluators}
 
     # ------------------------------------------------------------------ driving
 
@@ -387,6 +394,11 @@ class Lab:
         state = _RoundState(started=time.perf_counter())
         if r == 0:
             self._tx("assign", r, self.owner.account, F.startTraining(), "start training")
+        # the seed is the hash of a block mined after the draw was scheduled: wait for it, then
+        # anyone draws (here the owner's account sends the transaction)
+        while int(self.chain.call(F.seedBlock())):
+            mine_past_seed(self.chain, self.task)
+            self._tx("assign", r, self.owner.account, F.drawRound(), "draw round")
         self.rounds.append(state)
         info = self.chain.call(F.roundInfo(r))
         state.seed, state.groups = bytes(info[0]), int(info[4])
@@ -738,7 +750,13 @@ class Lab:
                     state.failed.append(g)
             if not disputed:
                 break
-            # a dispute: a fresh, larger committee (cohort 1) aggregates and votes again
+            # a dispute: a fresh, larger committee (cohort 1), drawn from the hash of a block mined
+            # after the dispute opened, aggregates and votes again
+            self._mine_past(max(int(self.chain.call(F.subgroupInfo(r, g))[6]) for g in disputed))
+            for g in disputed:
+                while int(self.chain.call(F.subgroupInfo(r, g))[6]):
+                    mine_past_seed(self.chain, self.task, round_=r, subgroup=g)
+                    self._tx("finalize", r, self.owner.account, F.drawDispute(r, g), f"draw dispute committee {g}")
             for g in disputed:
                 committee = list(self.chain.call(F.committee(r, g, 1)))
                 self._note("finalize", r, "contract", f"dispute on subgroup {g}",
@@ -781,7 +799,7 @@ class Lab:
         if self.chain.call(F.phase()) != Phase.TRAINING:
             self._note("publish", r, "owner", "holds the final model until rewards settle", cid=str(state.global_cid))
             return
-        eligible = self.chain.call(self.din.registry.functions.eligibleCount())
+        eligible = self.chain.call(F.activeEvaluators())
         if r + 1 < self.config.rounds and eligible < self.config.evaluators_per_subgroup:
             self.notes.append(f"after round {r} only {eligible} evaluators remain eligible: training ends early")
             self._tx("publish", r, self.owner.account, F.signalFinalRound(), "signal final round")
@@ -847,7 +865,6 @@ class Lab:
         previous = self._previous_model(final)
         allies = {p.address for p in self.participants if p.behaviour.malicious}
         self._score_reports: list[tuple[int, Evaluator, list[int], bytes]] = []
-        reg = self.din.registry.functions
         self._honest_openings: dict[int, tuple[list[int], bytes]] = {}
         for g in self._bar(list(range(state.groups)), "score"):
             members = state.members[g]
@@ -856,8 +873,8 @@ class Lab:
             committee = sorted((self._by_address[a] for a in state.committees[g]), key=lambda e: e.behaviour.copies)
             for ev in committee:
                 addr = ev.address
-                if self.chain.call(reg.evaluators(addr))[2]:
-                    self._note("score", None, ev.name, "banned: no longer scores")
+                if self.chain.call(F.bannedAt(addr)):
+                    self._note("score", None, ev.name, "slashed in this task: no longer scores")
                     continue
                 if honest is None:  # every honest evaluator computes the same scores (deterministic)
                     honest = contribution_scores(
@@ -1050,7 +1067,6 @@ class Lab:
                                           kind="test-set", params=recorded)
         self._he_params, self._he_test_set = recorded, table.digest().hex()
         previous = self._previous_model(final)
-        reg = self.din.registry.functions
         # an evaluator's cores: worker processes holding the public context and test set (same bytes)
         pool = EvaluationPool(context=context, test_set=table, workers=cfg.he_workers) if cfg.he_workers > 1 else None
         try:
@@ -1060,8 +1076,8 @@ class Lab:
                 honest_commitment = None
                 committee = sorted((self._by_address[a] for a in state.committees[g]), key=lambda e: e.behaviour.copies)
                 for ev in committee:
-                    if self.chain.call(reg.evaluators(ev.address))[2]:
-                        self._note("score", None, ev.name, "banned: no longer scores")
+                    if self.chain.call(F.bannedAt(ev.address)):
+                        self._note("score", None, ev.name, "slashed in this task: no longer scores")
                         continue
                     if honest is None:  # every honest member computes byte-identical outputs (deterministic CKKS)
                         started = time.perf_counter()
@@ -1166,10 +1182,15 @@ class Lab:
                 self._tx("claim", None, who.account, F.claim(), "claim")
         if self.chain.call(F.claimable(self.fund.address)):
             self._tx("claim", None, self.fund, F.claim(), "claim")
+        for e in self.evaluators:  # the task is over: bonds (what is left of them) come back
+            left = self.chain.call(F.bondOf(e.address))
+            if left:
+                self._tx("claim", None, e.account, F.withdrawBond(), "withdraw bond", amount=left / WAD)
         final = int(self.chain.call(F.finalRound()))
         cid = self.rounds[final].global_cid
-        self._tx("claim", None, self.owner.account, F.publishGlobalModel(final, cid.to_chain()),
-                 "publish final global model", cid=cid)
+        if self.chain.call(F.roundInfo(final))[7][1] == 0:  # not yet published (the hold ends now)
+            self._tx("claim", None, self.owner.account, F.publishGlobalModel(final, cid.to_chain()),
+                     "publish final global model", cid=cid)
 
     # ------------------------------------------------------------------ reading results
 

@@ -26,7 +26,9 @@ from din_lab.chain.din import (
     cid_arg,
     create_task,
     deploy,
+    mine_past_seed,
     new_salt,
+    opt_in,
     result_commitment,
     scores_commitment,
     sign_update,
@@ -82,7 +84,7 @@ def run_lifecycle(
     deployer, owner, fund = chain.accounts[0], chain.accounts[1], chain.accounts[2]
     parts = chain.accounts[3:3 + participants]
     evals = chain.accounts[3 + participants:3 + participants + evaluators]
-    din = deploy(chain, deployer=deployer, min_stake=100 * WAD)
+    din = deploy(chain, deployer=deployer, public_goods_fund=fund.address, min_bond=100 * WAD)
     T = din.token.functions
     for acct, amount in [(owner, 10_000 * WAD)] + [(e, 1_000 * WAD) for e in evals]:
         chain.transact(T.transfer(acct.address, amount), sender=deployer)
@@ -95,20 +97,22 @@ def run_lifecycle(
         return {names[a]: chain.call(T.balanceOf(a)) / WAD for a in names}
 
     before = balances()
-    # 1. setup: evaluators stake, owner creates the task with its deposit, participants opt in
-    for e in evals:
-        chain.transact(T.approve(din.registry.address, 500 * WAD), sender=e)
-        chain.transact(din.registry.functions.stake(500 * WAD), sender=e)
+    # 1. setup: the owner creates the task with its deposit, evaluators opt in with a bond only this
+    # task can slash, participants register
+    votes = max(10, 2 * evaluators * (participants // subgroup_size) + 4)
     params = TaskParams(
         genesis_model=stand_in_cid("genesis model"), reward_deposit=1_000 * WAD, fee_budget=200 * WAD,
-        evaluator_fee=5 * WAD, slash_amount=100 * WAD, rounds=rounds, subgroup_size=subgroup_size,
-        evaluators_per_subgroup=evaluators_per_subgroup, public_goods_bps=500, public_goods_fund=fund.address,
+        evaluator_fee=5 * WAD, evaluator_bond=500 * WAD, slash_amount=100 * WAD, rounds=rounds,
+        subgroup_size=subgroup_size, evaluators_per_subgroup=evaluators_per_subgroup, max_participants=participants,
+        max_evaluators=evaluators, public_goods_bps=500,
         # windows in blocks: the embedded chain mines one block per transaction
-        submission_window=participants + 4, commit_window=2 * evaluators * (participants // subgroup_size) + 4,
-        reveal_window=2 * evaluators * (participants // subgroup_size) + 4,
+        registration_window=participants + 2 * evaluators + 10, submission_window=max(10, participants + 4),
+        commit_window=votes, reveal_window=votes, publish_window=10,
     )
     task = create_task(chain, din, params, owner=owner)
     F = task.functions
+    for e in evals:
+        opt_in(chain, task, evaluator=e)
     for i, p in enumerate(parts):
         chain.transact(F.register(hashlib.sha256(f"x25519 key {i}".encode()).digest()), sender=p)
     chain.transact(F.startTraining(), sender=owner)
@@ -122,13 +126,16 @@ def run_lifecycle(
     for a in claimants:
         if chain.call(F.claimable(a.address)) or chain.call(F.rewardOf(a.address)):
             chain.transact(F.claim(), sender=a)
+    for e in evals:
+        if chain.call(F.bondOf(e.address)):
+            chain.transact(F.withdrawBond(), sender=e)
     final = stand_in_cid(f"global model after round {rounds - 1}")
     chain.transact(F.publishGlobalModel(rounds - 1, final.to_chain()), sender=owner)
 
     slashed = tuple(names[e.args["evaluator"]] for e in chain.events.where("EvaluatorSlashed", address=task.address))
     scores = {names[e.args["participant"]]: e.args["score"] / WAD
               for e in chain.events.where("ParticipantScored", address=task.address)}
-    stakes = {names[e.address]: chain.call(din.registry.functions.stakeOf(e.address)) / WAD for e in evals}
+    stakes = {names[e.address]: chain.call(F.bondOf(e.address)) / WAD for e in evals}
     return LifecycleReport(
         task=task.address, balances_before=before, balances_after=balances(), stakes_after=stakes, scores=scores,
         slashed=slashed, transactions=len(chain.receipts), gas_used=sum(r.gas_used for r in chain.receipts),
@@ -140,6 +147,9 @@ def run_lifecycle(
 def _training_round(chain: Chain, task, r: int, parts: list[LocalAccount], evals: list[LocalAccount], *,
                     lazy: LocalAccount | None, relayed: bool, owner: LocalAccount) -> None:
     F = task.functions
+    # 1b. the round is drawn from the hash of a block mined after it was scheduled (anyone may draw)
+    mine_past_seed(chain, task)
+    chain.transact(F.drawRound(), sender=owner)
     info = chain.call(F.roundInfo(r))
     groups = info[4]
     # 2-3. participants train (stand-in), upload and record their update CIDs
@@ -155,10 +165,10 @@ def _training_round(chain: Chain, task, r: int, parts: list[LocalAccount], evals
     # 4. each committee member aggregates its subgroup, commits, then reveals
     seed = info[0]
     by_address = {e.address: e for e in evals}
-    params = chain.call(F.params())  # TaskParams tuple: [5] rounds, [6] subgroupSize
+    params = chain.call(F.params())  # TaskParams tuple: [6] rounds, [7] subgroupSize
     votes = []
     for g in range(groups):
-        members = assign.subgroup_members(g, seed=seed, participants=len(parts), subgroup_size=params[6])
+        members = assign.subgroup_members(g, seed=seed, participants=len(parts), subgroup_size=params[7])
         result = stand_in_cid(f"round {r} subgroup {g} sum of {members}")
         for addr in chain.call(F.committee(r, g, 0)):
             ev = by_address[addr]
@@ -175,7 +185,7 @@ def _training_round(chain: Chain, task, r: int, parts: list[LocalAccount], evals
     for g in range(groups):
         chain.transact(F.finalizeSubgroup(r, g), sender=owner)
     # 6. the owner publishes the global model (the final one only after rewards)
-    if r + 1 < params[5]:
+    if r + 1 < params[6]:
         chain.transact(F.publishGlobalModel(r, stand_in_cid(f"global model after round {r}").to_chain()),
                        sender=owner)
 
@@ -196,8 +206,8 @@ def _scoring(chain: Chain, din: DinDeployment, task, parts: list[LocalAccount], 
         members = chain.call(F.subgroupMembers(final, g))
         for k, addr in enumerate(chain.call(F.committee(final, g, 0))):
             ev = by_address[addr]
-            if chain.call(din.registry.functions.evaluators(addr))[2]:
-                continue  # banned evaluators have nothing more to say
+            if chain.call(F.bannedAt(addr)):
+                continue  # evaluators slashed in this task have nothing more to say
             scores = [int((0.55 + 0.05 * (index[m] % 5) + 0.01 * k) * WAD) for m in members]
             salt = new_salt()
             chain.transact(F.commitScores(g, scores_commitment(scores, salt, ev.address)), sender=ev)
