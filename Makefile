@@ -1,6 +1,6 @@
 # DIN Lab: two commands from a bare clone (README.md):
 #   make demo   set up, then run a scripted DIN task lifecycle on the embedded chain
-#   make test   set up, then lint (ruff, import-linter) and run the whole test suite and the notebooks
+#   make test   set up, then lint (ruff, import-linter, Slither) and run the whole test suite and the notebooks
 # Both are idempotent: set-up steps rerun only when their inputs change.
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -10,6 +10,8 @@ PIP := $(PY) -m pip
 NODE_MODULES := contracts/node_modules
 VECTOR_NODE_MODULES := tests/vectors/unixfs/node_modules
 KUBO_CLIENT_NODE_MODULES := tests/clients/kubo-rpc-client/node_modules
+# Slither has its own venv: slither-analyzer 0.11.6 needs web3<8, the lab pins web3 8 (requirements-slither.txt)
+SLITHER_VENV := .venv-slither
 PYTEST_ARGS ?=
 # every notebook, top to bottom, in a kernel on this venv's Python; a separate pytest run so that
 # PYTEST_ARGS (paths, -k, -n) never split or filter a notebook's cells. No notebook: exit 5, a failure.
@@ -18,7 +20,7 @@ DASHBOARD_PORT ?= 8866
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_NO_INPUT := 1
 
-.PHONY: demo test lint notebooks dashboards setup contracts check-contracts vectors check-vectors bench clean
+.PHONY: demo test lint slither notebooks dashboards setup contracts check-contracts vectors check-vectors bench clean
 
 setup: $(VENV)/.installed $(NODE_MODULES)/.installed $(VECTOR_NODE_MODULES)/.installed \
 	$(KUBO_CLIENT_NODE_MODULES)/.installed
@@ -46,12 +48,23 @@ $(KUBO_CLIENT_NODE_MODULES)/.installed: tests/clients/kubo-rpc-client/package.js
 	cd tests/clients/kubo-rpc-client && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# no solc-select and no download: contracts/solc-slither.js answers as `solc` with the pinned solc-js
+$(SLITHER_VENV)/.installed: requirements-slither.txt
+	test -x $(SLITHER_VENV)/bin/python || $(PYTHON) -m venv $(SLITHER_VENV)
+	$(SLITHER_VENV)/bin/python -m pip install -q -r requirements-slither.txt
+	touch $@
+
 demo: setup
 	$(VENV)/bin/din-lab run --out results/run
 
-lint: setup
+lint: setup $(SLITHER_VENV)/.installed
 	$(VENV)/bin/ruff check din_lab tests benchmarks
 	$(VENV)/bin/lint-imports
+	$(SLITHER_VENV)/bin/python contracts/slither_check.py
+
+# Slither over contracts/src (~10 s); a High or Medium finding not in contracts/slither-triage.json fails
+slither: $(SLITHER_VENV)/.installed $(NODE_MODULES)/.installed
+	$(SLITHER_VENV)/bin/python contracts/slither_check.py
 
 test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -84,4 +97,4 @@ bench: setup
 	$(PY) benchmarks/he.py
 
 clean:
-	rm -rf $(VENV) $(NODE_MODULES) $(VECTOR_NODE_MODULES) $(KUBO_CLIENT_NODE_MODULES) results test-artifacts .pytest_cache .hypothesis
+	rm -rf $(VENV) $(SLITHER_VENV) $(NODE_MODULES) $(VECTOR_NODE_MODULES) $(KUBO_CLIENT_NODE_MODULES) results test-artifacts .pytest_cache .hypothesis

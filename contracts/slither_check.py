@@ -62,7 +62,11 @@ def run_slither(slither: str) -> list[dict]:
         cmd = [slither, str(target), "--compile-force-framework", "solc-json", "--solc", str(WRAPPER),
                "--solc-working-dir", str(CONTRACTS), "--fail-none", "--json", str(out),
                "--json-types", "detectors"]
-        proc = subprocess.run(cmd, cwd=CONTRACTS, env=env, capture_output=True, text=True, check=False)
+        try:
+            proc = subprocess.run(cmd, cwd=CONTRACTS, env=env, capture_output=True, text=True, check=False)
+        except FileNotFoundError:
+            print(f"slither_check: no slither at {slither}: `make slither` installs it", file=sys.stderr)
+            sys.exit(2)
         result = json.loads(out.read_text()) if out.exists() and out.stat().st_size else None
     if proc.returncode != 0 or not result or not result.get("success"):
         print(f"slither_check: Slither failed (exit {proc.returncode}): {' '.join(cmd)}", file=sys.stderr)
@@ -125,8 +129,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--update-triage", action="store_true",
                         help=f'append unlisted High/Medium findings to {TRIAGE.name} with reason "{TODO}"')
-    parser.add_argument("--slither", default=str(Path(sys.executable).parent / "slither"),
-                        help="the slither command (default: the one beside this Python)")
+    beside = Path(sys.executable).parent / "slither"
+    default = beside if beside.exists() else CONTRACTS.parent / ".venv-slither" / "bin" / "slither"
+    parser.add_argument("--slither", default=str(default),
+                        help="the slither command (default: the one beside this Python, else .venv-slither's)")
     args = parser.parse_args()
 
     started = time.monotonic()
@@ -167,8 +173,10 @@ def main() -> int:
                   + (f" [{'; '.join(entry['nodes'])}]" if "nodes" in entry else ""))
 
     if args.update_triage:
-        new = [{"check": r["key"]["check"], "where": r["key"]["where"], "nodes": r["key"]["nodes"],
-                "impact": r["impact"], "reason": TODO} for r in failing if r["entry"] is None]
+        new = [{"check": r["key"]["check"], "where": r["key"]["where"]}
+               | ({"nodes": r["key"]["nodes"]} if r["key"]["nodes"] else {})
+               | {"impact": r["impact"], "reason": TODO}
+               for r in failing if r["entry"] is None]
         if new:
             write_triage(entries + new)
             print(f'{len(new)} finding(s) appended to {TRIAGE} with reason "{TODO}": write each reason, '
