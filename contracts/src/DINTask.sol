@@ -30,7 +30,11 @@ contract DINTask is DINTaskBase, EIP712 {
     /// @notice The scoring module every task delegates to (fixed in the implementation's code).
     address public immutable scoringModule;
 
+    error InvalidScoringModule(address module);
+
     constructor(address scoringModule_) EIP712("DINTask", "1") {
+        // a delegatecall to an address without code succeeds and does nothing: refuse one
+        if (scoringModule_.code.length == 0) revert InvalidScoringModule(scoringModule_);
         _initialized = true; // the implementation itself is never a task
         scoringModule = scoringModule_;
     }
