@@ -58,6 +58,7 @@ from din_lab.chain.din import (
     cid_arg,
     create_task,
     deploy,
+    mine_past_seed,
     result_commitment,
     scores_commitment,
     sign_update,
@@ -148,36 +149,39 @@ def run_size(n: int, *, direct_sample: int | None, claim_sample: int | None, blo
     groups = n // subgroup_size
 
     # --- deployment (shared contracts, once per network)
-    din = deploy(chain, deployer=deployer, min_stake=100 * WAD)
+    din = deploy(chain, deployer=deployer, public_goods_fund=fund.address, min_bond=100 * WAD)
     deploy_gas = {r.function.removeprefix("deploy "): r.gas_used for r in chain.receipts
                   if r.function.startswith("deploy ")}
-    deploy_gas["setFactory"] = next(r.gas_used for r in chain.receipts if r.function == "setFactory")
     T = din.token.functions
     chain.transact(T.transfer(owner.address, 100_000 * WAD), sender=deployer)
     for e in evals:
         chain.transact(T.transfer(e.address, 1_000 * WAD), sender=deployer)
-        rec.tx("evaluator approve", T.approve(din.registry.address, 500 * WAD), e)
-        rec.tx("evaluator stake", din.registry.functions.stake(500 * WAD), e)
 
     # --- task: windows in blocks (the embedded chain mines one block per transaction)
     votes_per_round = COMMITTEE * groups
     params = TaskParams(
         genesis_model=cid("genesis"), reward_deposit=10_000 * WAD, fee_budget=10_000 * WAD, evaluator_fee=WAD,
-        slash_amount=50 * WAD, rounds=2, subgroup_size=subgroup_size, evaluators_per_subgroup=COMMITTEE,
-        public_goods_bps=500, public_goods_fund=fund.address,
-        submission_window=n + 50, commit_window=votes_per_round + 50, reveal_window=votes_per_round + 50,
+        evaluator_bond=500 * WAD, slash_amount=50 * WAD, rounds=2, subgroup_size=subgroup_size,
+        evaluators_per_subgroup=COMMITTEE, max_participants=n, max_evaluators=EVALUATORS, public_goods_bps=500,
+        registration_window=n + 50, submission_window=n + 50, commit_window=votes_per_round + 50,
+        reveal_window=votes_per_round + 50, publish_window=50,
     )
     before = len(chain.receipts)
     task = create_task(chain, din, params, owner=owner)
     task_gas = {r.function: r.gas_used for r in chain.receipts[before:]}  # approve, createTask
     F = task.functions
-    lap("deploy, stake, createTask")
+    for e in evals:  # each evaluator bonds to this task (only it may slash the bond)
+        rec.tx("evaluator approve", T.approve(task.address, 500 * WAD), e)
+        rec.tx("evaluator optIn", F.optIn(), e)
+    lap("deploy, createTask, opt in")
 
     for i, p in enumerate(progress(parts, f"N={n} register")):
         rec.tx("register", F.register(hashlib.sha256(f"x25519 key {i}".encode()).digest()), p)
     lap("register")
     rec.tx("startTraining", F.startTraining(), owner, gas=rec.big_gas)
-    lap("startTraining")
+    mine_past_seed(chain, task)
+    rec.tx("drawRound r0", F.drawRound(), finalizer, gas=rec.big_gas)
+    lap("startTraining, drawRound")
 
     # --- round 0: direct submissions (all, or a sample; the rest relayed so the round is complete)
     r = 0
@@ -194,9 +198,11 @@ def run_size(n: int, *, direct_sample: int | None, claim_sample: int | None, blo
     lap("round 0 submissions (direct)")
     _aggregate(chain, rec, task, r, groups, by_address)
     lap("round 0 commit, reveal, finalize")
-    rec.tx("publishGlobalModel (+ next assignment)", F.publishGlobalModel(r, cid("global 0").to_chain()), owner,
+    rec.tx("publishGlobalModel (schedules the next draw)", F.publishGlobalModel(r, cid("global 0").to_chain()), owner,
            gas=rec.big_gas)
-    lap("publishGlobalModel (+ assignment)")
+    mine_past_seed(chain, task)
+    rec.tx("drawRound r1", F.drawRound(), finalizer, gas=rec.big_gas)
+    lap("publishGlobalModel, drawRound")
 
     # --- round 1 (final): every update relayed in batches
     r = 1
@@ -309,7 +315,7 @@ def _summarize(n: int, gas: dict[str, list[int]], *, deploy_gas: dict[str, int],
     relayed_pp = [g / s for g, s in zip(relayed, sizes, strict=True)]
     full = [g / s for g, s in zip(relayed, sizes, strict=True) if s == BATCH]
     direct = gas["submitUpdate"]
-    publish_assign = one("publishGlobalModel (+ next assignment)")
+    publish_assign = one("publishGlobalModel (schedules the next draw)") + one("drawRound r1")
 
     def round_overhead(r: int) -> dict[str, float]:
         return {
@@ -325,7 +331,7 @@ def _summarize(n: int, gas: dict[str, list[int]], *, deploy_gas: dict[str, int],
                      + total("finalizeScores"))
     per_task_fixed = {  # one-off per participant: opt-in, first assignment, scoring, claim
         "register": statistics.fmean(gas["register"]),
-        "startTraining share": one("startTraining") / n,
+        "startTraining share": (one("startTraining") + one("drawRound r0")) / n,
         "scoring share": scoring_total / n,
         "claim": statistics.fmean(gas["claim (participant)"]),
         "claims of owner, fund, evaluators (share)": (total("claim (evaluator)") + one("claim (owner refund)")
@@ -342,10 +348,11 @@ def _summarize(n: int, gas: dict[str, list[int]], *, deploy_gas: dict[str, int],
         "direct_submissions_measured": direct_count,
         "participant_claims_measured": claim_count,
         "deploy": deploy_gas,
-        "evaluator_onboarding": {"approve": stats(gas["evaluator approve"]), "stake": stats(gas["evaluator stake"])},
+        "evaluator_onboarding": {"approve": stats(gas["evaluator approve"]), "stake": stats(gas["evaluator optIn"])},
         "task": task_gas,
         "register": stats(gas["register"]),
-        "startTraining": {"gas": one("startTraining"), "per_participant": one("startTraining") / n},
+        "startTraining": {"gas": one("startTraining") + one("drawRound r0"),
+                          "per_participant": (one("startTraining") + one("drawRound r0")) / n},
         "submitUpdate_direct": {**stats(direct),
                                 "share_within_target": sum(g <= TARGET_DIRECT for g in direct) / len(direct)},
         "submitUpdatesRelayed": {
@@ -473,9 +480,9 @@ def table(results: list[dict[str, Any]], blockflow: list[dict[str, Any]], check_
         rows.append((f"-- {label}", []))
 
     section("deployment (once per network)")
-    for name in ("DINToken", "EvaluatorRegistry", "DINTask", "DINTaskFactory", "setFactory"):
-        row(f"deploy {name}" if name != "setFactory" else "registry.setFactory", lambda r, k=name: r["deploy"][k])
-    row("evaluator stake (mean)", lambda r: r["evaluator_onboarding"]["stake"]["mean"])
+    for name in ("DINToken", "EvaluatorRegistry", "DINTaskScoring", "DINTask", "DINTaskFactory"):
+        row(f"deploy {name}", lambda r, k=name: r["deploy"][k])
+    row("evaluator optIn with its bond (mean)", lambda r: r["evaluator_onboarding"]["stake"]["mean"])
     section("task setup")
     row("createTask (clone + deposit)", lambda r: r["task"]["createTask"])
     row("register, per participant (mean)", lambda r: r["register"]["mean"])
