@@ -222,35 +222,56 @@ contract DINTask is DINTaskBase, EIP712 {
         R.submissionDeadline = deadline;
         emit RoundStarted(r, seed, groups, deadline);
         bytes32 committeeSeed = keccak256(abi.encode(seed, "committee"));
+        address[] memory active = _candidates(r, 0, 0);
         for (uint256 g = 0; g < groups; ++g) {
             Subgroup storage s = _subgroups[r][g];
             s.commitStart = deadline + _params.shareWindow;
             s.commitDeadline = s.commitStart + _params.commitWindow;
             s.revealDeadline = s.commitDeadline + _params.revealWindow;
-            _drawCommittee(r, g, 0, e, committeeSeed, g * e, 0);
+            _drawCommittee(r, g, 0, e, committeeSeed, g * e, active);
         }
     }
 
-    /// @dev Walks the frozen evaluator list in shuffled order from position `offset`, seating each
-    /// evaluator that was not slashed at or before block `bannedBy` (any slash, when 0) and, for a
-    /// dispute, did not sit on the subgroup's first committee, until `size` are seated or the list is
-    /// exhausted. Distinct members; recomputable by anyone from the seed (din_lab.chain.assignment).
-    function _drawCommittee(uint256 r, uint256 g, uint8 cohort, uint256 size, bytes32 seed, uint256 offset, uint64 bannedBy)
-        private
-        returns (uint256 seated)
-    {
-        address[] storage members = _committees[r][g][cohort];
+    /// @dev The evaluators who may be seated, in opt-in order: the frozen list without those slashed
+    /// (for a dispute: slashed at or before block `bannedBy`, when the dispute opened) and, for a
+    /// dispute of subgroup `g`, without its first committee. One pass over at most maxEvaluators.
+    function _candidates(uint256 r, uint256 g, uint64 bannedBy) private view returns (address[] memory list) {
         uint256 n = _evaluators.length;
-        for (uint256 j = 0; j < n && seated < size; ++j) {
-            address ev = _evaluators[Shuffle.forward((offset + j) % n, n, seed)];
+        list = new address[](n);
+        uint256 m = 0;
+        for (uint256 i = 0; i < n; ++i) {
+            address ev = _evaluators[i];
             uint64 banned = _bonds[ev].bannedAt;
             if (banned != 0 && (bannedBy == 0 || banned <= bannedBy)) continue;
-            if (cohort == 1 && _votes[r][g][0][ev].state != 0) continue;
+            if (bannedBy != 0 && _votes[r][g][0][ev].state != 0) continue;
+            list[m++] = ev;
+        }
+        assembly ("memory-safe") {
+            mstore(list, m)
+        }
+    }
+
+    /// @dev Seat k of the committee is candidates[forward((offset + k) mod m, m, seed)] for k below
+    /// min(size, m): distinct members, recomputable by anyone from the seed (din_lab.chain.assignment).
+    function _drawCommittee(
+        uint256 r,
+        uint256 g,
+        uint8 cohort,
+        uint256 size,
+        bytes32 seed,
+        uint256 offset,
+        address[] memory candidates
+    ) private returns (uint256 seated) {
+        address[] storage members = _committees[r][g][cohort];
+        uint256 m = candidates.length;
+        if (size > m) size = m;
+        for (uint256 k = 0; k < size; ++k) {
+            address ev = candidates[Shuffle.forward((offset + k) % m, m, seed)];
             members.push(ev);
             _votes[r][g][cohort][ev].state = MEMBER;
-            ++seated;
         }
         emit CommitteeDrawn(r, g, cohort, members);
+        return size;
     }
 
     // ------------------------------------------------------------------ submit
@@ -414,7 +435,9 @@ contract DINTask is DINTaskBase, EIP712 {
         }
         s.seedBlock = 0;
         bytes32 seed = keccak256(abi.encode(_rounds[round].seed, subgroup, h, "dispute"));
-        uint256 seated = _drawCommittee(round, subgroup, 1, 2 * _params.evaluatorsPerSubgroup + 1, seed, 0, s.openedAt);
+        uint256 seated = _drawCommittee(
+            round, subgroup, 1, 2 * _params.evaluatorsPerSubgroup + 1, seed, 0, _candidates(round, subgroup, s.openedAt)
+        );
         s.commitStart = uint64(block.number);
         s.commitDeadline = uint64(block.number) + _params.commitWindow;
         s.revealDeadline = s.commitDeadline + _params.revealWindow;
@@ -517,7 +540,7 @@ contract DINTask is DINTaskBase, EIP712 {
 
     /// @notice The owner ends training with the current round.
     function signalFinalRound() external onlyOwner inPhase(Phase.Training) {
-        if (seedBlock != 0) revert NoDrawPending();
+        if (seedBlock != 0) revert DrawPending(seedBlock);
         finalRound = currentRound;
         emit FinalRoundSignalled(currentRound);
         if (_rounds[currentRound].pendingSubgroups == 0) _completeTraining();

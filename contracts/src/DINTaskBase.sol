@@ -105,6 +105,7 @@ abstract contract DINTaskBase is ReentrancyGuard {
     error NotOptedIn(address evaluator);
     error EvaluatorBanned(address evaluator);
     error NoDrawPending();
+    error DrawPending(uint256 seedBlock);
     error DeadlineNotPassed(uint256 deadline);
     error EvaluationSetMissing();
     error EvaluationSetAlreadyPublished();

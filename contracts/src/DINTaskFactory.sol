@@ -33,9 +33,10 @@ contract DINTaskFactory {
     uint256 public constant MAX_EVALUATORS = 200;
     // worst-case gas model, measured (benchmarks/gas.py prints the measured values beside these)
     uint256 public constant BLOCK_GAS_BUDGET = 24_000_000; // 80% of a 30M block (margin for the estimates)
-    uint256 public constant DRAW_FIXED_GAS = 400_000; // drawRound without its seats
-    uint256 public constant SEAT_GAS = 100_000; // one committee seat (shuffle walk, storage, event): 83-97k measured
-    uint256 public constant SEAT_SKIP_GAS = 25_000; // one banned or excluded evaluator passed over
+    uint256 public constant DRAW_FIXED_GAS = 400_000; // drawRound without its subgroups and seats (~200k measured)
+    uint256 public constant SUBGROUP_GAS = 70_000; // one subgroup's windows, committee array and event (~50k)
+    uint256 public constant SEAT_GAS = 100_000; // one committee seat (shuffle, storage, event): 81-97k measured
+    uint256 public constant CANDIDATE_GAS = 6_000; // one opted-in evaluator checked once per draw
     uint256 public constant MEMBER_GAS = 30_000; // one subgroup member counted at acceptance
     uint256 public constant SCORE_GAS = 110_000; // one participant's scores reduced and recorded
     uint256 public constant VOTE_PAIR_GAS = 1_500; // one pair comparison in a majority count
@@ -109,13 +110,13 @@ contract DINTaskFactory {
         uint256 largest = groups == 1 ? p.maxParticipants : 2 * p.subgroupSize - 1;
         _fits(
             "drawRound",
-            DRAW_FIXED_GAS + groups * k * SEAT_GAS + p.maxEvaluators * SEAT_SKIP_GAS
+            DRAW_FIXED_GAS + groups * (SUBGROUP_GAS + k * SEAT_GAS) + p.maxEvaluators * CANDIDATE_GAS
                 + (p.maxParticipants / 255 + 1) * BITMAP_WORD_GAS
         );
         uint256 dispute = 2 * k + 1;
         if (dispute > p.maxEvaluators) dispute = p.maxEvaluators;
         _fits("finalizeSubgroup", (dispute * dispute + k * k) * VOTE_PAIR_GAS + largest * MEMBER_GAS + 2 * dispute * SEAT_GAS);
-        _fits("drawDispute", DRAW_FIXED_GAS + dispute * SEAT_GAS + p.maxEvaluators * SEAT_SKIP_GAS);
+        _fits("drawDispute", DRAW_FIXED_GAS + dispute * SEAT_GAS + p.maxEvaluators * 2 * CANDIDATE_GAS);
         _fits("finalizeScores", largest * (SCORE_GAS + k * 2_000) + k * k * VOTE_PAIR_GAS);
     }
 

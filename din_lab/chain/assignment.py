@@ -85,16 +85,11 @@ def dispute_seed(seed: bytes, subgroup: int, entropy: bytes) -> bytes:
 
 def draw_committee(*, evaluators: list[str], size: int, seed: bytes, offset: int = 0,
                    skip: frozenset[str] | set[str] = frozenset()) -> list[str]:
-    """DINTask._drawCommittee: walk the task's frozen evaluator list in the shuffled order
-    ``forward((offset + j) mod n)`` and seat each evaluator not in ``skip`` (slashed ones; for a
-    dispute also the first committee) until ``size`` are seated or the list is exhausted.
-    A round's committee ``g`` walks from ``offset = g * size`` under :func:`committee_seed`."""
-    n = len(evaluators)
-    seated: list[str] = []
-    for j in range(n):
-        if len(seated) == size:
-            break
-        ev = evaluators[forward((offset + j) % n, n, seed)]
-        if ev not in skip:
-            seated.append(ev)
-    return seated
+    """DINTask._drawCommittee: the candidates are the task's frozen evaluator list (opt-in order)
+    without ``skip`` (the slashed; for a dispute also the first committee); seat ``k`` is
+    ``candidates[forward((offset + k) mod m, m, seed)]`` for ``k < min(size, m)``. A round's
+    committee ``g`` uses ``offset = g * size`` and :func:`committee_seed`; a dispute ``offset = 0``
+    and :func:`dispute_seed`."""
+    candidates = [ev for ev in evaluators if ev not in skip]
+    m = len(candidates)
+    return [candidates[forward((offset + k) % m, m, seed)] for k in range(min(size, m))]
