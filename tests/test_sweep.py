@@ -25,7 +25,7 @@ def sweep(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_sweep_collects_one_tidy_table_and_a_heatmap(tmp_path):
-    r = sweep("-p", "malicious_share", "0", "0.5", "-p", "evaluators_per_subgroup", "3", "4", *SMALL,
+    r = sweep("-p", "malicious_share", "0", "0.5", "-p", "evaluators_per_subgroup", "3", "5", *SMALL,
               "--out", str(tmp_path))
     assert r.returncode == 0, r.stderr
     table = pd.read_csv(tmp_path / "results.csv")
@@ -33,7 +33,7 @@ def test_sweep_collects_one_tidy_table_and_a_heatmap(tmp_path):
     assert list(table.columns[:2]) == ["malicious_share", "evaluators_per_subgroup"]
     assert {"final_accuracy", "caught_share", "honest_slashed", "disputes", "seconds"} <= set(table.columns)
     assert sorted(zip(table.malicious_share, table.evaluators_per_subgroup, strict=True)) == [
-        (0.0, 3), (0.0, 4), (0.5, 3), (0.5, 4)]
+        (0.0, 3), (0.0, 5), (0.5, 3), (0.5, 5)]
     assert (table[table.malicious_share == 0].malicious == 0).all()
     assert (table[table.malicious_share == 0.5].malicious == 4).all()
     assert (tmp_path / "heatmap.png").read_bytes()[:4] == b"\x89PNG"

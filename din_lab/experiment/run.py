@@ -83,11 +83,13 @@ def tabulate(lab: Lab, *, seconds: float) -> ExperimentResult:
                              "reward": allocation})
     evaluators = []
     fee_events = events[events.action == "fee paid"] if len(events) else events
+    bond = lab.task_params.evaluator_bond / WAD
     for e in lab.evaluators:
+        slashed_amount = float(slashes[slashes.actor == e.name].amount.sum())
+        # the bond it deposited into this task, less what the task slashed (withdrawn when the task ended)
         evaluators.append({"address": e.address, "name": e.name, "behaviour": e.behaviour.name,
                            "fees": float(fee_events[fee_events.actor == e.name].amount.sum()),
-                           "slashed_amount": float(slashes[slashes.actor == e.name].amount.sum()),
-                           "stake_after": lab.stakes()[e.name]})
+                           "slashed_amount": slashed_amount, "stake_after": round(bond - slashed_amount, 6)})
     tokens = _token_flows(lab, participants, evaluators)
     participant_rounds = sum(len(s.sent) for s in lab.rounds) or 1
     total_gas = sum(int(g) for g in events.gas) if len(events) else 0

@@ -134,7 +134,7 @@ class RoundStepper(w.VBox):
                                  f"{'' if last.round is None else f' of round {last.round}'}: {txs} transactions, "
                                  f"{len(last.events)} events, {last.seconds:.2f} s</span>")
         else:
-            self.status.value = "<span class='din-status'>set up: contracts deployed, evaluators staked</span>"
+            self.status.value = "<span class='din-status'>set up: contracts deployed, evaluators bonded to the task</span>"
         if self.view_error is not None:
             self.status.value += error_html(self.view_error)
 
