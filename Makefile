@@ -20,7 +20,7 @@ DASHBOARD_PORT ?= 8866
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_NO_INPUT := 1
 
-.PHONY: demo test lint slither notebooks dashboards setup contracts check-contracts vectors check-vectors bench clean
+.PHONY: demo test lint slither notebooks dashboards setup contracts check-contracts vectors check-vectors bench fuzz clean
 
 setup: $(VENV)/.installed $(NODE_MODULES)/.installed $(VECTOR_NODE_MODULES)/.installed \
 	$(KUBO_CLIENT_NODE_MODULES)/.installed
@@ -72,6 +72,10 @@ test: lint
 
 notebooks: setup
 	$(NBVAL)
+
+# the stateful contract test's slow profile: 10,000 random sequences over two tasks (hours; README)
+fuzz: setup
+	DIN_LAB_FUZZ=1 $(PY) -m pytest tests/test_invariants.py -q -p no:cacheprovider
 
 # the Voila apps in widgets/ (round explorer, rewards, experiment) on http://127.0.0.1:$(DASHBOARD_PORT)/
 dashboards: setup
