@@ -116,8 +116,9 @@ def test_run_refuses_bad_secagg_flags():
 @pytest.mark.slow
 def test_run_with_encrypted_evaluation_pays_as_plaintext(tmp_path):
     """din-lab run --evaluation he completes a task (its evaluators on two worker processes) and pays
-    the same pool as the plaintext run, every reward within a factor of two of it (the scoring mode
-    is fixed at creation, so the two runs' block hashes, and the subgroup draws they seed, differ)."""
+    the same pool as the plaintext run with the same distribution of rewards (the scoring mode is
+    fixed at creation, so the two runs' block hashes, and the subgroup draws they seed, differ: a
+    participant's Shapley value moves with its subgroup, issue 17)."""
     rewards = {}
     for mode in ("he", "plaintext"):
         out = tmp_path / mode
@@ -129,9 +130,9 @@ def test_run_with_encrypted_evaluation_pays_as_plaintext(tmp_path):
         rewards[mode] = {p["address"]: p["reward"] for p in summary["participants"]}
         if mode == "he":
             assert "encrypted evaluation (CKKS)" in r.stdout and "Trust assumption" in r.stdout
-    assert sum(rewards["he"].values()) == pytest.approx(sum(rewards["plaintext"].values()), abs=1e-4)
-    for address, reward in rewards["plaintext"].items():
-        assert 0.5 * reward - 1e-6 <= rewards["he"][address] <= 2.0 * reward + 1e-6
+    he, plain = sorted(rewards["he"].values()), sorted(rewards["plaintext"].values())
+    assert sum(he) == pytest.approx(sum(plain), abs=1e-4)
+    assert sum(abs(a - b) for a, b in zip(he, plain, strict=True)) <= 0.25 * sum(plain)
 
 
 def test_run_refuses_models_he_cannot_evaluate():
