@@ -95,7 +95,6 @@ check-vectors: $(VECTOR_NODE_MODULES)/.installed
 
 bench: setup
 	$(PY) benchmarks/gas.py
-	$(PY) benchmarks/gas_worst.py
 	$(PY) benchmarks/ipfs.py
 	$(PY) benchmarks/round.py
 	$(PY) benchmarks/secagg.py

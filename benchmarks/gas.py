@@ -596,6 +596,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--subgroup-size", type=int, default=SUBGROUP_SIZE,
                     help=f"participants per subgroup (default {SUBGROUP_SIZE}); 0 = N/10 (ten subgroups)")
     ap.add_argument("--strict", action="store_true", help="exit with status 1 when a target fails")
+    ap.add_argument("--no-worst-case", dest="worst_case", action="store_false",
+                    help="skip the worst case the factory accepts (benchmarks/gas_worst.py, a few minutes)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
@@ -640,7 +642,14 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.write_text(json.dumps(doc, indent=2) + "\n")
     log.info("wrote %s", args.out)
-    return 1 if args.strict and any(c["pass"] is False for c in check_rows) else 0
+    worst_ok = True
+    if args.worst_case:  # the largest parameters the factory accepts, built and measured (issue 14)
+        import gas_worst
+
+        print()
+        worst_ok = gas_worst.main(["--out", str(args.out.with_name("gas_worst.json"))]) == 0
+    failed = any(c["pass"] is False for c in check_rows) or not worst_ok
+    return 1 if args.strict and failed else 0
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ the acceptance count over the subgroup's members); then every committee scores a
 
     .venv/bin/python benchmarks/gas_worst.py [--committees 3,15] [--out results/gas_worst.json]
 
-(``benchmarks/gas.py`` runs it too, after its per-action table.)
+(``benchmarks/gas.py`` runs it after its per-action table, so ``make bench`` does; ``--no-worst-case`` skips it.)
 """
 
 from __future__ import annotations
