@@ -167,10 +167,9 @@ def test_dispute_pays_nothing_on_unresolved_scores(net):
     assert all(net.call(F.scoreOf(m)) == 0 for m in net.call(F.subgroupMembers(final, 0)))
     assert slashed(net, task) == {ev.address: "unsupported outputs" for ev in c}
     assert not [e for e in receipt.events if e.event == "FeePaid"]
-    # nobody scored, but the subgroup's final-round submissions were accepted: the pool is shared
-    # equally among them rather than returned to the owner
-    assert net.call(F.participantPool()) > 0
-    assert net.call(F.totalContributors()) == 3
+    # nobody scored, but submissions were accepted: the pool is paid per accepted submission over
+    # all rounds rather than returned to the owner
+    assert net.call(F.participantPool()) == net.call(F.perContribution()) * net.call(F.totalContributions()) > 0
     assert net.call(F.liabilities()) == net.balance(task.address)
 
 

@@ -536,14 +536,37 @@ def test_extreme_scorer_is_slashed(net):
 
 def test_all_zero_scores_pay_the_contributors_equally(net):
     """No scoring can hand the participant pool back to the owner while there were accepted
-    submissions: all-zero scores share it equally among the final round's contributors."""
+    submissions: all-zero scores pay the pool per accepted submission over all rounds (as when an
+    owner abandons), the indivisible remainder to the fund."""
     task = net.started_task(n_participants=3)
     F = task.functions
     net.run_to_finished(task, score_fn=lambda ev, m, q: 0)
     p = net.params
-    pool = p.reward_deposit - p.reward_deposit * p.public_goods_bps // 10_000
-    assert net.call(F.participantPool()) == pool
+    public_goods = p.reward_deposit * p.public_goods_bps // 10_000
+    pool = p.reward_deposit - public_goods
+    total = net.call(F.totalContributions())
+    assert total == 3 * p.rounds  # everyone submitted in every round, every subgroup accepted
+    unit = net.call(F.perContribution())
+    assert unit == pool // total and net.call(F.participantPool()) == unit * total
     fees = sum(e.args["amount"] for e in net.chain.events.where("FeePaid", address=task.address))
     assert net.call(F.claimable(net.owner.address)) == p.fee_budget - fees
+    assert net.call(F.claimable(net.fund.address)) == public_goods + pool - unit * total
     shares = [net.call(F.rewardOf(a.address)) for a in net.registered(task)]
-    assert sum(shares) == pool and max(shares) - min(shares) <= 1
+    assert shares == [unit * p.rounds] * 3 and sum(shares) == unit * total
+
+
+def test_scores_of_non_contributors_are_recorded_as_zero(net):
+    """A participant that did not submit in the final round cannot be paid by any report."""
+    task = net.started_task(n_participants=3)
+    F = task.functions
+    parts = net.registered(task)
+    for r in range(2):
+        net.submit_all(task, r, participants=parts if r == 0 else parts[1:])  # parts[0] skips the final round
+        net.vote_round(task, r)
+        if r == 0:
+            net.publish(task, r)
+    net.publish_evaluation_set(task)
+    net.score_all(task, score_fn=lambda ev, m, q: WAD)  # the committee reports 1.0 for everyone
+    assert net.call(F.scoreOf(parts[0].address)) == 0
+    assert net.call(F.rewardOf(parts[0].address)) == 0
+    assert all(net.call(F.scoreOf(a.address)) == WAD for a in parts[1:])

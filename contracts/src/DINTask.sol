@@ -422,8 +422,9 @@ contract DINTask is DINTaskBase, EIP712 {
     }
 
     /// @notice Anyone draws a dispute's committee once its seed block is mined. Its members are the
-    /// evaluators not slashed when the dispute opened and not on the first committee; with none left
-    /// the subgroup fails (the first committee's silent and unsupported members are slashed).
+    /// evaluators not slashed before that block and not on the first committee; with none left the
+    /// subgroup fails (the first committee's silent and unsupported members are slashed). A member
+    /// slashed after the seed block cannot vote and does not count towards the majority.
     function drawDispute(uint256 round, uint256 subgroup) external inPhase(Phase.Training) {
         Subgroup storage s = _pendingSubgroup(round, subgroup);
         if (s.seedBlock == 0) revert NoDrawPending();
@@ -433,10 +434,13 @@ contract DINTask is DINTaskBase, EIP712 {
             emit DisputeOpened(round, subgroup, s.seedBlock);
             return;
         }
+        // candidates: not slashed before the seed block existed (nobody knew the seed then), not on
+        // the first committee
+        uint64 known = s.seedBlock - 1;
         s.seedBlock = 0;
         bytes32 seed = keccak256(abi.encode(_rounds[round].seed, subgroup, h, "dispute"));
         uint256 seated = _drawCommittee(
-            round, subgroup, 1, 2 * _params.evaluatorsPerSubgroup + 1, seed, 0, _candidates(round, subgroup, s.openedAt)
+            round, subgroup, 1, 2 * _params.evaluatorsPerSubgroup + 1, seed, 0, _candidates(round, subgroup, known)
         );
         s.commitStart = uint64(block.number);
         s.commitDeadline = uint64(block.number) + _params.commitWindow;
@@ -448,10 +452,18 @@ contract DINTask is DINTaskBase, EIP712 {
         }
     }
 
+    /// @dev A result more than half of the cohort's voting seats revealed. A seat whose member was
+    /// slashed before the cohort's commit window opened cannot vote, so it is not counted (for a
+    /// dispute: slashed between its seed block and its draw).
     function _majority(uint256 round, uint256 subgroup, uint8 cohort) private view returns (bool, Cid memory) {
         address[] storage c = _committees[round][subgroup][cohort];
-        uint256 n = c.length;
-        for (uint256 i = 0; i < n; ++i) {
+        uint256 opened = _subgroups[round][subgroup].commitStart;
+        uint256 n = 0;
+        for (uint256 i = 0; i < c.length; ++i) {
+            uint64 banned = _bonds[c[i]].bannedAt;
+            if (banned == 0 || banned > opened) ++n;
+        }
+        for (uint256 i = 0; i < c.length; ++i) {
             Vote storage vi = _votes[round][subgroup][cohort][c[i]];
             if (vi.state != REVEALED) continue;
             if (2 * _backers(round, subgroup, cohort, vi.result) > n) return (true, vi.result);
@@ -553,13 +565,19 @@ contract DINTask is DINTaskBase, EIP712 {
     }
 
     /// @notice The owner missed its deadline (a global model after a round closed, or the evaluation
-    /// set after training): anyone ends the task. Participants are paid from the pool by their
+    /// set after training), or a pending draw stayed undrawn for 256 blocks past its seed block and
+    /// the owner's window: anyone ends the task. Participants are paid from the pool by their
     /// contributions so far (submissions in accepted subgroups, each worth the same), the
     /// public-goods share goes to the fund, fees already earned stay earned, the unused fee budget
     /// returns to the owner, bonds become withdrawable.
     function abandon() external {
         if (phase != Phase.Training && phase != Phase.Scoring) revert WrongPhase(Phase.Training, phase);
         uint64 deadline = ownerDeadline;
+        if (phase == Phase.Training && seedBlock != 0) {
+            // a draw that nobody could make (or made) for 256 blocks past its seed block and the
+            // owner's window: the task must still be able to end
+            deadline = seedBlock + 256 + _params.publishWindow;
+        }
         if (deadline == 0 || (phase == Phase.Scoring && evaluationSet.kind != 0)) revert NotAllowed(msg.sender);
         if (block.number <= deadline) revert DeadlineNotPassed(deadline);
         phase = Phase.Abandoned;
@@ -597,27 +615,20 @@ contract DINTask is DINTaskBase, EIP712 {
     }
 
     /// @notice A participant's share of the pool, claimed or not. Finished: by score,
-    /// floor(pool*(before+score)/S) - floor(pool*before/S), so the shares add up to the pool exactly;
-    /// when every score is 0 the pool is shared the same way equally among the contributors (final-
-    /// round submitters in accepted subgroups), so no scoring can hand the pool back to the owner.
-    /// Abandoned: `perContribution` for each accepted submission.
+    /// floor(pool*(before+score)/S) - floor(pool*before/S), so the shares add up to the pool exactly.
+    /// Abandoned, or finished with every score 0: `perContribution` for each of its accepted
+    /// submissions over all rounds, so neither an absent owner nor all-zero scores hand the pool back
+    /// to the owner while anyone contributed.
     function allocationOf(address participant) public view returns (uint256) {
         uint256 idx = _indexPlusOne[participant];
         if (idx == 0) return 0;
-        if (phase == Phase.Abandoned) return perContribution * contributionsOf(participant);
+        if (phase == Phase.Abandoned || (phase == Phase.Finished && totalScore == 0)) {
+            return perContribution * contributionsOf(participant);
+        }
         if (phase != Phase.Finished) return 0;
         Reward memory w = _rewards[idx - 1];
-        uint256 pool = participantPool;
-        uint256 total = totalScore;
         uint256 before = w.cumulativeBefore;
-        uint256 mine = w.score;
-        if (total == 0) {
-            total = totalContributors;
-            if (total == 0) return 0;
-            before = w.contributorsBefore;
-            mine = w.contributor ? 1 : 0;
-        }
-        return (pool * (before + mine)) / total - (pool * before) / total;
+        return (participantPool * (before + w.score)) / totalScore - (participantPool * before) / totalScore;
     }
 
     /// @notice What a participant can still claim as its reward (zero once claimed).

@@ -190,10 +190,8 @@ abstract contract DINTaskBase is ReentrancyGuard {
     }
 
     struct Reward {
-        uint96 score;
-        uint96 cumulativeBefore; // sum of the scores settled before this one
-        uint32 contributorsBefore; // contributors settled before this one (all-zero scores fallback)
-        bool contributor; // submitted in the final round, in an accepted subgroup
+        uint128 score;
+        uint128 cumulativeBefore; // sum of the scores settled before this one
     }
 
     struct Bond {
@@ -255,9 +253,8 @@ abstract contract DINTaskBase is ReentrancyGuard {
     mapping(uint256 => Reward) internal _rewards;
     mapping(uint256 => bool) public rewardClaimed;
     uint256 public totalScore;
-    uint256 public totalContributors;
     uint256 public totalContributions; // accepted submissions over all rounds (abandonment payout)
-    uint256 public perContribution; // set when abandoned
+    uint256 public perContribution; // set when abandoned, or when every score is 0
 
     // accounting: token.balanceOf(this) >= liabilities() (equal unless someone sent tokens directly;
     // sweepExcess hands such tokens to the public-goods fund)

@@ -32,7 +32,7 @@ contract DINTaskFactory {
     uint256 public constant MAX_PARTICIPANTS = 2_000;
     uint256 public constant MAX_EVALUATORS = 200;
     // worst-case gas model, measured (benchmarks/gas.py prints the measured values beside these)
-    uint256 public constant BLOCK_GAS_BUDGET = 24_000_000; // 80% of a 30M block (margin for the estimates)
+    uint256 public constant BLOCK_GAS_BUDGET = 16_000_000; // under EIP-7825's per-transaction cap (2^24 = 16,777,216)
     uint256 public constant DRAW_FIXED_GAS = 400_000; // drawRound without its subgroups and seats (~200k measured)
     uint256 public constant SUBGROUP_GAS = 70_000; // one subgroup's windows, committee array and event (~50k)
     uint256 public constant SEAT_GAS = 100_000; // one committee seat (shuffle, storage, event): 81-97k measured
@@ -115,7 +115,10 @@ contract DINTaskFactory {
         );
         uint256 dispute = 2 * k + 1;
         if (dispute > p.maxEvaluators) dispute = p.maxEvaluators;
-        _fits("finalizeSubgroup", (dispute * dispute + k * k) * VOTE_PAIR_GAS + largest * MEMBER_GAS + 2 * dispute * SEAT_GAS);
+        _fits(
+            "finalizeSubgroup",
+            (dispute + k) * (dispute + k) * VOTE_PAIR_GAS + largest * MEMBER_GAS + 2 * (dispute + k) * SEAT_GAS
+        );
         _fits("drawDispute", DRAW_FIXED_GAS + dispute * SEAT_GAS + p.maxEvaluators * 2 * CANDIDATE_GAS);
         _fits("finalizeScores", largest * (SCORE_GAS + k * 2_000) + k * k * VOTE_PAIR_GAS);
     }

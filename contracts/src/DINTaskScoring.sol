@@ -162,7 +162,8 @@ contract DINTaskScoring is DINTaskBase {
     /// paid the fee; the other members (another digest, or silent) are slashed. The trust assumption:
     /// the owner could misreport a decryption (the audit record and the agreed ciphertexts let anyone
     /// check it once the owner reveals its key); it can never take the participant pool back
-    /// (all-zero scores pay the contributors equally, see `allocationOf`).
+    /// (only contributors can score, and all-zero scores pay every accepted submission equally, see
+    /// `allocationOf`).
     function publishScores(uint256 subgroup, uint256[] calldata scores, bytes32 outputsDigest, Cid calldata audit)
         external
         onlyOwner
@@ -185,7 +186,8 @@ contract DINTaskScoring is DINTaskBase {
     /// the reveal window): its participants score 0, nobody is paid, silent members and those whose
     /// digest nobody else revealed are slashed. A majority exists but the owner has not published by
     /// `scorePublishDeadline`: the backers are paid, the rest slashed, and every participant of the
-    /// subgroup that submitted in the final round scores 1 (the owner forfeits its say).
+    /// subgroup that submitted in the final round scores 1 (the owner forfeits its say; `_recordScores`
+    /// keeps that to contributors).
     function closeUnresolvedScores(uint256 subgroup) external inPhase(Phase.Scoring) {
         (uint256 start, uint256 end) = _scoresDue(subgroup, true);
         bytes32 majority = _majorityOutputs(subgroup);
@@ -229,22 +231,22 @@ contract DINTaskScoring is DINTaskBase {
         }
     }
 
+    /// @dev Only a contributor (a final-round submitter in an accepted subgroup) can score: whatever
+    /// a committee or the owner reports for anyone else is recorded as 0, so no scoring can pay a
+    /// participant that contributed nothing to the final model.
     function _recordScores(uint256 subgroup, uint256 start, uint256[] memory model) private {
         bytes32 seed = _rounds[finalRound].seed;
         uint256 n = _participants.length;
         uint256 total = totalScore;
-        uint256 contributors = totalContributors;
         bool accepted = _subgroups[finalRound][subgroup].status == SubgroupStatus.Accepted;
         for (uint256 q = 0; q < model.length; ++q) {
             uint256 p = Shuffle.inverse(start + q, n, seed);
-            bool contributor = accepted && _submitted(finalRound, p);
-            _rewards[p] = Reward(uint96(model[q]), uint96(total), uint32(contributors), contributor);
-            total += model[q];
-            if (contributor) ++contributors;
-            emit ParticipantScored(_participants[p], model[q]);
+            uint256 score = accepted && _submitted(finalRound, p) ? model[q] : 0;
+            _rewards[p] = Reward(uint128(score), uint128(total));
+            total += score;
+            emit ParticipantScored(_participants[p], score);
         }
         totalScore = total;
-        totalContributors = contributors;
         scoresFinal[subgroup] = true;
         pendingScoreSubgroups -= 1;
         if (pendingScoreSubgroups == 0) _settle();
@@ -296,10 +298,16 @@ contract DINTaskScoring is DINTaskBase {
         _credit(publicGoodsFund, publicGoods);
         uint256 refund = feeEscrow;
         feeEscrow = 0;
-        if (totalScore == 0 && totalContributors == 0) {
-            // nobody contributed to the final round: nothing to pay
-            refund += pool;
-            pool = 0;
+        if (totalScore == 0) {
+            // no score above 0: the pool is paid by accepted submissions over all rounds, as when the
+            // owner abandons (each worth `perContribution`, the remainder to the fund); back to the
+            // owner only when nobody ever contributed
+            uint256 total = totalContributions;
+            uint256 unit = total == 0 ? 0 : pool / total;
+            perContribution = unit;
+            if (total == 0) refund += pool;
+            else _credit(publicGoodsFund, pool - unit * total);
+            pool = unit * total;
         }
         participantPool = pool;
         participantPoolRemaining = pool;
