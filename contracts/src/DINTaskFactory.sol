@@ -38,7 +38,9 @@ contract DINTaskFactory {
     uint256 public constant SEAT_GAS = 100_000; // one committee seat (shuffle, storage, event): 81-97k measured
     uint256 public constant CANDIDATE_GAS = 6_000; // one opted-in evaluator checked once per draw
     uint256 public constant MEMBER_GAS = 30_000; // one subgroup member counted at acceptance
-    uint256 public constant SCORE_GAS = 110_000; // one participant's scores reduced and recorded
+    uint256 public constant SCORE_FIXED_GAS = 500_000; // finalizeScores without its participants
+    uint256 public constant SCORE_GAS = 70_000; // one participant's scores reduced and recorded (~60-67k)
+    uint256 public constant REPORT_GAS = 1_000; // one member's report of one participant
     uint256 public constant VOTE_PAIR_GAS = 1_500; // one pair comparison in a majority count
     uint256 public constant BITMAP_WORD_GAS = 25_000; // one submission-bitmap word pre-touched
 
@@ -120,7 +122,7 @@ contract DINTaskFactory {
             (dispute + k) * (dispute + k) * VOTE_PAIR_GAS + largest * MEMBER_GAS + 2 * (dispute + k) * SEAT_GAS
         );
         _fits("drawDispute", DRAW_FIXED_GAS + dispute * SEAT_GAS + p.maxEvaluators * 2 * CANDIDATE_GAS);
-        _fits("finalizeScores", largest * (SCORE_GAS + k * 2_000) + k * k * VOTE_PAIR_GAS);
+        _fits("finalizeScores", SCORE_FIXED_GAS + largest * (SCORE_GAS + k * REPORT_GAS) + k * k * VOTE_PAIR_GAS);
     }
 
     function _fits(string memory what, uint256 gas) private pure {
