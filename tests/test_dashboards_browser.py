@@ -128,9 +128,11 @@ def test_round_explorer_next_phase_adds_the_phases_transactions(voila, browser):
     next_phase.click()
     page.wait_for_function("() => document.querySelector('.din-phase-current')?.textContent === 'train'",
                            timeout=120_000)
-    # the ledger now lists round 0's transactions: the assign phase's one, the owner's startTraining
-    assert "round 0" in title.inner_text() and _ledger_count(page) == 1
+    # the ledger now lists round 0's transactions: the assign phase's two, the owner's startTraining
+    # and the draw from the seed block mined after it
+    assert "round 0" in title.inner_text() and _ledger_count(page) == 2
     assert page.get_by_text("start training").first.is_visible()
+    assert page.get_by_text("draw round").first.is_visible()
     page.screenshot(path=str(ARTIFACTS / "round_explorer.png"), full_page=True)
     page.close()
 

@@ -65,7 +65,7 @@ class Ledger(w.VBox):
         ax1.set(title="token balances", ylabel="DIN")
         for name in self.history[-1][2]:
             ax2.plot(x, [h[2].get(name, 0.0) for h in self.history], marker=".", label=name)
-        ax2.set(title="evaluator stakes", ylabel="DIN")
+        ax2.set(title="evaluator bonds (in this task)", ylabel="DIN")
         for ax in (ax1, ax2):
             ax.set_xticks(list(x))
             ax.set_xticklabels(labels, rotation=60, fontsize=7)
