@@ -570,3 +570,33 @@ def test_scores_of_non_contributors_are_recorded_as_zero(net):
     assert net.call(F.scoreOf(parts[0].address)) == 0
     assert net.call(F.rewardOf(parts[0].address)) == 0
     assert all(net.call(F.scoreOf(a.address)) == WAD for a in parts[1:])
+
+
+def test_an_accepted_abort_counts_no_contribution(net):
+    """A secure-aggregation abort is a result of its own (revealAbortedResult, committed with a
+    trailing true): accepted only when a majority revealed the same abort, it marks the subgroup
+    aborted and counts none of its submissions as contributions; the same CID revealed as a plain
+    result is another vote (minority: slashed)."""
+    task = net.started_task(n_participants=3)
+    F = task.functions
+    net.submit_all(task, 0)
+    c = net.committee(task, 0, 0)
+    abort = cid("aborted r0g0")
+    net.to_commit(task, 0)
+    for i, ev in enumerate(c):
+        net.tx(F.commitResult(0, 0, result_commitment(abort, salt(ev.address), ev.address, aborted=i < 2)), ev)
+    net.to_reveal(task, 0)
+    # opening an abort commitment as a plain result (or the reverse) does not match
+    expect_revert(net, F.revealResult(0, 0, abort.to_chain(), salt(c[0].address)), c[0], reverts.RevealMismatch)
+    expect_revert(net, F.revealAbortedResult(0, 0, abort.to_chain(), salt(c[2].address)), c[2],
+                  reverts.RevealMismatch)
+    for ev in c[:2]:
+        net.tx(F.revealAbortedResult(0, 0, abort.to_chain(), salt(ev.address)), ev)
+    net.tx(F.revealResult(0, 0, abort.to_chain(), salt(c[2].address)), c[2])
+    net.to_finalize(task, 0)
+    receipt = net.tx(F.finalizeSubgroup(0, 0), net.stranger)
+    info = net.call(F.subgroupInfo(0, 0))
+    assert info[3] == SubgroupStatus.ACCEPTED and info[8] is True  # aborted
+    assert [e.args["evaluator"] for e in receipt.events if e.event == "EvaluatorSlashed"] == [c[2].address]
+    assert net.call(F.totalContributions()) == 0
+    assert all(net.call(F.contributionsOf(p.address)) == 0 for p in net.registered(task))

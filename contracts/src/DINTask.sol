@@ -367,6 +367,21 @@ contract DINTask is DINTaskBase, EIP712 {
         external
         inPhase(Phase.Training)
     {
+        _reveal(round, subgroup, result, salt, false);
+    }
+
+    /// @notice Secure aggregation aborted (too few survivors, unrecoverable shares): the member reveals
+    /// the aborted result it stored, committed as keccak256(abi.encode(result.digest, result.kind,
+    /// salt, evaluator, true)). An abort is a result of its own: it is only accepted if a majority
+    /// revealed the same abort, and an accepted abort counts nobody's submission as a contribution.
+    function revealAbortedResult(uint256 round, uint256 subgroup, Cid calldata result, bytes32 salt)
+        external
+        inPhase(Phase.Training)
+    {
+        _reveal(round, subgroup, result, salt, true);
+    }
+
+    function _reveal(uint256 round, uint256 subgroup, Cid calldata result, bytes32 salt, bool aborted) private {
         Subgroup storage s = _pendingSubgroup(round, subgroup);
         if (s.seedBlock != 0 || block.number <= s.commitDeadline) revert WindowNotOpen(s.commitDeadline);
         if (block.number > s.revealDeadline) revert WindowClosed(s.revealDeadline);
@@ -374,10 +389,12 @@ contract DINTask is DINTaskBase, EIP712 {
         if (v.state == MEMBER) revert NotCommitted(msg.sender);
         if (v.state == REVEALED) revert AlreadyRevealed(msg.sender);
         result.check();
-        if (keccak256(abi.encode(result.digest, result.kind, salt, msg.sender)) != v.commitment) {
-            revert RevealMismatch(msg.sender);
-        }
+        bytes32 opened = aborted
+            ? keccak256(abi.encode(result.digest, result.kind, salt, msg.sender, true))
+            : keccak256(abi.encode(result.digest, result.kind, salt, msg.sender));
+        if (opened != v.commitment) revert RevealMismatch(msg.sender);
         v.state = REVEALED;
+        v.aborted = aborted;
         v.result = result;
         emit ResultRevealed(round, subgroup, msg.sender, result);
     }
@@ -392,16 +409,20 @@ contract DINTask is DINTaskBase, EIP712 {
         Subgroup storage s = _pendingSubgroup(round, subgroup);
         if (s.seedBlock != 0 || block.number <= s.revealDeadline) revert WindowNotOpen(s.revealDeadline);
         uint8 cohort = s.cohort;
-        (bool found, Cid memory winner) = _majority(round, subgroup, cohort);
+        (bool found, Cid memory winner, bool aborted) = _majority(round, subgroup, cohort);
         Round storage R = _rounds[round];
         if (found) {
             s.status = SubgroupStatus.Accepted;
             s.result = winner;
-            _settleCohort(round, subgroup, cohort, winner, true);
-            if (cohort == 1) _settleCohort(round, subgroup, 0, winner, false);
-            uint256 accepted = _countSubmitters(round, subgroup);
-            R.acceptedSubmissions += uint32(accepted);
-            totalContributions += accepted;
+            _settleCohort(round, subgroup, cohort, winner, aborted, true);
+            if (cohort == 1) _settleCohort(round, subgroup, 0, winner, aborted, false);
+            if (aborted) {
+                s.aborted = true; // nobody's update is in it: no contribution to count
+            } else {
+                uint256 accepted = _countSubmitters(round, subgroup);
+                R.acceptedSubmissions += uint32(accepted);
+                totalContributions += accepted;
+            }
         } else if (cohort == 0) {
             s.cohort = 1;
             s.openedAt = uint64(block.number);
@@ -455,7 +476,7 @@ contract DINTask is DINTaskBase, EIP712 {
     /// @dev A result more than half of the cohort's voting seats revealed. A seat whose member was
     /// slashed before the cohort's commit window opened cannot vote, so it is not counted (for a
     /// dispute: slashed between its seed block and its draw).
-    function _majority(uint256 round, uint256 subgroup, uint8 cohort) private view returns (bool, Cid memory) {
+    function _majority(uint256 round, uint256 subgroup, uint8 cohort) private view returns (bool, Cid memory, bool) {
         address[] storage c = _committees[round][subgroup][cohort];
         uint256 opened = _subgroups[round][subgroup].commitStart;
         uint256 n = 0;
@@ -466,28 +487,37 @@ contract DINTask is DINTaskBase, EIP712 {
         for (uint256 i = 0; i < c.length; ++i) {
             Vote storage vi = _votes[round][subgroup][cohort][c[i]];
             if (vi.state != REVEALED) continue;
-            if (2 * _backers(round, subgroup, cohort, vi.result) > n) return (true, vi.result);
+            if (2 * _backers(round, subgroup, cohort, vi.result, vi.aborted) > n) return (true, vi.result, vi.aborted);
         }
-        return (false, Cid(bytes32(0), 0));
+        return (false, Cid(bytes32(0), 0), false);
     }
 
-    /// @dev How many members of `cohort` revealed `result`.
-    function _backers(uint256 round, uint256 subgroup, uint8 cohort, Cid memory result) private view returns (uint256 count) {
+    /// @dev How many members of `cohort` revealed `result` (as an abort when `aborted`).
+    function _backers(uint256 round, uint256 subgroup, uint8 cohort, Cid memory result, bool aborted)
+        private
+        view
+        returns (uint256 count)
+    {
         address[] storage c = _committees[round][subgroup][cohort];
         for (uint256 j = 0; j < c.length; ++j) {
             Vote storage vj = _votes[round][subgroup][cohort][c[j]];
-            if (vj.state == REVEALED && vj.result.digest == result.digest && vj.result.kind == result.kind) ++count;
+            if (
+                vj.state == REVEALED && vj.aborted == aborted && vj.result.digest == result.digest
+                    && vj.result.kind == result.kind
+            ) ++count;
         }
     }
 
     /// @dev pay (when `pay`) members who revealed `winner`; slash those who revealed anything else,
     /// and silent members.
-    function _settleCohort(uint256 round, uint256 subgroup, uint8 cohort, Cid memory winner, bool pay) private {
+    function _settleCohort(uint256 round, uint256 subgroup, uint8 cohort, Cid memory winner, bool aborted, bool pay)
+        private
+    {
         address[] storage c = _committees[round][subgroup][cohort];
         for (uint256 i = 0; i < c.length; ++i) {
             Vote storage v = _votes[round][subgroup][cohort][c[i]];
             if (v.state == REVEALED) {
-                if (v.result.digest == winner.digest && v.result.kind == winner.kind) {
+                if (v.aborted == aborted && v.result.digest == winner.digest && v.result.kind == winner.kind) {
                     if (pay) _payFee(c[i]);
                 } else {
                     _slash(c[i], round, "minority result");
@@ -508,7 +538,10 @@ contract DINTask is DINTaskBase, EIP712 {
                 Vote storage v = _votes[round][subgroup][cohort][c[i]];
                 if (v.state != REVEALED) {
                     _slashSilent(c[i], round);
-                } else if (_backers(round, subgroup, 0, v.result) + _backers(round, subgroup, 1, v.result) < 2) {
+                } else if (
+                    _backers(round, subgroup, 0, v.result, v.aborted) + _backers(round, subgroup, 1, v.result, v.aborted)
+                        < 2
+                ) {
                     _slash(c[i], round, "unsupported result");
                 }
             }
@@ -610,7 +643,8 @@ contract DINTask is DINTaskBase, EIP712 {
             if (R.numSubgroups == 0 || !_submitted(r, idx - 1)) continue;
             uint256 g = Shuffle.forward(idx - 1, n, R.seed) / _params.subgroupSize;
             if (g >= R.numSubgroups) g = R.numSubgroups - 1;
-            if (_subgroups[r][g].status == SubgroupStatus.Accepted) ++count;
+            Subgroup storage sg = _subgroups[r][g];
+            if (sg.status == SubgroupStatus.Accepted && !sg.aborted) ++count;
         }
     }
 

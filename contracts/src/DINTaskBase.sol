@@ -175,10 +175,12 @@ abstract contract DINTaskBase is ReentrancyGuard {
         Cid result;
         uint64 seedBlock; // a dispute: the block whose hash draws its committee (0 once drawn)
         uint64 openedAt; // a dispute: the block it was opened in
+        bool aborted; // accepted as a secure-aggregation abort: nobody's update is in it
     }
 
     struct Vote {
         uint8 state;
+        bool aborted; // the member revealed its result as a secure-aggregation abort
         bytes32 commitment;
         Cid result;
     }

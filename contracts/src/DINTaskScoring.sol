@@ -231,14 +231,15 @@ contract DINTaskScoring is DINTaskBase {
         }
     }
 
-    /// @dev Only a contributor (a final-round submitter in an accepted subgroup) can score: whatever
+    /// @dev Only a contributor (a final-round submitter in an accepted, not aborted, subgroup) can score: whatever
     /// a committee or the owner reports for anyone else is recorded as 0, so no scoring can pay a
     /// participant that contributed nothing to the final model.
     function _recordScores(uint256 subgroup, uint256 start, uint256[] memory model) private {
         bytes32 seed = _rounds[finalRound].seed;
         uint256 n = _participants.length;
         uint256 total = totalScore;
-        bool accepted = _subgroups[finalRound][subgroup].status == SubgroupStatus.Accepted;
+        Subgroup storage sg = _subgroups[finalRound][subgroup];
+        bool accepted = sg.status == SubgroupStatus.Accepted && !sg.aborted;
         for (uint256 q = 0; q < model.length; ++q) {
             uint256 p = Shuffle.inverse(start + q, n, seed);
             uint256 score = accepted && _submitted(finalRound, p) ? model[q] : 0;

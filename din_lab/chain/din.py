@@ -149,9 +149,14 @@ def new_salt() -> bytes:
     return os.urandom(32)
 
 
-def result_commitment(result: Cid, salt: bytes, evaluator: str) -> bytes:
-    """keccak256(abi.encode(result.digest, result.kind, salt, evaluator)) as commitResult expects."""
+def result_commitment(result: Cid, salt: bytes, evaluator: str, *, aborted: bool = False) -> bytes:
+    """keccak256(abi.encode(result.digest, result.kind, salt, evaluator)) as commitResult expects
+    (opened by ``revealResult``); with ``aborted`` the encoding ends in ``true`` (opened by
+    ``revealAbortedResult``: a secure-aggregation abort)."""
     digest, kind = result.to_chain()
+    if aborted:
+        return keccak(abi_encode(["bytes32", "uint16", "bytes32", "address", "bool"],
+                                 [digest, kind, salt, evaluator, True]))
     return keccak(abi_encode(["bytes32", "uint16", "bytes32", "address"], [digest, kind, salt, evaluator]))
 
 

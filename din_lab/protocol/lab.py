@@ -100,6 +100,14 @@ HE_NOTE = ("encrypted evaluation: the owner's test inputs are published CKKS-enc
 PLAINTEXT_EVALUATION_NOTE = "plaintext evaluation: evaluators receive the owner's test set in plaintext (--evaluation he encrypts it)"
 
 
+def _is_abort(data: bytes) -> bool:
+    """Is this stored subgroup result a secure-aggregation abort?"""
+    try:
+        return bool(codec.decode_result(data).aborted)
+    except DinLabError:
+        return False
+
+
 @dataclass(frozen=True)
 class LabEvent:
     """One thing that happened: a transaction, an upload, a payment, a refusal."""
@@ -157,6 +165,7 @@ class _RoundState:
     committee_keys: dict[int, Committee] = field(default_factory=dict)
     aborted: dict[int, str] = field(default_factory=dict)
     sealed: dict[str, Cid] = field(default_factory=dict)
+    abort_votes: set[tuple[int, str]] = field(default_factory=set)  # (g, member) whose result is an abort
 
 
 class Lab:
@@ -679,8 +688,11 @@ class Lab:
         state = self.rounds[r]
         for addr in committee:
             ev = self._by_address[addr]
-            cid = self._add(self._aggregate(r, g, ev))
+            data = self._aggregate(r, g, ev)
+            cid = self._add(data)
             state.results[(g, addr)] = (cid, np.random.default_rng([self.config.seed, r, g, ev.index, 13]).bytes(32))
+            if self.config.secagg and _is_abort(data):  # voted as an abort: nobody's update is in it
+                state.abort_votes.add((g, addr))
             self._note("aggregate", r, ev.name, f"published subgroup {g} result", cid=str(cid))
 
     def _phase_commit(self, r: int) -> None:
@@ -695,7 +707,7 @@ class Lab:
         members = [self._by_address[a] for a in committee]
         for ev in sorted(members, key=lambda e: e.behaviour.copies):  # copycats act after the others
             cid, salt = state.results[(g, ev.address)]
-            commitment = result_commitment(cid, salt, ev.address)
+            commitment = result_commitment(cid, salt, ev.address, aborted=(g, ev.address) in state.abort_votes)
             if ev.behaviour.copies and honest_commitment is not None:
                 commitment = honest_commitment  # read from an honest member's transaction
             elif not ev.behaviour.malicious:
@@ -713,19 +725,21 @@ class Lab:
         F = self.task.functions
         state = self.rounds[r]
         members = [self._by_address[a] for a in committee]
-        revealed: list[tuple[Cid, bytes]] = []
+        revealed: list[tuple[Cid, bytes, bool]] = []
         for ev in sorted(members, key=lambda e: e.behaviour.copies):
             if not ev.behaviour.reveals:
                 self._note("reveal", r, ev.name, f"stays silent on subgroup {g}")
                 continue
             cid, salt = state.results[(g, ev.address)]
+            aborted = (g, ev.address) in state.abort_votes
             if ev.behaviour.copies and revealed:
-                cid, salt = revealed[0]  # an honest member's revealed result and salt
+                cid, salt, aborted = revealed[0]  # an honest member's revealed result and salt
             try:
-                self._tx("reveal", r, ev.account, F.revealResult(r, g, cid.to_chain(), salt),
-                         f"reveal subgroup {g} vote", cid=cid)
+                reveal = F.revealAbortedResult if aborted else F.revealResult
+                self._tx("reveal", r, ev.account, reveal(r, g, cid.to_chain(), salt),
+                         f"reveal subgroup {g} vote" + (" (an abort)" if aborted else ""), cid=cid)
                 if not ev.behaviour.malicious:
-                    revealed.append((cid, salt))
+                    revealed.append((cid, salt, aborted))
             except ContractRevert as e:
                 self._note("reveal", r, ev.name, f"reveal refused ({e.error_name})", detail=str(e))
 
