@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gas import cid, salt
 from tqdm import tqdm
 
 from din_lab.chain import connect
@@ -49,14 +50,6 @@ log = logging.getLogger("benchmarks.gas_worst")
 REPO = Path(__file__).resolve().parents[1]
 BATCH = 100
 LIMIT = 60_000_000  # the benchmark chain's block gas limit: room to measure a model that is wrong
-
-
-def cid(text: str) -> Cid:
-    return Cid.of_raw_block(text.encode())
-
-
-def salt(*parts: Any) -> bytes:
-    return hashlib.sha256(repr(parts).encode()).digest()
 
 
 def bar(items, desc: str):

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from din_lab.chain import connect
+from tests.helpers import stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 ANVIL = ROOT / "contracts" / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
@@ -50,12 +51,7 @@ def anvil_url():
         proc.kill()
         pytest.fail("anvil did not start within 20 s")
     yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop_process(proc)
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
@@ -117,10 +113,5 @@ def ipfs_daemon(tmp_path_factory):
         pytest.fail("din-lab ipfs daemon did not announce its address")
     yield {"url": url, "multiaddr": url.replace("http://", "/ip4/").replace(":", "/tcp/") + "/http",
            "repo": repo, "pid": proc.pid}
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop_process(proc)
     log_file.close()

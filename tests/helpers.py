@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -28,6 +29,16 @@ N_STAKED = 5
 MIN_BOND = 100 * WAD
 STAKE = 500 * WAD  # each opted-in evaluator's bond in the default task
 MIN_WINDOW = 10
+
+
+def stop_process(proc) -> None:
+    """Stop a server a test started, by its PID: terminate, then kill after 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def cid(text: str) -> Cid:

@@ -672,7 +672,7 @@ def test_item09_an_absent_owner_cannot_lock_training(net):
     net.submit_all(task, 0, participants[:-1])
     net.vote_round(task, 0)
     deadline = net.call(F.ownerDeadline())
-    assert deadline == net.round_info(task, 0)[9] + p.publish_window
+    assert deadline == net.round_info(task, 0)[8] + p.publish_window
     expect_revert(net, F.abandon(), net.stranger, reverts.DeadlineNotPassed, deadline=deadline)
     net.chain.mine_to(deadline)
     receipt = net.tx(F.abandon(), net.stranger)

@@ -248,6 +248,16 @@ class DinTaskMachine(RuleBasedStateMachine):
     def final_round(self, t: TaskState) -> int:
         return self.v(t.F.finalRound())
 
+    def _draw_pending(self, F) -> bool:
+        """Draw the pending round once its seed block is mined (anyone may); False when none is pending."""
+        seed = self.v(F.seedBlock())
+        if not seed:
+            return False
+        self._mine_past(seed)
+        rc, err = self.send(F.drawRound(), DRIVER)
+        assert rc is not None, f"drawRound past its seed block: {err}"
+        return True
+
     def _mine_past(self, block: int) -> None:
         """Mine so that the next transaction lands after ``block``."""
         self.chain.mine_to(block)
@@ -700,11 +710,7 @@ class DinTaskMachine(RuleBasedStateMachine):
         mine to the next window. Committee slot k in ``silent`` never reveals; in ``wrong`` it
         commits to another result; in ``mismatch`` its reveal does not match its commitment."""
         F = t.F
-        seed = self.v(F.seedBlock())
-        if seed:
-            self._mine_past(seed)
-            rc, err = self.send(F.drawRound(), DRIVER)
-            assert rc is not None, f"drawRound past its seed block: {err}"
+        if self._draw_pending(F):
             return True
         r = self.v(F.currentRound())
         info = self.v(F.roundInfo(r))
@@ -893,11 +899,7 @@ class DinTaskMachine(RuleBasedStateMachine):
                 assert rc is not None, f"past registration, neither start ({err}) nor cancel ({err2})"
             return True
         if ph == T:
-            seed = self.v(F.seedBlock())
-            if seed:
-                self._mine_past(seed)
-                rc, err = self.send(F.drawRound(), DRIVER)
-                assert rc is not None, f"drawRound past its seed block: {err}"
+            if self._draw_pending(F):
                 return True
             r = self.v(F.currentRound())
             info = self.v(F.roundInfo(r))

@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from din_lab.storage import EmbeddedStore, ImportParams, cid_of
+from tests.helpers import stop_process
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -464,9 +465,4 @@ def test_cli_allow_origin(tmp_path):
                                (f"http://localhost:{own_port(url)}", 200)]:
             assert raw(url, "/api/v0/version", headers={"Origin": origin})[0] == status, origin
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)

@@ -419,9 +419,7 @@ contract DINTask is DINTaskBase, EIP712 {
             if (aborted) {
                 s.aborted = true; // nobody's update is in it: no contribution to count
             } else {
-                uint256 accepted = _countSubmitters(round, subgroup);
-                R.acceptedSubmissions += uint32(accepted);
-                totalContributions += accepted;
+                totalContributions += _countSubmitters(round, subgroup);
             }
         } else if (cohort == 0) {
             s.cohort = 1;

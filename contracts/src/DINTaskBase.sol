@@ -162,7 +162,6 @@ abstract contract DINTaskBase is ReentrancyGuard {
         uint32 pendingSubgroups;
         uint32 submissions;
         Cid globalModel;
-        uint32 acceptedSubmissions; // submitters in accepted subgroups
         uint64 closedAt; // block at which the last subgroup was finalized
     }
 

@@ -17,10 +17,10 @@ library BlockFlowScoring {
     error ScoreOutOfRange(uint256 row, uint256 column, uint256 score);
     error RaggedMatrix(uint256 row, uint256 length, uint256 expected);
 
-    function lowerMedian(uint256[] memory values) internal pure returns (uint256) {
+    /// @dev A sorted copy (insertion sort: committees are small).
+    function _sorted(uint256[] memory values) private pure returns (uint256[] memory v) {
         uint256 n = values.length;
-        // insertion sort of a copy: committees are small
-        uint256[] memory v = new uint256[](n);
+        v = new uint256[](n);
         for (uint256 i = 0; i < n; ++i) {
             uint256 x = values[i];
             uint256 j = i;
@@ -30,7 +30,10 @@ library BlockFlowScoring {
             }
             v[j] = x;
         }
-        return v[(n - 1) / 2];
+    }
+
+    function lowerMedian(uint256[] memory values) internal pure returns (uint256) {
+        return _sorted(values)[(values.length - 1) / 2];
     }
 
     function agreement(uint256 score, uint256 median) internal pure returns (uint256) {
@@ -112,18 +115,8 @@ library BlockFlowScoring {
 
     /// @notice The two middle values of an even-length list (sorted positions n/2 - 1 and n/2).
     function middles(uint256[] memory values) internal pure returns (uint256 lo, uint256 hi) {
-        uint256 n = values.length;
-        uint256[] memory v = new uint256[](n);
-        for (uint256 i = 0; i < n; ++i) {
-            uint256 x = values[i];
-            uint256 j = i;
-            while (j > 0 && v[j - 1] > x) {
-                v[j] = v[j - 1];
-                --j;
-            }
-            v[j] = x;
-        }
-        return (v[n / 2 - 1], v[n / 2]);
+        uint256[] memory v = _sorted(values);
+        return (v[values.length / 2 - 1], v[values.length / 2]);
     }
 
     function _max(uint256[] memory xs) private pure returns (uint256 m) {
