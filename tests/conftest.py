@@ -26,16 +26,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def anvil_url():
-    """anvil from the npm package, on 127.0.0.1 and a free port; stopped by its PID."""
+def _start_anvil(*extra: str):
+    """anvil from the npm package, on 127.0.0.1 and a free port: (process, URL)."""
     binary = shutil.which("anvil") if not ANVIL.exists() else str(ANVIL)
     if binary is None:
         pytest.fail(f"anvil binary missing at {ANVIL}: run `make setup` (npm ci in contracts/)")
     port = _free_port()
     proc = subprocess.Popen(
         [binary, "--host", "127.0.0.1", "--port", str(port), "--hardfork", "prague", "--accounts", "1",
-         "--gas-limit", "30000000", "--silent"],
+         "--gas-limit", "30000000", "--silent", *extra],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 20
@@ -50,7 +49,23 @@ def anvil_url():
     else:
         proc.kill()
         pytest.fail("anvil did not start within 20 s")
-    yield f"http://127.0.0.1:{port}"
+    return proc, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+def anvil_url():
+    """anvil on 127.0.0.1 and a free port; stopped by its PID."""
+    proc, url = _start_anvil()
+    yield url
+    stop_process(proc)
+
+
+@pytest.fixture(scope="session")
+def anvil_pruned_url():
+    """anvil keeping no historical states (``--prune-history``: mining costs about a third less;
+    calls at past blocks are refused), for the long stateful runs; stopped by its PID."""
+    proc, url = _start_anvil("--prune-history")
+    yield url
     stop_process(proc)
 
 

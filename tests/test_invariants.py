@@ -33,9 +33,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 import threading
+import time
 from collections import Counter, defaultdict
+from pathlib import Path
 
 import eth  # noqa: F401 - py-evm raises the recursion limit on import: let it before hypothesis runs
 import pytest
@@ -45,7 +48,7 @@ from hypothesis import Phase as HPhase
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
-from din_lab.chain import Chain
+from din_lab.chain import CallFailed, Chain
 from din_lab.chain.din import (
     WAD,
     DinDeployment,
@@ -92,23 +95,43 @@ SUBMISSION_DEADLINE, NUM_SUBGROUPS, PENDING, GLOBAL_MODEL = 3, 4, 5, 7
 COMMIT_START, COMMIT_DEADLINE, REVEAL_DEADLINE, STATUS, COHORT, _RESULT, SEED_BLOCK = range(7)
 
 
+# what the examples did, for the fuzz report (benchmarks/fuzz.py): examples, steps, transactions,
+# reverts by name, phases each task reached, how each task ended
+FIGURES: Counter = Counter()
+BACKEND = {"url": "embedded"}  # set by the test before the machine runs
+
+
+def note(label: str) -> None:
+    """Count ``label`` in the report and in Hypothesis' statistics."""
+    FIGURES[label] += 1
+    event(label)
+
+
 @functools.cache
-def network() -> tuple[Chain, DinDeployment]:
-    """Deployed once per process (module-level cache), shared by every example."""
+def _network(url: str) -> tuple[Chain, DinDeployment]:
     from din_lab.chain import connect
 
-    chain = connect("embedded", accounts=40)
+    chain = connect(url, accounts=40)
     return chain, deploy_network(chain)
 
 
+def network() -> tuple[Chain, DinDeployment]:
+    """Deployed once per process and backend (module-level cache), shared by every example."""
+    return _network(BACKEND["url"])
+
+
 @functools.cache
-def initial_balances() -> dict[str, int]:
-    """Every token holder's balance in the deployed network (what each example starts from)."""
-    chain, din = network()
+def _initial_balances(url: str) -> dict[str, int]:
+    chain, din = _network(url)
     holders = {a.address for a in chain.accounts} | {e.args["to"] for e in chain.events.where("Transfer")}
     balances = {h: chain.call(din.token.functions.balanceOf(h)) for h in holders}
     assert sum(balances.values()) == chain.call(din.token.functions.totalSupply())
     return balances
+
+
+def initial_balances() -> dict[str, int]:
+    """Every token holder's balance in the deployed network (what each example starts from)."""
+    return _initial_balances(BACKEND["url"])
 
 
 def _cid(c: Cid | tuple) -> tuple:
@@ -180,35 +203,70 @@ class DinTaskMachine(RuleBasedStateMachine):
         self.cursor = len(self.chain.events)
         self.balances: dict[str, int] = dict(initial_balances())  # replayed from Transfer events
         self.touched: set[str] = set()  # accounts whose balance moved since the last check
+        self._reads: dict[tuple, object] = {}  # view results at chain state _read_version
+        self._read_version = -1
+        self._working_set: dict[tuple, object] = {}  # the views read since the last prefetch
 
     def teardown(self) -> None:
+        FIGURES["examples"] += 1
         try:
             if self.tasks:
                 self._sync_events()
                 for t in self.tasks:  # every task can end, from wherever the example left it
+                    FIGURES[f"teardown: {t.name} left in {Phase.NAMES[self.phase(t)]}"] += 1
                     self._drive_to_end(t)
+                    FIGURES[f"ended: {t.name} {Phase.NAMES[self.phase(t)]}"] += 1
                 for t in self.tasks:
                     self._drain(t)
                 self._check_all()
         finally:
             self.chain.revert(self.snap)
+            write_report()
 
     # ------------------------------------------------------------------ plumbing
     def addr(self, who: int) -> str:
         return self.A[who].address
 
     def v(self, fn):
-        return self.chain.call(fn)
+        """A view's result, read once per chain state (the chain moves only by this machine's own
+        transactions and mining: Chain.state_version). On a JSON-RPC node the views the invariants
+        read in the previous check are fetched together, in one round trip."""
+        key = (fn.address, fn.fn_name, repr(fn.args))
+        if self._read_version != self.chain.state_version:
+            self._reads.clear()
+            self._read_version = self.chain.state_version
+        if key not in self._reads:
+            self._reads[key] = self.chain.call_many([fn])[0]
+        self._working_set[key] = fn
+        value = self._reads[key]
+        if isinstance(value, CallFailed):
+            raise value.error
+        return value
+
+    def _prefetch(self) -> None:
+        """Before the invariants: read last check's views in one batch (JSON-RPC nodes only)."""
+        if self.chain.backend == "embedded":
+            return
+        if self._read_version != self.chain.state_version:
+            self._reads.clear()
+            self._read_version = self.chain.state_version
+        wanted = [(k, fn) for k, fn in self._working_set.items() if k not in self._reads]
+        self._working_set = {}
+        for (k, _), value in zip(wanted, self.chain.call_many([fn for _, fn in wanted]), strict=True):
+            self._reads[k] = value
 
     def send(self, fn, who: int):
         """(receipt, None) or (None, the ContractRevert); a Panic or an unnamed revert is a contract bug."""
         try:
-            return self.chain.transact(fn, sender=self.A[who]), None
+            receipt = self.chain.transact(fn, sender=self.A[who])
         except Panic:
             raise
         except ContractRevert as e:
             assert type(e) is not ContractRevert, f"unnamed revert: {e}"
+            FIGURES[f"revert {type(e).__name__}"] += 1
             return None, e
+        FIGURES["transactions"] += 1
+        return receipt, None
 
     def acts(self, t: TaskState, who: int) -> bool:
         """An absent owner never sends anything to its task again."""
@@ -330,7 +388,7 @@ class DinTaskMachine(RuleBasedStateMachine):
         )
         n_b = min(max(n_evaluators_b, k), pb.max_evaluators)
         self._create("B", creator, pb, 4, preset_b, EVALUATORS[2:2 + n_b])
-        event(f"B {'hostile' if hostile else 'plain'}, k={k}")
+        note(f"B {'hostile' if hostile else 'plain'}, k={k}")
 
     # ------------------------------------------------------------------ bonds
     def _opt_in(self, t: TaskState, who: int, allowance: int | None = None):
@@ -1140,6 +1198,8 @@ class DinTaskMachine(RuleBasedStateMachine):
     @invariant()
     def supply_is_conserved(self):
         """Conservation: the supply is constant and every token is held by someone."""
+        FIGURES["checks"] += 1  # one per step, plus one after the set-up
+        self._prefetch()
         self._sync_events()
         if not self.touched:  # no Transfer event, no balance moved
             return
@@ -1234,7 +1294,7 @@ class DinTaskMachine(RuleBasedStateMachine):
         if ph == FIN:
             assert self.v(F.pendingScoreSubgroups()) == 0
         if ph != t.prev_phase:
-            event(f"{t.name} reached {Phase.NAMES[ph]}{' (owner absent)' if t.absent else ''}")
+            note(f"{t.name} reached {Phase.NAMES[ph]}{' (owner absent)' if t.absent else ''}")
         t.prev_phase = ph
 
 
@@ -1271,5 +1331,35 @@ def _in_fresh_thread(fn) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(0 if FUZZ else 600)
-def test_task_invariants_under_random_calls():
-    _in_fresh_thread(lambda: run_state_machine_as_test(DinTaskMachine, settings=SETTINGS))
+def test_task_invariants_under_random_calls(request):
+    """The CI profile on the embedded chain; ``make fuzz`` (benchmarks/fuzz.py) runs the slow
+    profile on anvil (``DIN_LAB_FUZZ_CHAIN=anvil``) in several processes and merges their reports
+    (``DIN_LAB_FUZZ_REPORT``: this process's figures, as JSON)."""
+    backend = os.environ.get("DIN_LAB_FUZZ_CHAIN", "embedded")
+    BACKEND["url"] = request.getfixturevalue("anvil_pruned_url") if backend == "anvil" else backend
+    FIGURES.clear()
+    REPORT["started"] = time.monotonic()
+    REPORT["backend"] = backend
+    try:
+        _in_fresh_thread(lambda: run_state_machine_as_test(DinTaskMachine, settings=SETTINGS))
+    finally:
+        write_report(final=True)
+
+
+REPORT: dict = {"started": 0.0, "backend": "embedded", "written": 0.0}
+
+
+def write_report(*, final: bool = False) -> None:
+    """This process's figures as JSON at ``DIN_LAB_FUZZ_REPORT`` (every 10 s while it runs, so the
+    runner can show progress, and at the end with ``"done": true``)."""
+    path = os.environ.get("DIN_LAB_FUZZ_REPORT")
+    now = time.monotonic()
+    if not path or (not final and now - REPORT["written"] < 10):
+        return
+    REPORT["written"] = now
+    doc = {"backend": REPORT["backend"], "seconds": round(now - REPORT["started"], 1), "done": final,
+           "max_examples": SETTINGS.max_examples, "stateful_step_count": SETTINGS.stateful_step_count,
+           "figures": dict(sorted(FIGURES.items()))}
+    tmp = Path(path + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    tmp.replace(path)  # never a half-written report

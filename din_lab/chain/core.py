@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,11 +28,13 @@ from eth_utils import keccak, to_checksum_address
 from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
-from web3.exceptions import ContractLogicError, Web3RPCError
+from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
 
 from din_lab.chain.artifacts import load_artifact
+from din_lab.chain.codec import CodecCache
 from din_lab.chain.events import ChainEvent, EventIndex
 from din_lab.chain.reverts import decode_revert
+from din_lab.chain.rpc import JsonRpcClient
 from din_lab.config import ChainConfig
 from din_lab.errors import ChainError, ConfigError, ContractRevert
 
@@ -73,15 +76,26 @@ class Receipt:
 class Chain:
     """A connected chain: accounts, deployment, transactions, events and time travel."""
 
-    def __init__(self, w3: Web3, *, backend: str, accounts: Sequence[LocalAccount], tester: Any = None) -> None:
+    def __init__(self, w3: Web3, *, backend: str, accounts: Sequence[LocalAccount], tester: Any = None,
+                 rpc: JsonRpcClient | None = None) -> None:
         self.w3 = w3
         self.backend = backend
         self.accounts: list[LocalAccount] = list(accounts)
         self.events = EventIndex()
         self.receipts: list[Receipt] = []
         self._tester = tester
+        if rpc is None and tester is None and getattr(w3.provider, "endpoint_uri", None):
+            rpc = JsonRpcClient(str(w3.provider.endpoint_uri))
+        self._rpc = rpc
+        self.state_version = 0  # bumped whenever this object changes the chain (transactions, mining, reverts)
         self._nonces: dict[str, int] = {}
+        self._codecs = CodecCache()
         self.chain_id = int(w3.eth.chain_id)
+        # web3's validation middleware asks the node for its chain id before every call and
+        # transaction; the lab signs every transaction itself with ``self.chain_id``
+        for name in ("validation", "gas_price_strategy", "gas_estimate", "ens_name_to_address"):
+            if name in w3.middleware_onion:
+                w3.middleware_onion.remove(name)
         w3.eth.default_account = self.accounts[0].address  # calls come from a funded account
         self._snapshots: dict[Any, tuple[int, int]] = {}
 
@@ -108,14 +122,121 @@ class Chain:
         data = fn._encode_transaction_data()
         return self._send(sender=sender, to=fn.address, data=data, gas=gas, value=value, function=fn.fn_name)
 
-    def call(self, fn: ContractFunction, *, sender: LocalAccount | str | None = None) -> Any:
-        tx: dict[str, Any] = {}
-        if sender is not None:
-            tx["from"] = sender if isinstance(sender, str) else sender.address
+    def call(self, fn: ContractFunction, *, sender: LocalAccount | str | None = None, block: int | str = "latest") -> Any:
+        """``fn``'s result at ``block`` (a view, or a transaction run without mining it) as web3
+        returns it; a revert raises its named error."""
+        (result,) = self.call_many([fn], sender=sender, block=block)
+        if isinstance(result, CallFailed):
+            raise result.error
+        return result
+
+    def call_many(self, fns: Sequence[ContractFunction], *, sender: LocalAccount | str | None = None,
+                  block: int | str = "latest") -> list[Any]:
+        """The results of ``fns`` at ``block``, read in one round trip on a JSON-RPC node. A call
+        that reverted yields ``CallFailed(error)`` in its place (``error`` is the named revert)."""
+        frm = self.accounts[0].address if sender is None else sender if isinstance(sender, str) else sender.address
+        results: list[Any] = [None] * len(fns)
+        pending: list[tuple[int, ContractFunction, Any, bytes]] = []
+        for i, fn in enumerate(fns):
+            codec, data = self._encode(fn)
+            if codec is None or data is None:  # what the codec does not cover: web3's own path
+                try:
+                    results[i] = fn.call({"from": frm}, block_identifier=block)
+                except Exception as e:  # web3 revert errors, or eth-tester's TransactionFailed
+                    results[i] = CallFailed(self._revert_from_exception(e, context=fn.fn_name))
+                continue
+            pending.append((i, fn, codec, data))
+        if self._rpc is not None and len(pending) > 1:
+            responses = self._rpc.batch([self._call_request(to=fn.address, data=data, sender=frm, block=block)
+                                         for _, fn, _, data in pending])
+            outs: list[bytes | ChainError] = []
+            for (_, fn, _, _), response in zip(pending, responses, strict=True):
+                try:
+                    outs.append(self._call_result(response, function=fn.fn_name))
+                except ChainError as e:
+                    outs.append(e)
+        else:
+            outs = []
+            for _, fn, _, data in pending:
+                try:
+                    outs.append(self.eth_call(to=fn.address, data=data, sender=frm, block=block, function=fn.fn_name))
+                except ChainError as e:
+                    outs.append(e)
+        for (i, fn, codec, _), out in zip(pending, outs, strict=True):
+            if isinstance(out, ChainError):
+                results[i] = CallFailed(out)
+                continue
+            try:
+                results[i] = codec.decode(out)
+            except Exception as e:  # noqa: BLE001 - eth-abi's decoding errors
+                results[i] = CallFailed(ChainError(
+                    f"{fn.fn_name}: could not decode {len(out)} bytes returned by {fn.address} "
+                    f"(is the contract deployed at that address?): {e}"))
+        return results
+
+    def _encode(self, fn: ContractFunction) -> tuple[Any, bytes | None]:
+        codec = self._codecs.lookup(fn.contract_abi, fn.fn_name) if fn.contract_abi and not fn.kwargs else None
+        if codec is None or len(codec.input_types) != len(fn.args):
+            return None, None
         try:
-            return fn.call(tx)
-        except Exception as e:  # web3 revert errors, or eth-tester's TransactionFailed
-            raise self._revert_from_exception(e, context=fn.fn_name) from e
+            return codec, codec.encode(tuple(fn.args))
+        except Exception:  # noqa: BLE001 - an argument eth-abi will not take as is: web3 normalizes it
+            return None, None
+
+    def eth_call(self, *, to: str | None, data: bytes, sender: str, block: int | str = "latest", value: int = 0,
+                 gas: int | None = None, function: str = "call") -> bytes:
+        """A bare ``eth_call`` (no web3 middleware): the returned bytes, or the named revert raised."""
+        if self._tester is not None:
+            tx: dict[str, Any] = {"from": sender, "data": "0x" + bytes(data).hex(), "value": value}
+            if gas is not None:
+                tx["gas"] = gas
+            if to is not None:
+                tx["to"] = to
+            try:
+                out = self._tester.call(tx, block)
+            except Exception as e:  # eth-tester's TransactionFailed and validation errors
+                raise self._revert_from_exception(e, context=function) from e
+            return bytes.fromhex(out[2:]) if isinstance(out, str) else bytes(out)
+        method, params = self._call_request(to=to, data=data, sender=sender, block=block, value=value, gas=gas)
+        return self._call_result(self._raw_request(method, params), function=function)
+
+    def _raw_request(self, method: str, params: list[Any]) -> dict[str, Any]:
+        """One JSON-RPC request to the node (not the embedded chain): its response object."""
+        if self._rpc is not None:
+            return self._rpc.request(method, params)
+        return dict(self.w3.provider.make_request(method, params))  # type: ignore[arg-type]
+
+    def _request(self, method: str, params: list[Any], *, context: str) -> Any:
+        """One JSON-RPC request's ``result``; its ``error`` raised as a ChainError."""
+        response = self._raw_request(method, params)
+        if response.get("error") is not None:
+            raise ChainError(f"{context}: the node answered {method} with {response['error']}")
+        return response.get("result")
+
+    @staticmethod
+    def _call_request(*, to: str | None, data: bytes, sender: str, block: int | str, value: int = 0,
+                      gas: int | None = None) -> tuple[str, list[Any]]:
+        tx: dict[str, Any] = {"from": sender, "data": "0x" + bytes(data).hex(), "value": hex(value)}
+        if gas is not None:
+            tx["gas"] = hex(gas)
+        if to is not None:
+            tx["to"] = to
+        return "eth_call", [tx, hex(block) if isinstance(block, int) else block]
+
+    @staticmethod
+    def _call_result(response: Any, *, function: str) -> bytes:
+        error = response.get("error")
+        if error is None:
+            return bytes.fromhex(str(response["result"])[2:])
+        revert = error.get("data") if isinstance(error, dict) else None
+        if isinstance(revert, dict):
+            revert = revert.get("data")
+        if isinstance(revert, str) and revert.startswith("0x"):
+            return _raise(decode_revert(bytes.fromhex(revert[2:]), context=function))
+        message = str(error.get("message", error)) if isinstance(error, dict) else str(error)
+        if "revert" in message.lower():
+            return _raise(decode_revert(b"", context=function))
+        raise ChainError(f"{function}: the node refused the call: {message}")
 
     # ----------------------------------------------------------- transactions
     def nonce(self, address: str) -> int:
@@ -151,14 +272,18 @@ class Chain:
             self._preflight(sender=sender, to=to, data=data, value=value, gas=gas, function=function)
         raw = self.sign(sender=sender, to=to, data=data, gas=gas, value=value)
         try:
-            tx_hash = self.w3.eth.send_raw_transaction(raw)
+            tx_hash = self._send_raw(raw, function=function)
+        except ContractRevert:
+            self._nonces.pop(sender.address, None)
+            raise
         except (ContractLogicError, Web3RPCError, ValueError) as e:
             self._nonces.pop(sender.address, None)
             raise self._revert_from_exception(e, context=function) from e
         except Exception as e:  # eth-tester validation and transport errors
             self._nonces.pop(sender.address, None)
             raise ChainError(f"{function}: could not send transaction: {e}") from e
-        raw_receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120, poll_latency=0.01)
+        self.state_version += 1  # sent: mined or pending, the chain moved
+        raw_receipt = self._wait_for_receipt(tx_hash, function=function)
         hx = "0x" + bytes(tx_hash).hex()
         if raw_receipt["status"] != 1:
             raise self._replay_revert(sender=sender, to=to, data=data, value=value, gas=gas,
@@ -179,15 +304,42 @@ class Chain:
         log.debug("%s by %s: gas %d, block %d", function, sender.address, receipt.gas_used, receipt.block)
         return receipt
 
+    def _send_raw(self, raw: bytes, *, function: str) -> bytes:
+        if self._tester is not None:
+            return bytes(self.w3.eth.send_raw_transaction(raw))
+        response = self._raw_request("eth_sendRawTransaction", ["0x" + raw.hex()])
+        error = response.get("error")
+        if error is not None:
+            data = error.get("data") if isinstance(error, dict) else None
+            if isinstance(data, str) and data.startswith("0x") and len(data) > 2:
+                raise decode_revert(bytes.fromhex(data[2:]), context=function)
+            raise ChainError(f"{function}: the node refused the transaction: {error}")
+        return bytes.fromhex(str(response["result"])[2:])
+
+    def _wait_for_receipt(self, tx_hash: Any, *, function: str, timeout: float = 120.0) -> Any:
+        """The receipt of ``tx_hash``, polled from 0.5 ms up (an automining node such as anvil
+        mines within a millisecond or two; web3's fixed 10 ms poll would dominate a lab step)."""
+        deadline = time.monotonic() + timeout
+        pause = 0.0005
+        while True:
+            try:
+                if self._tester is not None:
+                    return self.w3.eth.get_transaction_receipt(tx_hash)
+                raw = self._request("eth_getTransactionReceipt", ["0x" + bytes(tx_hash).hex()], context=function)
+                if raw is None:
+                    raise TransactionNotFound(f"no receipt yet for 0x{bytes(tx_hash).hex()}")
+                return _receipt_from_json(raw)
+            except TransactionNotFound:
+                if time.monotonic() > deadline:
+                    raise ChainError(f"{function}: transaction 0x{bytes(tx_hash).hex()} was not mined "
+                                     f"within {timeout:.0f} s") from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.1)
+
     def _preflight(self, *, sender: LocalAccount, to: str | None, data: Any, value: int, gas: int,
                    function: str) -> None:
-        tx: dict[str, Any] = {"from": sender.address, "data": data, "value": value, "gas": gas}
-        if to is not None:
-            tx["to"] = to
-        try:
-            self.w3.eth.call(tx, "pending")
-        except Exception as e:  # web3 revert errors, or eth-tester's TransactionFailed
-            raise self._revert_from_exception(e, context=function) from e
+        self.eth_call(to=to, data=_as_bytes(data), sender=sender.address, block="pending", value=value, gas=gas,
+                      function=function)
 
     def _replay_revert(self, *, sender: LocalAccount, to: str | None, data: Any, value: int, gas: int,
                        block: int, tx_hash: str, function: str) -> ContractRevert:
@@ -224,17 +376,20 @@ class Chain:
     # ----------------------------------------------------------- blocks and time travel
     @property
     def block_number(self) -> int:
-        return int(self.w3.eth.block_number)
+        if self._tester is not None:
+            return int(self.w3.eth.block_number)
+        return int(self._request("eth_blockNumber", [], context="block number"), 16)
 
     def mine(self, blocks: int = 1) -> int:
         """Mine ``blocks`` empty blocks; returns the new block number."""
         if blocks < 0:
             raise ConfigError("cannot mine a negative number of blocks")
         if blocks:
+            self.state_version += 1
             if self._tester is not None:
                 self._tester.mine_blocks(blocks)
             else:
-                self.w3.provider.make_request("anvil_mine", [hex(blocks)])
+                self._request("anvil_mine", [hex(blocks)], context="mine")
         return self.block_number
 
     def mine_to(self, block: int) -> int:
@@ -245,7 +400,7 @@ class Chain:
         if self._tester is not None:
             sid = self._tester.take_snapshot()
         else:
-            sid = self.w3.provider.make_request("evm_snapshot", [])["result"]
+            sid = self._request("evm_snapshot", [], context="snapshot")
         self._snapshots[sid] = (len(self.events), len(self.receipts))
         return sid
 
@@ -256,9 +411,10 @@ class Chain:
         if self._tester is not None:
             self._tester.revert_to_snapshot(snapshot_id)
         else:
-            ok = self.w3.provider.make_request("evm_revert", [snapshot_id]).get("result")
+            ok = self._request("evm_revert", [snapshot_id], context="revert")
             if not ok:
                 raise ChainError(f"the node refused to revert to snapshot {snapshot_id!r}")
+        self.state_version += 1
         n_events, n_receipts = self._snapshots[snapshot_id]
         self.events.truncate(n_events)
         del self.receipts[n_receipts:]
@@ -365,7 +521,7 @@ def _connect_rpc(url: str, keys: list[LocalAccount], *, funder_key: str | None, 
         client = w3.client_version
     except Exception as e:
         raise ChainError(f"no JSON-RPC node answers at {url}: {e}") from e
-    chain = Chain(w3, backend=url, accounts=keys)
+    chain = Chain(w3, backend=url, accounts=keys, rpc=JsonRpcClient(url, timeout=60))
     if "anvil" in client.lower():
         amount = hex(GENESIS_ETH * 10**18)
         for a in keys:
@@ -378,3 +534,39 @@ def _connect_rpc(url: str, keys: list[LocalAccount], *, funder_key: str | None, 
     else:
         log.warning("%s is not anvil and no funder_key was given: the lab's accounts are not funded", client)
     return chain
+
+
+def _receipt_from_json(raw: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a JSON-RPC receipt the lab reads, as web3 would format them."""
+    created = raw.get("contractAddress")
+    return {
+        "transactionHash": bytes.fromhex(raw["transactionHash"][2:]),
+        "blockNumber": int(raw["blockNumber"], 16),
+        "status": int(raw["status"], 16),
+        "gasUsed": int(raw["gasUsed"], 16),
+        "contractAddress": to_checksum_address(created) if created else None,
+        "logs": [{"address": to_checksum_address(log["address"]),
+                  "topics": [bytes.fromhex(t[2:]) for t in log["topics"]],
+                  "data": bytes.fromhex(log["data"][2:]),
+                  "logIndex": int(log["logIndex"], 16)} for log in raw["logs"]],
+    }
+
+
+def _as_bytes(data: bytes | str) -> bytes:
+    if isinstance(data, str):
+        return bytes.fromhex(data.removeprefix("0x"))
+    return bytes(data)
+
+
+@dataclass(frozen=True)
+class CallFailed:
+    """In :meth:`Chain.call_many`'s results: a call that failed with ``error`` (its named revert)."""
+
+    error: ChainError
+
+
+Chain.Failed = CallFailed  # type: ignore[attr-defined]
+
+
+def _raise(error: ChainError) -> bytes:
+    raise error
