@@ -47,6 +47,7 @@ from hypothesis import HealthCheck, event, settings
 from hypothesis import Phase as HPhase
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
+from hypothesis.statistics import collector as statistics_collector
 
 from din_lab.chain import CallFailed, Chain
 from din_lab.chain.din import (
@@ -195,6 +196,7 @@ class DinTaskMachine(RuleBasedStateMachine):
         super().__init__()
         self.chain, self.din = network()
         self.snap = self.chain.snapshot()
+        self.first_block = self.chain.block_number
         self.A = self.chain.accounts
         self.tasks: list[TaskState] = []
         self.by_address: dict[str, TaskState] = {}
@@ -209,6 +211,7 @@ class DinTaskMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         FIGURES["examples"] += 1
+        FIGURES["blocks before teardown"] += self.chain.block_number - self.first_block
         try:
             if self.tasks:
                 self._sync_events()
@@ -220,6 +223,7 @@ class DinTaskMachine(RuleBasedStateMachine):
                     self._drain(t)
                 self._check_all()
         finally:
+            FIGURES["blocks"] += self.chain.block_number - self.first_block
             self.chain.revert(self.snap)
             write_report()
 
@@ -266,6 +270,9 @@ class DinTaskMachine(RuleBasedStateMachine):
             FIGURES[f"revert {type(e).__name__}"] += 1
             return None, e
         FIGURES["transactions"] += 1
+        if fn.fn_name in ("drawRound", "drawDispute") and any(
+                e.event in ("SeedScheduled", "DisputeOpened") for e in receipt.events):
+            FIGURES["draws rescheduled (seed block older than 256)"] += 1
         return receipt, None
 
     def acts(self, t: TaskState, who: int) -> bool:
@@ -1340,8 +1347,24 @@ def test_task_invariants_under_random_calls(request):
     FIGURES.clear()
     REPORT["started"] = time.monotonic()
     REPORT["backend"] = backend
+    outer = statistics_collector.value  # pytest's --hypothesis-show-statistics, if asked for
+
+    def collect(stats) -> None:
+        """Hypothesis' own count of the sequences it ran, by status: "valid" ones count towards
+        max_examples; an "overrun" one ran out of generated data part way and is not counted."""
+        for phase in stats.values():
+            if isinstance(phase, dict):
+                for case in phase.get("test-cases", ()):
+                    FIGURES[f"sequences {case['status']}"] += 1
+        if outer is not None:
+            outer(stats)
+
+    def run() -> None:
+        with statistics_collector.with_value(collect):
+            run_state_machine_as_test(DinTaskMachine, settings=SETTINGS)
+
     try:
-        _in_fresh_thread(lambda: run_state_machine_as_test(DinTaskMachine, settings=SETTINGS))
+        _in_fresh_thread(run)
     finally:
         write_report(final=True)
 

@@ -296,7 +296,6 @@ contract DINTaskScoring is DINTaskBase {
         uint256 publicGoods = (reward * _params.publicGoodsBps) / 10_000;
         uint256 pool = reward - publicGoods;
         rewardEscrow = 0;
-        _credit(publicGoodsFund, publicGoods);
         uint256 refund = feeEscrow;
         feeEscrow = 0;
         if (totalScore == 0) {
@@ -307,9 +306,10 @@ contract DINTaskScoring is DINTaskBase {
             uint256 unit = total == 0 ? 0 : pool / total;
             perContribution = unit;
             if (total == 0) refund += pool;
-            else _credit(publicGoodsFund, pool - unit * total);
+            else publicGoods += pool - unit * total; // the indivisible remainder, in the event too
             pool = unit * total;
         }
+        _credit(publicGoodsFund, publicGoods);
         participantPool = pool;
         participantPoolRemaining = pool;
         _credit(owner, refund);

@@ -241,7 +241,11 @@ class Chain:
     # ----------------------------------------------------------- transactions
     def nonce(self, address: str) -> int:
         if address not in self._nonces:
-            self._nonces[address] = int(self.w3.eth.get_transaction_count(address, "pending"))
+            if self._tester is not None:
+                self._nonces[address] = int(self.w3.eth.get_transaction_count(address, "pending"))
+            else:
+                self._nonces[address] = int(self._request("eth_getTransactionCount", [address, "pending"],
+                                                          context="nonce"), 16)
         return self._nonces[address]
 
     def sign(self, *, sender: LocalAccount, to: str | None, data: bytes | str, gas: int, value: int = 0) -> bytes:
