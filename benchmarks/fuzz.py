@@ -5,15 +5,16 @@
 deployment and checks the issue-14 properties after every step (conservation, isolation, stake at
 risk, no double claim, every task can end). Its CI profile runs 25 sequences on the embedded chain;
 this script runs ``--examples`` sequences (default 10,000) of up to 40 steps on anvil, split over
-``--jobs`` processes (each its own pytest, its own anvil with ``--prune-history``, its own
-Hypothesis seed: ``--seed``, ``--seed + 1``, ...), shows their progress, and merges their figures:
+chunks of ``--chunk`` sequences, ``--jobs`` at a time (each chunk its own pytest, its own anvil with
+``--prune-history``, its own Hypothesis seed: ``--seed``, ``--seed + 1``, ...; a failing chunk costs
+only itself), shows their progress, and merges their figures:
 sequences, steps checked, transactions mined, reverts by name, the phases each task reached and how
 each task ended (the teardown drives every task to an end with a stranger's calls alone).
 
 It prints a table and writes JSON (``results/fuzz.json``); each job's pytest output is in
-``results/fuzz-job<i>.log``. Exit status 1 if any job failed (its log says which sequence, shrunk).
+``results/fuzz-chunk<i>.log``. Exit status 1 if any chunk failed (its log has the shrunk sequence).
 
-    cd /work/main && .venv/bin/python benchmarks/fuzz.py [--examples 10000] [--jobs 2] [--seed 1]
+    cd /work/main && .venv/bin/python benchmarks/fuzz.py [--examples 10000] [--jobs 2] [--chunk 500] [--seed 1]
 """
 
 from __future__ import annotations
@@ -38,35 +39,43 @@ TEST = "tests/test_invariants.py"
 TARGET_EXAMPLES = 10_000
 
 
-def run_jobs(*, examples: int, jobs: int, seed: int, out_dir: Path) -> tuple[list[dict[str, Any]], list[int], float]:
-    """Start ``jobs`` pytest processes, follow their reports, return (reports, exit codes, seconds)."""
-    per_job = math.ceil(examples / jobs)
-    procs, reports, logs = [], [], []
+def run_chunks(*, examples: int, jobs: int, chunk: int, seed: int, out_dir: Path
+               ) -> tuple[list[dict[str, Any]], dict[int, int], float]:
+    """Run ``examples`` sequences as chunks of ``chunk`` (chunk i: a pytest process with its own
+    anvil and Hypothesis seed ``seed + i``), ``jobs`` at a time, so a failing chunk (which then
+    shrinks its failure for up to five minutes) costs only itself. Returns (the chunks' reports,
+    exit code by chunk, seconds)."""
+    sizes = [min(chunk, examples - i) for i in range(0, examples, chunk)]
+    reports = [out_dir / f"fuzz-chunk{i}.json" for i in range(len(sizes))]
+    for r in reports:
+        r.unlink(missing_ok=True)
+    running: dict[int, tuple[subprocess.Popen, Any]] = {}
+    codes: dict[int, int] = {}
+    queue = list(range(len(sizes)))
     started = time.monotonic()
-    for i in range(jobs):
-        report = out_dir / f"fuzz-job{i}.json"
-        report.unlink(missing_ok=True)
-        log_path = out_dir / f"fuzz-job{i}.log"
-        env = {**os.environ, "DIN_LAB_FUZZ": "1", "DIN_LAB_FUZZ_EXAMPLES": str(per_job), "DIN_LAB_FUZZ_CHAIN": "anvil",
-               "DIN_LAB_FUZZ_REPORT": str(report)}
-        cmd = [sys.executable, "-m", "pytest", TEST, "-q", "-p", "no:cacheprovider", f"--hypothesis-seed={seed + i}"]
-        handle = log_path.open("w")
-        logs.append(handle)
-        procs.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL))
-        reports.append(report)
-    codes: list[int | None] = [None] * jobs
-    with tqdm(total=per_job * jobs, desc="sequences", unit="seq", disable=None, file=sys.stderr) as bar:
-        while any(c is None for c in codes):
-            time.sleep(5)
-            for i, p in enumerate(procs):
-                if codes[i] is None:
-                    codes[i] = p.poll()
-            done = sum(_read(r).get("figures", {}).get("examples", 0) for r in reports)
-            bar.update(done - bar.n)
-    for handle in logs:
-        handle.close()
-    return [_read(r) for r in reports], [int(c) for c in codes if c is not None], time.monotonic() - started
+    with tqdm(total=examples, desc="sequences", unit="seq", disable=None, file=sys.stderr) as bar:
+        while queue or running:
+            while queue and len(running) < jobs:
+                i = queue.pop(0)
+                env = {**os.environ, "DIN_LAB_FUZZ": "1", "DIN_LAB_FUZZ_EXAMPLES": str(sizes[i]),
+                       "DIN_LAB_FUZZ_CHAIN": "anvil", "DIN_LAB_FUZZ_REPORT": str(reports[i])}
+                cmd = [sys.executable, "-m", "pytest", TEST, "-q", "-p", "no:cacheprovider",
+                       f"--hypothesis-seed={seed + i}"]
+                handle = (out_dir / f"fuzz-chunk{i}.log").open("w")
+                running[i] = (subprocess.Popen(cmd, cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT,
+                                               stdin=subprocess.DEVNULL), handle)
+            time.sleep(2)
+            for i, (proc, handle) in list(running.items()):
+                if proc.poll() is not None:
+                    handle.close()
+                    codes[i] = proc.returncode
+                    del running[i]
+                    if proc.returncode != 0:
+                        log.error("chunk %d (seed %d) failed: see %s", i, seed + i, out_dir / f"fuzz-chunk{i}.log")
+            valid = sum(_read(r).get("figures", {}).get("sequences valid", 0) or
+                        _read(r).get("figures", {}).get("examples", 0) for r in reports)
+            bar.update(min(valid, examples) - bar.n)
+    return [_read(r) for r in reports], codes, time.monotonic() - started
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -84,18 +93,19 @@ def merge(reports: list[dict[str, Any]]) -> Counter:
 
 
 def table(figures: Counter, *, seconds: float, jobs: int, codes: list[int]) -> str:
-    examples = figures["examples"]
-    steps = figures["checks"] - examples  # one check after the set-up, then one per step
+    examples = figures["sequences valid"]  # Hypothesis' count (an overrun sequence stops part way)
+    steps = figures["checks"] - figures["examples"]  # one check after each set-up, then one per step
     reverts = {k.removeprefix("revert "): v for k, v in figures.items() if k.startswith("revert ")}
     lines = [
         "Stateful contract test, slow profile (tests/test_invariants.py on anvil)",
         "",
-        f"{'sequences run':<42}{examples:>12,}",
+        f"{'sequences run (valid, as Hypothesis counts)':<42}{examples:>12,}  "
+        f"(+{figures['sequences overrun']:,} cut short: out of generated data)",
         f"{'steps (each followed by every invariant)':<42}{steps:>12,}",
         f"{'transactions mined':<42}{figures['transactions']:>12,}",
         f"{'reverts (named, expected)':<42}{sum(reverts.values()):>12,}  ({len(reverts)} distinct errors)",
         f"{'wall time':<42}{seconds / 60:>11.1f} min  ({jobs} jobs, {examples / max(seconds, 1e-9) * 60:.0f} seq/min)",
-        f"{'jobs failed':<42}{sum(1 for c in codes if c != 0):>12}",
+        f"{'failing chunks':<42}{sum(1 for c in codes if c != 0):>12}",
         "",
         "How each task ended (teardown: a stranger alone drives it to an end, then everyone claims):",
     ]
@@ -115,36 +125,41 @@ def table(figures: Counter, *, seconds: float, jobs: int, codes: list[int]) -> s
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--examples", type=int, default=TARGET_EXAMPLES, help="sequences in all (default 10,000)")
-    ap.add_argument("--jobs", type=int, default=2, help="processes, each with its own anvil (default 2)")
+    ap.add_argument("--jobs", type=int, default=2, help="processes at a time, each with its own anvil (default 2)")
+    ap.add_argument("--chunk", type=int, default=500, help="sequences per process (default 500)")
     ap.add_argument("--seed", type=int, default=1, help="Hypothesis seed of the first job (the others: +1, +2, ...)")
     ap.add_argument("--out", type=Path, default=REPO / "results" / "fuzz.json")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.examples < 1 or args.jobs < 1:
-        ap.error("--examples and --jobs must be positive")
+    if min(args.examples, args.jobs, args.chunk) < 1:
+        ap.error("--examples, --jobs and --chunk must be positive")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    log.info("%d sequences over %d jobs (seeds %d..%d); logs in %s", args.examples, args.jobs, args.seed,
-             args.seed + args.jobs - 1, args.out.parent)
-    reports, codes, seconds = run_jobs(examples=args.examples, jobs=args.jobs, seed=args.seed, out_dir=args.out.parent)
+    chunks = math.ceil(args.examples / args.chunk)
+    log.info("%d sequences in %d chunks, %d at a time (seeds %d..%d); logs in %s", args.examples, chunks, args.jobs,
+             args.seed, args.seed + chunks - 1, args.out.parent)
+    reports, codes, seconds = run_chunks(examples=args.examples, jobs=args.jobs, chunk=args.chunk, seed=args.seed,
+                                         out_dir=args.out.parent)
     figures = merge(reports)
-    print(table(figures, seconds=seconds, jobs=args.jobs, codes=codes))
+    print(table(figures, seconds=seconds, jobs=args.jobs, codes=list(codes.values())))
     doc = {
         "description": "the stateful contract test's slow profile (benchmarks/fuzz.py over tests/test_invariants.py)",
         "provenance": git_provenance("contracts/src", "tests/test_invariants.py", "din_lab/chain"),
-        "settings": {"examples": args.examples, "jobs": args.jobs, "seeds": list(range(args.seed, args.seed + args.jobs)),
+        "settings": {"examples": args.examples, "jobs": args.jobs, "chunk": args.chunk,
+                     "seeds": list(range(args.seed, args.seed + chunks)),
                      "backend": "anvil --prune-history", "stateful_step_count": reports[0].get("stateful_step_count")
                      if reports else None},
-        "exit_codes": codes,
+        "exit_codes": {str(i): c for i, c in sorted(codes.items())},
         "seconds": round(seconds, 1),
         "figures": dict(sorted(figures.items())),
     }
     args.out.write_text(json.dumps(doc, indent=2) + "\n")
     log.info("wrote %s", args.out)
-    failed = [i for i, c in enumerate(codes) if c != 0]
+    failed = sorted(i for i, c in codes.items() if c != 0)
     for i in failed:
-        log.error("job %d failed (exit %d): see %s", i, codes[i], args.out.parent / f"fuzz-job{i}.log")
-    if figures["examples"] < args.examples and not failed:
-        log.error("only %d of %d sequences ran", figures["examples"], args.examples)
+        log.error("chunk %d (seed %d) failed (exit %d): see %s", i, args.seed + i, codes[i],
+                  args.out.parent / f"fuzz-chunk{i}.log")
+    if figures["sequences valid"] < args.examples and not failed:
+        log.error("only %d of %d sequences ran", figures["sequences valid"], args.examples)
         return 1
     return 1 if failed else 0
 

@@ -699,6 +699,34 @@ def test_item09_an_absent_owner_cannot_lock_training(net):
     assert net.balance(task.address) == 0 and net.call(F.liabilities()) == 0
 
 
+def test_item09_a_draw_nobody_makes_does_not_lock_training(net):
+    """Item 9 (a pending draw): training starts, then nobody ever calls drawRound. The owner has no
+    deadline yet (ownerDeadline is 0), so the pending draw carries one: 256 blocks past its seed
+    block (its hash then ages out) plus the owner's window. Before it abandon reverts
+    DeadlineNotPassed; after it anyone abandons, and with no contribution the pool returns to the
+    owner (the fuzz profile's oracle once missed this path)."""
+    owner_start = net.balance(net.owner.address)
+    task = net.make_task()
+    F = task.functions
+    p = net.params
+    net.register(task)
+    net.opt_in(task)
+    seed_block = net.tx(F.startTraining(), net.owner).event("SeedScheduled").args["seedBlock"]
+    assert net.call(F.ownerDeadline()) == 0
+    deadline = seed_block + 256 + p.publish_window
+    net.chain.mine_to(deadline - 1)
+    expect_revert(net, F.abandon(), net.stranger, reverts.DeadlineNotPassed, deadline=deadline)  # in block `deadline`
+    net.chain.mine_to(deadline)
+    receipt = net.tx(F.abandon(), net.stranger)
+    assert receipt.event("TaskAbandoned").args == {"round": 0, "contributions": 0, "perContribution": 0}
+    public_goods = p.reward_deposit * p.public_goods_bps // 10_000
+    expected = {net.owner.address: p.reward_deposit - public_goods + p.fee_budget, net.fund.address: public_goods}
+    expected |= {ev.address: STAKE for ev in net.staked}
+    assert drain(net, task, [net.owner, net.fund, *net.staked]) == expected
+    assert net.balance(task.address) == 0
+    assert net.balance(net.owner.address) == owner_start - public_goods
+
+
 def test_item09_an_absent_owner_cannot_lock_scoring(net):
     """Item 9 (scoring): the owner never publishes the evaluation set. Before its deadline abandon
     reverts DeadlineNotPassed (and once the set is published, NotAllowed: anyone can then finish

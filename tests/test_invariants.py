@@ -711,10 +711,15 @@ class DinTaskMachine(RuleBasedStateMachine):
         t = self.tasks[t]
         if not self.acts(t, who):
             return
-        ph, deadline = self.phase(t), self.v(t.F.ownerDeadline())
-        rc, _ = self.send(t.F.abandon(), who)
+        ph, deadline, seed = self.phase(t), self.v(t.F.ownerDeadline()), self.v(t.F.seedBlock())
+        if ph == T and seed:  # a draw left pending: its seed block's 256-block horizon plus the owner's window
+            deadline = seed + 256 + t.params.publish_window
+        rc, err = self.send(t.F.abandon(), who)
+        landed = self.chain.block_number + (0 if rc else 1)  # the block it ran in (a refused call: the next one)
+        allowed = ph in (T, S) and bool(deadline) and landed > deadline and not (ph == S and self.v(t.F.evaluationSet())[1] != 0)
+        assert (rc is not None) == allowed, f"abandon by {who} in {Phase.NAMES[ph]} (deadline {deadline}): {err}"
         if rc is not None:
-            assert ph in (T, S) and deadline and self.chain.block_number > deadline
+            note(f"{t.name} abandoned {'(a draw left pending)' if ph == T and seed else '(owner deadline)'}")
 
     @rule(t=TASK)
     def owner_leaves(self, t):
