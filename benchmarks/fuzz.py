@@ -20,14 +20,17 @@ It prints a table and writes JSON (``results/fuzz.json``); each job's pytest out
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
 import os
+import signal
 import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +55,9 @@ def run_chunks(*, examples: int, jobs: int, chunk: int, seed: int, out_dir: Path
     running: dict[int, tuple[subprocess.Popen, Any]] = {}
     codes: dict[int, int] = {}
     queue = list(range(len(sizes)))
-    started = time.monotonic()
-    with tqdm(total=examples, desc="sequences", unit="seq", disable=None, file=sys.stderr) as bar:
+    started = last_log = time.monotonic()
+    with tqdm(total=examples, desc="sequences", unit="seq", disable=None, file=sys.stderr) as bar, \
+            _stopping_children(running):
         while queue or running:
             while queue and len(running) < jobs:
                 i = queue.pop(0)
@@ -75,7 +79,35 @@ def run_chunks(*, examples: int, jobs: int, chunk: int, seed: int, out_dir: Path
             valid = sum(_read(r).get("figures", {}).get("sequences valid", 0) or
                         _read(r).get("figures", {}).get("examples", 0) for r in reports)
             bar.update(min(valid, examples) - bar.n)
+            if bar.disable and time.monotonic() - last_log > 60:  # no terminal: a line a minute
+                last_log = time.monotonic()
+                log.info("%d of %d sequences, %.0f min", min(valid, examples), examples, (last_log - started) / 60)
     return [_read(r) for r in reports], codes, time.monotonic() - started
+
+
+@contextlib.contextmanager
+def _stopping_children(running: dict[int, tuple[subprocess.Popen, Any]]) -> Iterator[None]:
+    """On an interrupt (Ctrl-C, SIGTERM) stop the chunks still running (each stops its own anvil),
+    then re-raise: nothing is left behind."""
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    except KeyboardInterrupt:
+        for proc, _ in running.values():
+            proc.send_signal(signal.SIGINT)  # pytest then tears its fixtures down: its anvil stops
+        for proc, handle in running.values():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            handle.close()
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _read(path: Path) -> dict[str, Any]:
