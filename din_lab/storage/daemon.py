@@ -78,6 +78,9 @@ class _BadRequest(DinLabError):
 # request bodies: chunked transfer coding and streaming multipart
 
 
+_MAX_EPILOGUE = 1 << 16  # bytes a multipart body may carry after its closing boundary
+
+
 class _ChunkedReader:
     """Decodes ``Transfer-Encoding: chunked`` from ``raw`` as a ``read(n)`` stream."""
 
@@ -137,6 +140,19 @@ class _Buffered:
             if not data:
                 self.eof = True
             self.buf += data
+
+    def discard_rest(self, limit: int = _MAX_EPILOGUE) -> None:
+        """Read the stream to its end and drop it (a multipart epilogue; a chunked body's last
+        chunk and trailers): the connection's next request starts right after this body."""
+        left = limit - len(self.buf)
+        self.buf.clear()
+        while not self.eof:
+            data = self._read(65536)
+            if not data:
+                self.eof = True
+            left -= len(data)
+            if left < 0:
+                raise _BadRequest(f"more than {limit} bytes after the multipart body's closing boundary")
 
     def readline(self, limit: int = 8192) -> bytes:
         while True:
@@ -206,6 +222,9 @@ def _multipart(read: Callable[[int], bytes], boundary: bytes) -> Iterator[tuple[
         src.fill(2)
         tail = bytes(src.buf[:2])
         if tail == b"--":
+            # the closing boundary: read what follows too (its CRLF, an epilogue, a chunked
+            # body's "0" chunk), or it would be parsed as the connection's next request
+            src.discard_rest()
             return
         src.readline()  # the CRLF ending the boundary line
 
