@@ -135,3 +135,33 @@ def test_a_view_that_reverts_raises_its_named_error(net):
     assert raised.value.args_by_name == {"account": stranger}
     with pytest.raises(reverts.UnknownSubgroup):
         net.chain.call(task.functions.subgroupMembers(0, 0))
+
+
+def test_call_many_reads_in_one_round_trip_and_keeps_failures_in_place(net):
+    """Chain.call_many: the same results as one call at a time (one JSON-RPC batch on anvil), a
+    reverted call as CallFailed(its named revert) at its own position, the others unaffected."""
+    from din_lab.chain import CallFailed
+
+    task = net.started_task()
+    F = task.functions
+    stranger = net.strangers[0].address
+    fns = [F.phase(), F.participantIndex(stranger), F.evaluators(), F.roundInfo(0),
+           net.din.token.functions.balanceOf(task.address), F.subgroupMembers(0, 99)]
+    results = net.chain.call_many(fns)
+    assert len(results) == len(fns)
+    for i in (0, 2, 3, 4):
+        assert results[i] == net.chain.call(fns[i])
+    assert isinstance(results[1], CallFailed) and isinstance(results[1].error, reverts.NotRegistered)
+    assert isinstance(results[5], CallFailed) and isinstance(results[5].error, reverts.UnknownSubgroup)
+    assert net.chain.call_many([]) == []
+
+
+def test_json_rpc_client_refuses_what_is_not_a_node():
+    from din_lab.chain.rpc import JsonRpcClient
+    from din_lab.errors import ChainError
+
+    with pytest.raises(ChainError, match="not an HTTP JSON-RPC URL"):
+        JsonRpcClient("ws://127.0.0.1:8545")
+    client = JsonRpcClient("http://127.0.0.1:9", timeout=2)  # the discard port: nobody answers
+    with pytest.raises(ChainError, match="no JSON-RPC answer"):
+        client.request("eth_blockNumber", [])
