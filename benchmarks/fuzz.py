@@ -76,8 +76,8 @@ def run_chunks(*, examples: int, jobs: int, chunk: int, seed: int, out_dir: Path
                     del running[i]
                     if proc.returncode != 0:
                         log.error("chunk %d (seed %d) failed: see %s", i, seed + i, out_dir / f"fuzz-chunk{i}.log")
-            valid = sum(_read(r).get("figures", {}).get("sequences valid", 0) or
-                        _read(r).get("figures", {}).get("examples", 0) for r in reports)
+            figures = [_read(r).get("figures", {}) for r in reports]
+            valid = sum(f.get("sequences valid", 0) or f.get("examples", 0) for f in figures)
             bar.update(min(valid, examples) - bar.n)
             if bar.disable and time.monotonic() - last_log > 60:  # no terminal: a line a minute
                 last_log = time.monotonic()

@@ -237,9 +237,7 @@ class DinTaskMachine(RuleBasedStateMachine):
         transactions and mining: Chain.state_version). On a JSON-RPC node the views the invariants
         read in the previous check are fetched together, in one round trip."""
         key = (fn.address, fn.fn_name, repr(fn.args))
-        if self._read_version != self.chain.state_version:
-            self._reads.clear()
-            self._read_version = self.chain.state_version
+        self._forget_stale_reads()
         if key not in self._reads:
             self._reads[key] = self.chain.call_many([fn])[0]
         self._working_set[key] = fn
@@ -248,13 +246,16 @@ class DinTaskMachine(RuleBasedStateMachine):
             raise value.error
         return value
 
+    def _forget_stale_reads(self) -> None:
+        if self._read_version != self.chain.state_version:
+            self._reads.clear()
+            self._read_version = self.chain.state_version
+
     def _prefetch(self) -> None:
         """Before the invariants: read last check's views in one batch (JSON-RPC nodes only)."""
         if self.chain.backend == "embedded":
             return
-        if self._read_version != self.chain.state_version:
-            self._reads.clear()
-            self._read_version = self.chain.state_version
+        self._forget_stale_reads()
         wanted = [(k, fn) for k, fn in self._working_set.items() if k not in self._reads]
         self._working_set = {}
         for (k, _), value in zip(wanted, self.chain.call_many([fn for _, fn in wanted]), strict=True):
