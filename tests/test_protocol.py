@@ -16,7 +16,7 @@ from din_lab.errors import ConfigError, ProtocolError
 from din_lab.experiment import run, tabulate
 from din_lab.protocol import lab as lab_module
 from din_lab.protocol.lab import FINAL_PHASES, ROUND_PHASES, Lab
-from din_lab.roles.agents import Participant
+from din_lab.roles.participant import BatchedTrainer
 from din_lab.roles.behaviours import ParticipantBehaviour
 
 warnings.filterwarnings("ignore", category=UserWarning)
@@ -94,7 +94,7 @@ def test_a_failed_phase_stops_the_lab(monkeypatch):
     def broken(*args, **kwargs):
         raise ProtocolError("simulated failure")
 
-    monkeypatch.setattr(Participant, "train_cohort", broken)
+    monkeypatch.setattr(BatchedTrainer, "train", broken)
     with pytest.raises(ProtocolError, match="simulated"):
         lab.step()
     monkeypatch.undo()
@@ -168,11 +168,11 @@ def test_non_finite_updates_are_rejected_and_scored_zero():
 
 
 def _honest_result_cids(lab: Lab) -> dict[tuple[int, int], set[Cid]]:
+    """The results the honest members revealed on chain, by (round, subgroup)."""
     out: dict[tuple[int, int], set[Cid]] = {}
-    for r, state in enumerate(lab.rounds):
-        for (g, addr), (cid, _) in state.results.items():
-            if not lab._by_address[addr].behaviour.malicious:
-                out.setdefault((r, g), set()).add(cid)
+    for e in lab.chain.events.where("ResultRevealed", address=lab.task.address):
+        if not lab.agent(e.args["evaluator"]).behaviour.malicious:
+            out.setdefault((e.args["round"], e.args["subgroup"]), set()).add(Cid.from_chain(e.args["result"]))
     return out
 
 
@@ -264,7 +264,7 @@ def test_dropouts_train_then_vanish_and_the_round_goes_on():
     lab.run()
     dropouts = {p.address for p in lab.participants if p.behaviour.name == "dropout"}
     assert len(dropouts) == 3
-    assert dropouts <= set(lab.rounds[1].updates)  # they trained in round 1 ...
+    assert dropouts <= set(lab.updates(1))  # they trained in round 1 ...
     assert not dropouts & lab.rounds[1].sent  # ... and never submitted
     assert dropouts <= lab.rounds[0].sent
     assert all(state.accepted for state in lab.rounds)

@@ -36,7 +36,9 @@ def secure():
 
 
 def _result_cids(lab: Lab, r: int, g: int) -> set[Cid]:
-    return {cid for (group, _), (cid, _) in lab.rounds[r].results.items() if group == g}
+    """The results the members of subgroup ``g`` revealed on chain (each computed its own)."""
+    return {Cid.from_chain(e.args["result"])
+            for e in lab.chain.events.where("ResultRevealed", address=lab.task.address, round=r, subgroup=g)}
 
 
 def test_secure_task_matches_the_plaintext_task(plaintext, secure):
@@ -63,7 +65,7 @@ def test_scores_are_the_plaintext_scores_of_the_revealed_updates(secure):
     previous = lab.rounds[final - 1].global_model
     on_chain = {p["address"]: p["score"] for p in s["participants"]}
     for g, members in state.members.items():
-        updates = {m: state.updates[m] for m in members}
+        updates = {m: lab.updates(final)[m] for m in members}
         reference = codec.RoundReference.of(list(updates.values()))
         updates = {m: u for m, u in updates.items() if codec.screen_update(u, reference) is None}
         expected = contribution_scores(members=members, updates=updates, previous=previous, model=lab.model,
@@ -75,12 +77,12 @@ def test_scores_are_the_plaintext_scores_of_the_revealed_updates(secure):
 def test_no_individual_update_is_ever_stored_in_the_clear(secure):
     lab, _ = secure
     for r, state in enumerate(lab.rounds):
-        for participant, cid in lab._submitted(r).items():
+        for participant, cid in lab.submitted(r).items():
             data = lab.store.cat(cid)
             with pytest.raises(ProtocolError):
                 codec.decode_update(data)
             masked = sa.MaskedObject.from_bytes(data)
-            clear = sa.encode_contribution(state.updates[participant])
+            clear = sa.encode_contribution(lab.updates(r)[participant])
             assert masked.masked.dtype == np.uint64 and masked.masked.shape == clear.shape
             # a masked coordinate equals the clear one with probability 2^-64 each
             assert np.count_nonzero(masked.masked == clear) <= 1
@@ -89,7 +91,7 @@ def test_no_individual_update_is_ever_stored_in_the_clear(secure):
             result = codec.decode_result(lab.store.cat(state.accepted[g]))
             expected = np.zeros(lab.global_vector.shape[0] + 1, dtype=np.uint64)
             for m in members:
-                np.add(expected, sa.encode_contribution(state.updates[m]), out=expected)
+                np.add(expected, sa.encode_contribution(lab.updates(r)[m]), out=expected)
             np.testing.assert_array_equal(result.encoded_sum, expected)
             assert result.included == tuple(members)
 
@@ -99,20 +101,20 @@ def test_sealed_contributions_open_only_for_their_committee(secure):
     final = len(lab.rounds) - 1
     state = lab.rounds[final]
     member = state.members[0][0]
-    data = lab.store.cat(state.sealed[member])
-    view = lab._secure_view(final, 0)
+    data = lab.store.cat(lab.sealed(final, 0)[member])
+    view = lab.subgroup_view(final, 0)
     committee = state.committees[0]
     kwargs = dict(context=view.context, position=0, participant=member,
-                  participant_public_key=lab._participant_key(member), commitment=view.commitments[0])
-    opened = lab._by_address[committee[0]].open_contribution(data, holder=0, **kwargs)
-    np.testing.assert_array_equal(opened.delta, state.updates[member].delta)
+                  participant_public_key=lab.network.view.participant_key(member), commitment=view.commitments[0])
+    opened = lab.agent(committee[0]).open_contribution(data, holder=0, **kwargs)
+    np.testing.assert_array_equal(opened.delta, lab.updates(final)[member].delta)
     outsider = next(e for e in lab.evaluators if e.address not in committee)
     from din_lab.secagg.reveal import RevealError
 
     with pytest.raises(RevealError):
         outsider.open_contribution(data, holder=0, **kwargs)
     with pytest.raises(RevealError):  # a member cannot use another member's slot either
-        lab._by_address[committee[1]].open_contribution(data, holder=0, **kwargs)
+        lab.agent(committee[1]).open_contribution(data, holder=0, **kwargs)
 
 
 @pytest.mark.slow
@@ -131,7 +133,7 @@ def test_dropouts_are_recovered_and_the_task_matches_plaintext():
         survivors = [state.members[g][p] for p in lab.rounds[r].views[g].survivors]
         expected = np.zeros(lab.global_vector.shape[0] + 1, dtype=np.uint64)
         for m in survivors:
-            np.add(expected, sa.encode_contribution(state.updates[m]), out=expected)
+            np.add(expected, sa.encode_contribution(lab.updates(r)[m]), out=expected)
         np.testing.assert_array_equal(result.encoded_sum, expected)
     assert all(not r["slashed"] for r in s["rounds"])
 
@@ -171,7 +173,7 @@ def test_secagg_plus_masks_with_a_sparse_graph_and_sums_exactly():
         assert not result.aborted
         expected = np.zeros(lab.global_vector.shape[0] + 1, dtype=np.uint64)
         for p in view.survivors:
-            np.add(expected, sa.encode_contribution(state.updates[view.members[p]]), out=expected)
+            np.add(expected, sa.encode_contribution(lab.updates(0)[view.members[p]]), out=expected)
         np.testing.assert_array_equal(result.encoded_sum, expected)
 
 
@@ -226,7 +228,7 @@ def test_content_that_does_not_hash_to_its_cid_is_refused():
         lab.step()
     state = lab.rounds[0]
     victim = state.members[0][1]
-    cid = lab._submitted(0)[victim]
+    cid = lab.submitted(0)[victim]
     original = lab.store.cat(cid)
     other = sa.MaskedObject.from_bytes(original)
     forged = sa.MaskedObject(participant=other.participant, position=other.position, round=other.round,
@@ -242,7 +244,7 @@ def test_content_that_does_not_hash_to_its_cid_is_refused():
     assert victim in result.rejected and not result.aborted
     expected = np.zeros(lab.global_vector.shape[0] + 1, dtype=np.uint64)
     for m in result.included:
-        np.add(expected, sa.encode_contribution(state.updates[m]), out=expected)
+        np.add(expected, sa.encode_contribution(lab.updates(0)[m]), out=expected)
     np.testing.assert_array_equal(result.encoded_sum, expected)
     row = tabulate(lab, seconds=1.0).participants.set_index("address").loc[victim]
     assert row.reward == 0
@@ -300,7 +302,9 @@ def test_forged_share_reveals_are_refused_and_the_round_survives():
     seats = [(r, g) for r, state in enumerate(lab.rounds) for g, c in state.committees.items() if forger.address in c]
     assert seats, "the forger sits on some committee (seeded)"
     refused = [e for e in lab.events if e.actor == forger.name and "refused" in e.action]
-    assert len(refused) == len(seats) and all("ShareError" in e.detail or "two shares" in e.detail for e in refused)
+    # every member that unmasks refuses it, each for itself: once per seat and member
+    assert {(e.round, e.action) for e in refused} == {(r, f"share reveal for subgroup {g} refused") for r, g in seats}
+    assert all("ShareError" in e.detail or "two shares" in e.detail for e in refused)
     for r, state in enumerate(lab.rounds):
         assert not state.aborted and len(state.accepted) == state.groups
         assert lab.verify_round(r)

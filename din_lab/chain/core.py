@@ -238,6 +238,17 @@ class Chain:
             return _raise(decode_revert(b"", context=function))
         raise ChainError(f"{function}: the node refused the call: {message}")
 
+    def transaction_call(self, tx_hash: str, *, contract: Contract) -> tuple[str, dict[str, Any]]:
+        """What a mined transaction called on ``contract``: the function's name and its decoded
+        arguments, read from the chain (anyone can read any transaction's input)."""
+        tx = self._request("eth_getTransactionByHash", [tx_hash], context="read a transaction")
+        if tx is None:
+            raise ChainError(f"no transaction {tx_hash} on this chain")
+        if str(tx.get("to", "")).lower() != contract.address.lower():
+            raise ChainError(f"transaction {tx_hash} did not call {contract.address}")
+        fn, args = contract.decode_function_input(tx.get("input") or tx["data"])  # eth-tester: "data"
+        return fn.fn_name, dict(args)
+
     # ----------------------------------------------------------- transactions
     def nonce(self, address: str) -> int:
         if address not in self._nonces:

@@ -69,7 +69,7 @@ def tabulate(lab: Lab, *, seconds: float) -> ExperimentResult:
     for r, state in enumerate(lab.rounds):
         slashed = slashes[slashes["round"] == r]
         rounds.append({"round": r, "accuracy": round(lab.accuracy(r), 6), "updates": len(state.sent),
-                       "samples": int(sum(u.samples for a, u in state.updates.items() if a in state.sent)),
+                       "samples": int(sum(p.samples for p in lab.participants if p.address in state.sent)),
                        "accepted_groups": len(state.accepted),
                        "failed_groups": len(state.failed), "aborted_groups": len(state.aborted),
                        "dropouts": len(state.vanished), "disputes": state.disputes,

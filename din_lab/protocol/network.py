@@ -1,0 +1,167 @@
+"""Setting up the network for one DIN task: the contracts, the funding, and the agents.
+
+The Lab (the clock) calls :func:`build` once. It deploys the DIN contracts, funds the owner and the
+evaluators with tokens, splits the data set among the participants (from here on each
+participant's data exists only inside that participant, and the test set only inside the owner),
+creates every agent with a handle of its own, and has the owner create the task, the evaluators
+bond and the participants register: each of those transactions is the agent's own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from din_lab.chain import Chain
+from din_lab.chain.din import TaskParams, deploy
+from din_lab.cid import Cid
+from din_lab.config import MIN_STAKE, ExperimentConfig
+from din_lab.learning import TrainingConfig, build_model, flatten, lab_model_spec, load_dataset, partition
+from din_lab.roles.agent import Agent
+from din_lab.roles.auditor import Auditor
+from din_lab.roles.behaviours import assign_behaviours, evaluator_behaviour, participant_behaviour
+from din_lab.roles.evaluator import Evaluator
+from din_lab.roles.model_owner import ModelOwner
+from din_lab.roles.network import Board, Handle, LabEvent, PublicView, TaskSpec
+from din_lab.roles.participant import Participant
+from din_lab.roles.public_goods import PublicGoodsFund
+from din_lab.storage import ContentStore
+
+RELAY_BATCH = 100  # signed updates per relayed transaction (about 1.5M gas; see benchmarks/gas.py)
+
+
+def wad(amount: float) -> int:
+    return int(round(amount * 1e6)) * 10**12
+
+
+@dataclass
+class Network:
+    """Everything :func:`build` made: the deployment, the task, the agents and the public view."""
+
+    din: Any
+    task: Any
+    task_params: TaskParams
+    spec: TaskSpec
+    view: PublicView
+    board: Board
+    owner: ModelOwner
+    participants: list[Participant]
+    evaluators: list[Evaluator]
+    fund: PublicGoodsFund
+    auditor: Auditor
+    dataset: Any  # the data set with its training split emptied (the participants hold it)
+    model: Any
+    genesis_cid: Cid
+    names: dict[str, str]
+    setup_events: list[LabEvent]
+    balances_raw_before: dict[str, int]
+
+
+def build(config: ExperimentConfig, *, chain: Chain, store: ContentStore) -> Network:
+    cfg = config
+    deployer, owner_acct, fund_acct = chain.accounts[:3]
+    rng = np.random.default_rng(cfg.seed)
+    dataset = load_dataset(cfg.dataset, seed=cfg.seed)
+    model = build_model(lab_model_spec(cfg.model), num_features=dataset.num_features,
+                        num_classes=dataset.num_classes, seed=cfg.seed)
+    p_beh = assign_behaviours(cfg.participants, cfg.malicious_participants, make=participant_behaviour, rng=rng,
+                              field="malicious_participants")
+    e_beh = assign_behaviours(cfg.evaluators, cfg.malicious_evaluators, make=evaluator_behaviour, rng=rng,
+                              field="malicious_evaluators")
+    parts = partition(dataset.y_train, num_participants=cfg.participants, spec=cfg.partition, seed=cfg.seed)
+    events: list[LabEvent] = []
+
+    din = deploy(chain, deployer=deployer, public_goods_fund=fund_acct.address, min_bond=wad(MIN_STAKE))
+    token, registry = din.token, din.registry
+
+    def infrastructure(fn: Any, action: str, amount: float) -> None:  # the network's funder
+        receipt = chain.transact(fn, sender=deployer)
+        events.append(LabEvent(phase="setup", round=None, actor="deployer", action=action, tx_hash=receipt.tx_hash,
+                               gas=receipt.gas_used, block=receipt.block, amount=amount))
+
+    infrastructure(token.functions.transfer(owner_acct.address, wad(cfg.owner_tokens)), "fund owner",
+                   cfg.owner_tokens)
+    evaluator_accounts = chain.accounts[3 + cfg.participants:3 + cfg.participants + cfg.evaluators]
+    for acct in evaluator_accounts:
+        infrastructure(token.functions.transfer(acct.address, wad(cfg.evaluator_stake)), "fund evaluator",
+                       cfg.evaluator_stake)
+    addresses = [owner_acct.address, fund_acct.address,
+                 *(a.address for a in chain.accounts[3:3 + cfg.participants]), *(a.address for a in evaluator_accounts)]
+    balances_raw_before = {a: chain.call(token.functions.balanceOf(a)) for a in addresses}
+
+    def handle(account: Any, view: PublicView | None = None, spec: TaskSpec | None = None) -> Handle:
+        return Handle(chain=chain, store=store, account=account, token=token, registry=registry, view=view,
+                      board=board, spec=spec)
+
+    board = Board()
+    owner = ModelOwner(name="owner", handle=handle(owner_acct), x_test=dataset.X_test, y_test=dataset.y_test,
+                       tampers=cfg.owner_tampers)
+    genesis = owner.genesis(flatten(model), model=cfg.model)
+    # evaluators exist before the task: under secure aggregation they publish their keys in the registry
+    coalition = frozenset(chain.accounts[3 + i].address for i, b in enumerate(p_beh) if b.malicious)
+    evaluators = [Evaluator(name=f"evaluator {i}", handle=handle(acct), index=i, behaviour=b, he_workers=cfg.he_workers,
+                            allies=coalition if b.name == "extreme" else frozenset())
+                  for i, (acct, b) in enumerate(zip(evaluator_accounts, e_beh, strict=True))]
+    if cfg.secagg:
+        for e in evaluators:
+            e.publish_key(None)
+    params = task_params(cfg, chain=chain, din=din, genesis=genesis)
+    task = chain.at("DINTask", owner.create_task(factory=din.factory, params=params,
+                                                 amount=cfg.reward_deposit + cfg.fee_budget))
+    view = PublicView(chain=chain, store=store, task=task, registry=registry)
+    spec = TaskSpec(model=cfg.model, num_features=dataset.num_features, num_classes=dataset.num_classes,
+                    dimension=int(flatten(model).shape[0]), max_samples=dataset.num_train,
+                    subgroup_size=cfg.subgroup_size, evaluators_per_subgroup=cfg.evaluators_per_subgroup,
+                    training=TrainingConfig(epochs=cfg.local_epochs, batch_size=cfg.batch_size, lr=cfg.learning_rate,
+                                            optimizer=cfg.optimizer),
+                    scorer=cfg.scorer, secagg=cfg.secagg, secagg_plus=cfg.secagg_graph == "secagg+",
+                    evaluation=cfg.evaluation, relayed_submissions=cfg.relayed_submissions, relay_batch=RELAY_BATCH,
+                    seed=cfg.seed)
+    for agent in (owner, *evaluators):
+        agent.join(handle(agent.handle.account, view, spec))
+    for e in evaluators:
+        e.opt_in(None)
+    participants = []
+    for i, (idx, b) in enumerate(zip(parts, p_beh, strict=True)):
+        participants.append(Participant(name=f"participant {i}", handle=handle(chain.accounts[3 + i], view, spec),
+                                        index=i, behaviour=b, x=dataset.X_train[idx].copy(),
+                                        y=dataset.y_train[idx].copy()))
+        participants[-1].register(None)
+    # from here on the training data exists only inside the participants
+    dataset = dataclasses.replace(dataset, X_train=dataset.X_train[:0], y_train=dataset.y_train[:0])
+    fund = PublicGoodsFund(name="public-goods fund", handle=handle(fund_acct, view, spec))
+    auditor = Auditor(name="auditor", handle=handle(deployer, view, spec))
+    names = {deployer.address: "deployer"}
+    names.update({a.address: a.name for a in (owner, fund, *participants, *evaluators)})
+    return Network(din=din, task=task, task_params=params, spec=spec, view=view, board=board, owner=owner,
+                   participants=participants, evaluators=evaluators, fund=fund, auditor=auditor, dataset=dataset,
+                   model=model, genesis_cid=genesis, names=names, setup_events=events,
+                   balances_raw_before=balances_raw_before)
+
+
+def task_params(cfg: ExperimentConfig, *, chain: Chain, din: Any, genesis: Cid) -> TaskParams:
+    """The owner's task: deposit, fees, bonds, and windows in blocks sized to the transactions each
+    needs (the embedded chain and anvil mine one block per transaction): every member's vote, plus a
+    dispute's finalize and larger committee; never below the factory's minimum window."""
+    n, s, k = cfg.participants, cfg.subgroup_size, cfg.evaluators_per_subgroup
+    groups = n // s
+    least = int(chain.call(din.factory.functions.minWindow()))
+    votes = max(least, groups * (2 * k + 2) + 4)
+    batches = -(-n // RELAY_BATCH) if cfg.relayed_submissions else n
+    share_reveals = max(least, groups * k + 2) if cfg.secagg else 0  # one revealShares per committee member
+    return TaskParams(
+        genesis_model=genesis, reward_deposit=wad(cfg.reward_deposit), fee_budget=wad(cfg.fee_budget),
+        evaluator_fee=wad(cfg.evaluator_fee), evaluator_bond=wad(cfg.evaluator_stake),
+        slash_amount=wad(cfg.slash_amount), rounds=cfg.rounds, subgroup_size=s,
+        evaluators_per_subgroup=k, max_participants=n, max_evaluators=cfg.evaluators,
+        public_goods_bps=cfg.public_goods_bps, encrypted_scoring=cfg.evaluation == "he",
+        registration_window=n + 2 * cfg.evaluators + 10, submission_window=max(least, batches + 4),
+        share_window=share_reveals, commit_window=votes, reveal_window=votes, publish_window=max(least, 10))
+
+
+def agents_of(network: Network) -> list[Agent]:
+    """Every agent, in the order the clock gives them turns."""
+    return [network.owner, *network.participants, *network.evaluators, network.fund]

@@ -1,0 +1,299 @@
+"""The Model Owner (paper 5.1 steps 1 and 5, 5.2 steps 1 and 4-6): creates the task with the
+reward deposit and the genesis model, starts training and draws rounds (anyone may), relays signed
+updates, finalizes subgroups, publishes each round's global model (the weighted mean of the
+accepted results, which anyone recomputes), publishes its evaluation set (plaintext, or encrypted
+with CKKS keys whose secret half never leaves it), settles the scores and claims its refund.
+
+Its test set and labels and its CKKS secret key are its own. ``tampers``: it publishes a global
+model other than the one the accepted results give (honest participants refuse to train on it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+
+from din_lab.chain.din import Phase, TaskParams, to_wad
+from din_lab.cid import Cid
+from din_lab.errors import DinLabError, ProtocolError
+from din_lab.he import OwnerKeys, encrypt_test_set, params_for_depth
+from din_lab.learning import build_model, lab_model_spec
+from din_lab.roles import codec
+from din_lab.roles import encrypted_evaluation as ee
+from din_lab.roles.agent import Agent
+from din_lab.roles.auditor import accepted_results
+from din_lab.roles.network import Handle, Wait
+from din_lab.roles.participant import relay_topic, signed_from_bytes
+from din_lab.storage.serialization import json_to_bytes, tensors_to_bytes
+
+PLAINTEXT_EVALUATION_NOTE = "plaintext evaluation: evaluators receive the owner's test set in plaintext (--evaluation he encrypts it)"
+
+
+class ModelOwner(Agent):
+    """Creates the task, drives the rounds it owns, publishes global models and the evaluation set."""
+
+    def __init__(self, *, name: str, handle: Handle, x_test: np.ndarray, y_test: np.ndarray,
+                 tampers: bool = False) -> None:
+        super().__init__(name=name, handle=handle)
+        self._x_test, self._y_test = x_test, y_test
+        self.tampers = tampers
+        self.he_keys: OwnerKeys | None = None  # its CKKS keys once it encrypts its test set
+        self._models: dict[int, tuple[Cid, np.ndarray]] = {}  # round -> global model (-1: genesis)
+        self._relayed: dict[int, set[str]] = {}
+        self._started: set[str] = set()
+        self._rows: set[int] = set()
+        self.unusable: dict[tuple[int, int], str] = {}
+        self.disputes: dict[int, int] = {}
+
+    # ---------------------------------------------------------------- set-up (paper 5.1 step 1)
+
+    def genesis(self, vector: np.ndarray, *, model: str) -> Cid:
+        """Store the genesis model: round 0 trains from it."""
+        cid = self._add(codec.encode_model(vector, round_=-1, model=model))
+        self._models[-1] = (cid, vector)
+        return cid
+
+    def create_task(self, *, factory: Any, params: TaskParams, amount: float) -> str:
+        """Approve the deposit and fee budget and create the task; returns its address."""
+        token = self.handle.token.functions
+        self._tx("setup", None, token.approve(factory.address, params.reward_deposit + params.fee_budget),
+                 "approve deposit")
+        receipt = self._tx("setup", None, factory.functions.createTask(params.to_chain()), "create task",
+                           cid=self._models[-1][0], amount=amount)
+        return receipt.event("TaskCreated").args["task"]
+
+    def global_model(self, r: int) -> tuple[Cid, np.ndarray] | None:
+        """The global model it computed for round ``r`` (published, or held for the final round)."""
+        return self._models.get(r)
+
+    # ---------------------------------------------------------------- assign (paper 5.1 step 2)
+
+    def assign(self, r: int) -> Wait | None:
+        """Start training (round 0), then draw the round once its seed block is mined (anyone may
+        draw; the owner does it here)."""
+        F = self.F
+        if r == 0 and self.view.phase() == Phase.REGISTRATION:
+            self._tx("assign", r, F.startTraining(), "start training")
+        while True:
+            seed_block = int(self.view.call(F.seedBlock()))
+            if not seed_block:
+                return None
+            if self.handle.chain.block_number <= seed_block:
+                return Wait(seed_block + 1)
+            self._tx("assign", r, F.drawRound(), "draw round")
+
+    # ---------------------------------------------------------------- submit: relaying signed updates
+
+    def submit(self, r: int) -> Wait | None:
+        """Relay the signed updates participants hand it (``submitUpdatesRelayed``, full batches as
+        they come, the rest once the network is quiet)."""
+        if not self.spec.relayed_submissions:
+            return None
+        done = self._relayed.setdefault(r, set())
+        posted = self.handle.board.read(relay_topic(self.handle.task.address, r))
+        pending = [a for a in posted if a not in done]
+        batch_size = self.spec.relay_batch
+        while len(pending) >= batch_size or (pending and self.timed_out):
+            batch, pending = pending[:batch_size], pending[batch_size:]
+            signed = []
+            for a in batch:
+                done.add(a)
+                try:
+                    signed.append(signed_from_bytes(self.view.cat(posted[a])))
+                except DinLabError as e:
+                    self._note("submit", r, f"cannot relay {a}'s signed update", detail=str(e))
+            if signed:
+                self._tx("submit", r, self.F.submitUpdatesRelayed(r, signed), "relay signed updates",
+                         detail=f"{len(signed)} updates in one transaction")
+        return None if self.timed_out else Wait()
+
+    # ---------------------------------------------------------------- finalize (paper 5.1 step 4)
+
+    def finalize(self, r: int) -> Wait | None:
+        """Close each subgroup's vote once its reveal window has passed; a dispute (no majority)
+        gets a fresh committee, drawn from a block mined after it opened, and is closed in turn."""
+        F = self.F
+        finalized = self.view.finalized(r)
+        waits: list[int] = []
+        open_subgroups = False
+        for g in range(self.view.groups(r)):
+            if g in finalized:
+                continue
+            open_subgroups = True
+            info = self.view.call(F.subgroupInfo(r, g))
+            seed_block = int(info[6])
+            if seed_block:
+                if self.handle.chain.block_number <= seed_block:
+                    waits.append(seed_block + 1)
+                    continue
+                self._tx("finalize", r, F.drawDispute(r, g), f"draw dispute committee {g}")
+                committee = self.view.committee(r, g, 1)
+                self._note("finalize", r, f"dispute on subgroup {g}", actor="contract",
+                           detail=f"fresh committee of {len(committee)}")
+                continue
+            if self.handle.chain.block_number <= int(info[2]):
+                waits.append(int(info[2]) + 1)
+                continue
+            receipt = self._tx("finalize", r, F.finalizeSubgroup(r, g), f"finalize subgroup {g}")
+            if any(ev.event == "DisputeOpened" for ev in receipt.events):
+                self.disputes[r] = self.disputes.get(r, 0) + 1
+        if waits:
+            return Wait(min(waits))
+        return Wait() if open_subgroups and not self.timed_out else None
+
+    # ---------------------------------------------------------------- publish (paper 5.1 step 5a-c)
+
+    def publish(self, r: int) -> None:
+        """The next global model: the weighted mean of the accepted results on chain, from the
+        previous model. Published, unless this was the final round (held until rewards settle)
+        or too few evaluators remain for another round (the owner ends training)."""
+        F = self.F
+        if r in self._models:
+            return None
+        results, unusable = accepted_results(self.view, r, spec=self.spec)
+        for g, why in unusable.items():
+            self.unusable[(r, g)] = why
+        vector = codec.next_global_model(self._models[r - 1][1], results)
+        if self.tampers:
+            vector = (vector + np.float32(0.5)).astype(np.float32)
+        cid = self._add(codec.encode_model(vector, round_=r, model=self.spec.model))
+        self._models[r] = (cid, vector)
+        if self.view.phase() != Phase.TRAINING:
+            self._note("publish", r, "holds the final model until rewards settle", cid=str(cid))
+            return None
+        eligible = self.view.call(F.activeEvaluators())
+        rounds = int(self.view.call(F.params())[6])
+        if r + 1 < rounds and eligible < self.spec.evaluators_per_subgroup:
+            self._note("publish", r, "ends training early",
+                       detail=f"only {eligible} evaluators remain eligible after round {r}")
+            self._tx("publish", r, F.signalFinalRound(), "signal final round")
+            return None
+        self._tx("publish", r, F.publishGlobalModel(r, cid.to_chain()), "publish global model", cid=cid)
+        return None
+
+    # ---------------------------------------------------------------- score (paper 5.1 step 5, 5.2 steps 1-2)
+
+    def score(self, _: None) -> None:
+        if "evaluation set" in self._started:
+            return None
+        self._started.add("evaluation set")
+        if self.spec.evaluation == "he":
+            return self._publish_encrypted()
+        test_set = self._add(tensors_to_bytes({"X": self._x_test, "y": self._y_test},
+                                              metadata={"kind": "din-lab/test-set/plaintext"}))
+        context = self._add(json_to_bytes({"evaluation": "plaintext", "note": PLAINTEXT_EVALUATION_NOTE,
+                                           "scorer": self.spec.scorer}))
+        self._tx("score", None, self.F.publishEvaluationSet(test_set.to_chain(), context.to_chain()),
+                 "publish evaluation set", cid=test_set)
+        return None
+
+    def _module(self):
+        return build_model(lab_model_spec(self.spec.model), num_features=self.spec.num_features,
+                           num_classes=self.spec.num_classes, seed=0)
+
+    def _publish_encrypted(self) -> None:
+        """Encrypt the test inputs (CKKS, samples packed into slots) and publish them with the public
+        evaluation context (no secret key) and the parameters; the labels stay here."""
+        params = params_for_depth(ee.he_model(self._module()).depth)
+        self.he_keys = OwnerKeys(params)
+        public = self.he_keys.public_context()
+        encrypted = encrypt_test_set(self._x_test, context=self.he_keys.context, params=params)
+        test_cid, ctx_cid = self._add(encrypted.to_bytes()), self._add(public)
+        self._test_set_digest = encrypted.digest().hex()
+        self._he_params = params
+        self._tx("score", None,
+                 self.F.publishEncryptedEvaluationSet(test_cid.to_chain(), ctx_cid.to_chain(), params.to_json()),
+                 "publish encrypted test set", cid=test_cid,
+                 detail=f"{encrypted.samples} samples x {encrypted.columns} features, N = "
+                        f"{params.poly_modulus_degree}, primes {list(params.coeff_mod_bit_sizes)}; public "
+                        f"context {ctx_cid} ({len(public) / 1e6:.1f} MB, no secret key); labels stay with the owner")
+
+    # ---------------------------------------------------------------- reward (paper 5.1 step 5d, 5.2 step 4)
+
+    def reward(self, _: None) -> Wait | None:
+        F = self.F
+        wait = self._wait_past(int(self.view.call(F.scoreRevealDeadline())))
+        if wait is not None:
+            return wait
+        final = int(self.view.call(F.finalRound()))
+        for g in range(self.view.groups(final)):
+            if g in self._rows:
+                continue
+            self._rows.add(g)
+            committee = self.view.committee(final, g, 0)
+            if self.spec.evaluation == "he":
+                outcome = self._settle_encrypted(final, g, committee)
+                if isinstance(outcome, Wait):
+                    self._rows.discard(g)
+                    return outcome
+                continue
+            revealed = {e.args["evaluator"]: list(e.args["scores"]) for e in self.view.events("ScoresRevealed",
+                                                                                              subgroup=g)}
+            rows = [revealed.get(a, []) for a in committee]
+            self._tx("reward", None, F.finalizeScores(g, rows), f"reduce scores of subgroup {g}")
+        return None
+
+    def _settle_encrypted(self, final: int, g: int, committee: list[str]) -> Wait | None:
+        """Decrypt the outputs a majority of the committee agreed on (by digest) and publish the
+        scores; a subgroup with no majority, or whose agreed outputs are unusable, is closed."""
+        F = self.F
+        votes = [(bytes(e.args["digest"]), Cid.from_chain(e.args["outputs"]))
+                 for e in self.view.events("OutputsRevealed", subgroup=g) if e.args["evaluator"] in committee]
+        counts: dict[bytes, int] = {}
+        for digest, _ in votes:
+            counts[digest] = counts.get(digest, 0) + 1
+        majority = next((d for d, n in counts.items() if 2 * n > len(committee)), None)
+        if majority is None:
+            self._note("reward", None, f"subgroup {g}: no majority of its committee agrees on the encrypted outputs",
+                       detail=f"{len(counts)} different digests: a dispute, nothing is paid on its scores")
+            self._tx("reward", None, F.closeUnresolvedScores(g), f"close disputed subgroup {g}: nothing paid")
+            return None
+        try:
+            scoring = self._decrypt_and_score(final, g, majority, [c for d, c in votes if d == majority])
+        except DinLabError as e:  # the agreed outputs are unusable: it cannot honestly score them
+            wait = self._wait_past(int(self.view.call(F.scorePublishDeadline())))
+            if wait is not None:
+                return wait
+            self._note("reward", None, f"subgroup {g}: cannot score the outputs its committee agreed on",
+                       detail=f"{e}; closed after the publish deadline, its submitters score 1")
+            self._tx("reward", None, F.closeUnresolvedScores(g), f"close subgroup {g}: agreed outputs unusable")
+            return None
+        audit = self._add(json_to_bytes(scoring.audit))
+        wads = [to_wad(float(np.clip(v, 0.0, 1.0))) for v in scoring.scores]
+        self._tx("reward", None, F.publishScores(g, wads, majority, audit.to_chain()),
+                 f"publish decrypted scores of subgroup {g}", cid=audit,
+                 detail=f"for outputs digest {majority.hex()[:16]}... ({counts[majority]} of {len(committee)})")
+        return None
+
+    def _decrypt_and_score(self, final: int, g: int, digest: bytes, cids: list[Cid]) -> ee.OwnerScoring:
+        """Fetch the agreed outputs (any backer's copy that hashes to the digest), check they are
+        this subgroup's, on its published test set, of the task's model, with the coalitions the
+        scorer needs; then decrypt and score them."""
+        data = next((d for d in (self.view.cat(c) for c in cids) if hashlib.sha256(d).digest() == digest), None)
+        if data is None:
+            raise ProtocolError(f"no stored outputs hash to the agreed digest {digest.hex()}")
+        keys = self.he_keys
+        outputs = ee.EncryptedOutputs.from_bytes(data, context=keys.context, params=self._he_params)
+        linear = ee.he_model(self._module()).depth == 1
+        if outputs.subgroup != g or outputs.test_set != self._test_set_digest or outputs.linear != linear \
+                or list(outputs.coalitions) != ee.needed_coalitions(len(outputs.players), linear=linear,
+                                                                     scorer=self.spec.scorer):
+            raise ProtocolError("they are not this subgroup's evaluation of the task's model on the published test set")
+        members = self.view.members(final, g, subgroup_size=self.spec.subgroup_size)
+        return ee.score_outputs(outputs, secret_context=keys.context, y=self._y_test, members=members,
+                                scorer=self.spec.scorer, seed=int.from_bytes(self.view.seed(final)[:8], "big") ^ g,
+                                digest=digest)
+
+    # ---------------------------------------------------------------- claim (paper 5.1 step 6)
+
+    def claim(self, _: None) -> None:
+        F = self.F
+        if self.view.call(F.claimable(self.address)) or self.view.call(F.rewardOf(self.address)):
+            self._tx("claim", None, F.claim(), "claim")
+        final = int(self.view.call(F.finalRound()))
+        if self.view.global_model_cid(final) is None and final in self._models:  # the hold ends now
+            cid = self._models[final][0]
+            self._tx("claim", None, F.publishGlobalModel(final, cid.to_chain()), "publish final global model", cid=cid)
+        return None
