@@ -86,10 +86,10 @@ def test_run_task_to_the_end_shows_slashes_payments_and_results(lab_with_a_lazy_
 def test_a_failing_step_is_shown_and_the_widget_stays_usable(lab, monkeypatch):
     stepper = RoundStepper(lab)
 
-    def broken(_):
+    def broken(*args, **kwargs):
         raise RuntimeError("the node went away")
 
-    monkeypatch.setattr(lab, "_phase_assign", broken)
+    monkeypatch.setattr(lab.owner, "assign", broken)
     assert stepper.next_phase() is None
     assert "the node went away" in stepper.status.value and "error" in stepper.status.value
     assert stepper.next_button.disabled and stepper.task_button.disabled
