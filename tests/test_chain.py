@@ -71,3 +71,38 @@ def test_environment_variable_picks_the_backend(monkeypatch, anvil_url):
     assert chain.eth_balance(chain.accounts[1].address) > 0
     monkeypatch.delenv("DIN_LAB_CHAIN")
     assert connect(accounts=1).backend == "embedded"
+
+
+# ------------------------------------------------------------------ the shuffle, batched
+
+
+@pytest.fixture(scope="module")
+def shuffle_reference():
+    chain = connect("embedded", accounts=1, seed=0)
+    return chain, chain.deploy("ShuffleReference", sender=chain.accounts[0])
+
+
+def test_a_subgroups_members_in_one_pass_match_the_python_assignment(shuffle_reference):
+    """``Shuffle.inverseRange`` (one pivot hash per round, one bit source per round and 256
+    positions) is the same permutation as ``inverse`` one index at a time and as
+    din_lab.chain.assignment, across counts that span several 256-position blocks."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from din_lab.chain import assignment
+
+    chain, ref = shuffle_reference
+    F = ref.functions
+
+    @settings(max_examples=25, deadline=None)
+    @given(count=st.integers(1, 1100), seed=st.binary(min_size=32, max_size=32), data=st.data())
+    def check(count, seed, data):
+        start = data.draw(st.integers(0, count - 1))
+        end = data.draw(st.integers(start, min(count, start + 120)))
+        got = chain.call(F.inverseRange(start, end, count, seed))
+        assert got == [assignment.inverse(q, count, seed) for q in range(start, end)]
+        if end > start:
+            assert chain.call(F.inverse(start, count, seed)) == got[0]
+            assert chain.call(F.forward(got[0], count, seed)) == start
+
+    check()

@@ -418,8 +418,7 @@ contract DINTask is DINTaskBase, EIP712 {
             if (cohort == 1) _settleCohort(round, subgroup, 0, winner, aborted, false);
             if (aborted) {
                 s.aborted = true; // nobody's update is in it: no contribution to count
-            } else {
-                totalContributions += _countSubmitters(round, subgroup);
+                R.excluded += _countSubmitters(round, subgroup);
             }
         } else if (cohort == 0) {
             s.cohort = 1;
@@ -430,10 +429,15 @@ contract DINTask is DINTaskBase, EIP712 {
         } else {
             _settleUnresolved(round, subgroup);
             s.status = SubgroupStatus.Failed;
+            R.excluded += _countSubmitters(round, subgroup);
         }
         emit SubgroupFinalized(round, subgroup, s.status, s.result);
         R.pendingSubgroups -= 1;
         if (R.pendingSubgroups == 0) {
+            // every submitter is in exactly one subgroup: the accepted ones' submitters are the
+            // round's submissions less those counted in failed and aborted subgroups (the common
+            // case, every subgroup accepted, walks no subgroup's members)
+            totalContributions += R.submissions - R.excluded;
             R.closedAt = uint64(block.number);
             if (round == finalRound) _completeTraining();
             else ownerDeadline = uint64(block.number) + _params.publishWindow;
@@ -546,14 +550,13 @@ contract DINTask is DINTaskBase, EIP712 {
         }
     }
 
-    /// @dev Submitters of an accepted subgroup (what the abandonment payout and the all-zero-scores
-    /// fallback count as contributions).
-    function _countSubmitters(uint256 round, uint256 subgroup) private view returns (uint256 count) {
+    /// @dev Submitters of a subgroup (those of failed and aborted subgroups are not contributions:
+    /// the abandonment payout and the all-zero-scores fallback count the others).
+    function _countSubmitters(uint256 round, uint256 subgroup) private view returns (uint32 count) {
         (uint256 start, uint256 end) = _bounds(subgroup, _rounds[round].numSubgroups);
-        bytes32 seed = _rounds[round].seed;
-        uint256 n = _participants.length;
-        for (uint256 q = start; q < end; ++q) {
-            if (_submitted(round, Shuffle.inverse(q, n, seed))) ++count;
+        uint256[] memory members = Shuffle.inverseRange(start, end, _participants.length, _rounds[round].seed);
+        for (uint256 q = 0; q < members.length; ++q) {
+            if (_submitted(round, members[q])) ++count;
         }
     }
 
@@ -767,10 +770,10 @@ contract DINTask is DINTaskBase, EIP712 {
         uint256 groups = _rounds[round].numSubgroups;
         if (subgroup >= groups) revert UnknownSubgroup(round, subgroup);
         (uint256 start, uint256 end) = _bounds(subgroup, groups);
+        uint256[] memory indices = Shuffle.inverseRange(start, end, _participants.length, _rounds[round].seed);
         members = new address[](end - start);
-        bytes32 seed = _rounds[round].seed;
-        for (uint256 q = start; q < end; ++q) {
-            members[q - start] = _participants[Shuffle.inverse(q, _participants.length, seed)];
+        for (uint256 q = 0; q < indices.length; ++q) {
+            members[q] = _participants[indices[q]];
         }
     }
 

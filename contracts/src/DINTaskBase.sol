@@ -163,6 +163,7 @@ abstract contract DINTaskBase is ReentrancyGuard {
         uint32 submissions;
         Cid globalModel;
         uint64 closedAt; // block at which the last subgroup was finalized
+        uint32 excluded; // submitters in failed or aborted subgroups (not contributions)
     }
 
     struct Subgroup {

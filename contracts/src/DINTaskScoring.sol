@@ -194,11 +194,10 @@ contract DINTaskScoring is DINTaskBase {
         uint256[] memory model = new uint256[](end - start);
         if (majority != bytes32(0)) {
             if (block.number <= scorePublishDeadline) revert OutputsAgreed(subgroup, majority);
-            bytes32 seed = _rounds[finalRound].seed;
+            uint256[] memory indices =
+                Shuffle.inverseRange(start, end, _participants.length, _rounds[finalRound].seed);
             for (uint256 q = 0; q < model.length; ++q) {
-                if (_submitted(finalRound, Shuffle.inverse(start + q, _participants.length, seed))) {
-                    model[q] = BlockFlowScoring.ONE;
-                }
+                if (_submitted(finalRound, indices[q])) model[q] = BlockFlowScoring.ONE;
             }
         }
         _settleOutputVotes(subgroup, majority);
@@ -235,13 +234,13 @@ contract DINTaskScoring is DINTaskBase {
     /// a committee or the owner reports for anyone else is recorded as 0, so no scoring can pay a
     /// participant that contributed nothing to the final model.
     function _recordScores(uint256 subgroup, uint256 start, uint256[] memory model) private {
-        bytes32 seed = _rounds[finalRound].seed;
-        uint256 n = _participants.length;
+        uint256[] memory indices =
+            Shuffle.inverseRange(start, start + model.length, _participants.length, _rounds[finalRound].seed);
         uint256 total = totalScore;
         Subgroup storage sg = _subgroups[finalRound][subgroup];
         bool accepted = sg.status == SubgroupStatus.Accepted && !sg.aborted;
         for (uint256 q = 0; q < model.length; ++q) {
-            uint256 p = Shuffle.inverse(start + q, n, seed);
+            uint256 p = indices[q];
             uint256 score = accepted && _submitted(finalRound, p) ? model[q] : 0;
             _rewards[p] = Reward(uint128(score), uint128(total));
             total += score;

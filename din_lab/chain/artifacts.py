@@ -14,7 +14,7 @@ from typing import Any
 
 from din_lab.errors import ChainError
 
-CONTRACT_NAMES = ("DINToken", "EvaluatorRegistry", "DINTask", "DINTaskScoring", "DINTaskFactory", "Allowlist", "BlockFlowReference")
+CONTRACT_NAMES = ("DINToken", "EvaluatorRegistry", "DINTask", "DINTaskScoring", "DINTaskFactory", "Allowlist", "BlockFlowReference", "ShuffleReference")
 
 
 @dataclass(frozen=True)

@@ -281,10 +281,28 @@ class Chain:
         self, *, sender: LocalAccount, to: str | None, data: bytes | str, gas: int, function: str, value: int = 0,
         preflight: bool = True,
     ) -> Receipt:
-        if preflight:
-            # run it as a call on the pending state first: a revert then raises its named error
-            # with exact data (block-dependent checks included) and nothing is mined
+        undo = None
+        if preflight and self._tester is not None:
+            # the embedded chain: send it at once, and on a revert return to the state before it, so
+            # a revert raises its named error and nothing is mined (one EVM run, not two)
+            undo = self._tester.take_snapshot()
+        elif preflight:
+            # a node: run it as a call on the pending state first: a revert then raises its named
+            # error with exact data (block-dependent checks included) and nothing is mined
             self._preflight(sender=sender, to=to, data=data, value=value, gas=gas, function=function)
+        try:
+            return self._send_signed(sender=sender, to=to, data=data, gas=gas, function=function, value=value)
+        except BaseException:
+            if undo is None:
+                raise
+            self._tester.revert_to_snapshot(undo)
+            self._nonces.pop(sender.address, None)
+            # the named error as the transaction met it: the same call on the same pending block
+            self._preflight(sender=sender, to=to, data=data, value=value, gas=gas, function=function)
+            raise
+
+    def _send_signed(self, *, sender: LocalAccount, to: str | None, data: bytes | str, gas: int, function: str,
+                     value: int) -> Receipt:
         raw = self.sign(sender=sender, to=to, data=data, gas=gas, value=value)
         try:
             tx_hash = self._send_raw(raw, function=function)
@@ -494,6 +512,10 @@ def _reproducible_backend(seed: int, **kwargs: Any) -> Any:
         def _pin_pending_timestamp(self) -> None:
             head = self.chain.get_canonical_head()
             self.chain.header = self.chain.header.copy(timestamp=head.timestamp + BLOCK_TIME)
+
+        def revert_to_snapshot(self, snapshot: Any) -> None:
+            super().revert_to_snapshot(snapshot)
+            self._pin_pending_timestamp()
 
         def mine_blocks(self, num_blocks: int = 1, coinbase: bytes = b"\0" * 20) -> tuple[bytes, ...]:
             hashes = []
