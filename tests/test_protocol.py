@@ -16,8 +16,8 @@ from din_lab.errors import ConfigError, ProtocolError
 from din_lab.experiment import run, tabulate
 from din_lab.protocol import lab as lab_module
 from din_lab.protocol.lab import FINAL_PHASES, ROUND_PHASES, Lab
-from din_lab.roles.participant import BatchedTrainer
 from din_lab.roles.behaviours import ParticipantBehaviour
+from din_lab.roles.participant import BatchedTrainer
 
 warnings.filterwarnings("ignore", category=UserWarning)
 

@@ -58,7 +58,18 @@ def read_subgroup(view: PublicView, r: int, g: int, *, spec: TaskSpec) -> sa.Sub
     return sa.read_subgroup(context=sa.round_context(task=view.task.address, round_=r, subgroup=g), members=members,
                             submitted={m: submitted[m] for m in members if m in submitted}, fetch=view.cat,
                             dimension=spec.dimension + 1, secagg_plus=spec.secagg_plus,
-                            seed=sa.graph_seed(view.seed(r), g))
+                            seed=sa.graph_seed(view.seed(r), g), parse_masked=lambda c: masked_object(view, c),
+                            parse_aux=lambda c: aux_object(view, c))
+
+
+def masked_object(view: PublicView, cid: Cid) -> sa.MaskedObject:
+    """A masked update by its CID, decoded once for every reader in this process (read-only)."""
+    return view.decoded(cid, sa.MaskedObject.from_bytes, kind="masked update")
+
+
+def aux_object(view: PublicView, cid: Cid) -> sa.AuxObject:
+    """An aux object (round keys and sealed share bundles) by its CID, decoded once (read-only)."""
+    return view.decoded(cid, sa.AuxObject.from_bytes, kind="aux object")
 
 
 class Auditor(Agent):

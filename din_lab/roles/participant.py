@@ -22,7 +22,7 @@ from din_lab.learning import build_model, lab_model_spec, train_local_batched
 from din_lab.roles import codec
 from din_lab.roles import secure_aggregation as sa
 from din_lab.roles.agent import Agent
-from din_lab.roles.auditor import verified_global_model
+from din_lab.roles.auditor import aux_object, verified_global_model
 from din_lab.roles.behaviours import ParticipantBehaviour
 from din_lab.roles.network import Handle, TaskSpec, Wait
 from din_lab.secagg import Committee, SecAggError
@@ -238,7 +238,8 @@ class Participant(Agent):
         members = self.view.members(r, g, subgroup_size=self.spec.subgroup_size)
         announced = self.handle.board.read(aux_topic(self.handle.task.address, r, g))
         by_position = {members.index(a): c for a, c in announced.items() if a in members}
-        peers = sa.read_peers(by_position, fetch=self.view.cat, context=self._context(r, g), members=members)
+        peers = sa.read_peers(by_position, fetch=self.view.cat, context=self._context(r, g), members=members,
+                              parse=lambda c: aux_object(self.view, c))
         if pos not in peers or r not in self._round_secrets:
             self._note("submit", r, "no usable aux object of its own: cannot take part this round")
             return None

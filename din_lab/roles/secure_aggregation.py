@@ -53,6 +53,7 @@ Trade-offs the lab shows rather than hides:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from collections import Counter
@@ -256,13 +257,14 @@ def advertise(*, participant: str, position: int, context: RoundContext, long_te
 
 
 def read_peers(announced: Mapping[int, Cid], *, fetch: Fetch, context: RoundContext,
-               members: Sequence[str]) -> dict[int, tuple[Cid, AuxObject]]:
+               members: Sequence[str], parse: Callable[[Cid], AuxObject] | None = None) -> dict[int, tuple[Cid, AuxObject]]:
     """The announced aux objects that are well formed and belong where they are filed: the vertices
-    of the subgroup's mask graph as a participant (or an evaluator) sees them."""
+    of the subgroup's mask graph as a participant (or an evaluator) sees them. ``parse``: how to
+    read one by its CID (default: fetch and decode; a reader may pass a cache of decoded objects)."""
     out = {}
     for position, cid in sorted(announced.items()):
         try:
-            obj = AuxObject.from_bytes(fetch(cid))
+            obj = parse(cid) if parse is not None else AuxObject.from_bytes(fetch(cid))
             obj.aux.check(context=context, participant=position)
             if obj.position != position or obj.participant.lower() != members[position].lower():
                 raise ProtocolError("aux object filed under another participant")
@@ -349,15 +351,30 @@ class SubgroupView:
 
 def _check_peers(peers: tuple[tuple[int, str], ...], *, members: int) -> None:
     """A masked update's peer list: positions of the subgroup, strictly increasing, each with a CID."""
+    problem = _peer_list_problem(peers, members)
+    if problem is not None:
+        raise ProtocolError(problem)
+
+
+@functools.lru_cache(maxsize=1024)
+def _peer_list_problem(peers: tuple[tuple[int, str], ...], members: int) -> str | None:
+    """Why a peer list is malformed, or None (a pure function of the list: the honest members of a
+    subgroup all send the same list, so it is checked once, not once per member and reader)."""
     positions = [p for p, _ in peers]
     if not peers or positions != sorted(set(positions)) or not all(0 <= p < members for p in positions):
-        raise ProtocolError("its peer list is not a strictly increasing list of subgroup positions")
-    for _, c in peers:
-        Cid.parse(c)
+        return "its peer list is not a strictly increasing list of subgroup positions"
+    try:
+        for _, c in peers:
+            Cid.parse(c)
+    except DinLabError as e:
+        return str(e)
+    return None
 
 
 def read_subgroup(*, context: RoundContext, members: Sequence[str], submitted: Mapping[str, tuple[Cid, Cid | None]],
-                  fetch: Fetch, dimension: int, secagg_plus: bool, seed: bytes) -> SubgroupView:
+                  fetch: Fetch, dimension: int, secagg_plus: bool, seed: bytes,
+                  parse_masked: Callable[[Cid], MaskedObject] | None = None,
+                  parse_aux: Callable[[Cid], AuxObject] | None = None) -> SubgroupView:
     """What a committee member reads before revealing anything. ``submitted``: each member's
     ``(masked CID, aux CID)`` from ``UpdateSubmitted`` events; ``dimension``: model parameters + 1
     (the sample count travels in the last coordinate). A masked object that does not decode, is for
@@ -371,7 +388,7 @@ def read_subgroup(*, context: RoundContext, members: Sequence[str], submitted: M
             continue
         cid, aux_cid = submitted[member]
         try:
-            obj = MaskedObject.from_bytes(fetch(cid))
+            obj = parse_masked(cid) if parse_masked is not None else MaskedObject.from_bytes(fetch(cid))
             if (obj.round, obj.subgroup, obj.position) != (context.round, context.subgroup, position) \
                     or obj.participant.lower() != member.lower():
                 raise ProtocolError("masked update for another round, subgroup or participant")
@@ -393,7 +410,8 @@ def read_subgroup(*, context: RoundContext, members: Sequence[str], submitted: M
     for position in [p for p, obj in valid.items() if obj.peers != peers]:
         rejected[position] = "masked against another set of peers than the subgroup"
         del valid[position]
-    aux = read_peers({p: Cid.parse(c) for p, c in peers}, fetch=fetch, context=context, members=members)
+    aux = read_peers({p: Cid.parse(c) for p, c in peers}, fetch=fetch, context=context, members=members,
+                     parse=parse_aux)
     if len(aux) != len(peers):
         return SubgroupView(context=context, members=tuple(members), graph=None, aux={}, masked={}, commitments={},
                             rejected=rejected, dimension=dimension,
