@@ -1,46 +1,35 @@
 #!/usr/bin/env python
-"""Seconds per phase of one DIN round run by the Lab, for N participants, on the embedded chain and on anvil.
+"""Seconds per phase of DIN rounds run by the Lab's agents, for N participants, on the embedded chain and on anvil.
 
-For each size N (10, 100, 1,000 by default) and each backend (``embedded`` py-evm in process, ``anvil``
-started here on 127.0.0.1 and a free port, stopped by its PID) a fresh ``Lab.create(ExperimentConfig(...))``
-builds chain + store + roles (deploy, stake, create the task, register every participant): that set-up is
-timed on its own. Then ``lab.step()`` runs round 0's phases one by one (``assign``, ``train``, ``submit``,
-``aggregate``, ``commit``, ``reveal``, ``finalize``, ``publish``); their seconds add up to the "full round".
-The task has 2 rounds, so round 0's ``publish`` is a steady-state publish: it publishes the global model
-and draws round 1's subgroups and committees on chain. Round 0's ``assign`` includes ``startTraining``
-(the contract draws round 0's assignment in that transaction); a later round's ``assign`` only reads it.
-With ``--full`` round 1 and the final phases (``score``, ``reward``, ``claim``) are timed as well.
+The workload (issue 15): N participants in subgroups of ``min(100, N)``, ``max(3, N // 10)`` evaluators
+staked, committees of ``min(5, evaluators)``, secure aggregation with the SecAgg+ graph (``--secagg off``:
+plaintext updates, the baseline), the ``mlp`` model (64-32-10 on digits), 1 local epoch, SGD lr 0.1, batch
+16, scorer ``accuracy``. Data: ``digits`` while it gives every participant 2 samples (N <= 600; it holds
+1,347 training samples), above that the lab's synthetic ``energy:N`` set (N households x 24 hours).
+Every committee member does its own checks, unmasking and aggregation (role agents, din_lab/roles/).
 
-Settings (the paper's example: subgroups of 100, one evaluator per 10 participants):
+For each size N and backend (``embedded`` py-evm in process, ``anvil`` started here on 127.0.0.1 and a
+free port, stopped by its PID) a fresh ``Lab.create`` sets up the network (deploy, fund, create the task,
+bond, register): timed on its own. Then ``lab.step()`` runs rounds 0 and 1 phase by phase (``assign``
+``train`` ``submit`` ``aggregate`` ``commit`` ``reveal`` ``finalize`` ``publish``). The task has 3 rounds,
+so round 1 is a steady-state round: "the round" is round 1, assign..publish (round 0's ``assign`` also
+starts training). With ``--full`` round 2 and the final phases (``score``, ``reward``, ``claim``) are
+timed as well.
 
-- subgroup size ``min(100, N)`` (a subgroup needs N >= its size, so N = 10 runs one subgroup of 10);
-- evaluators ``max(3, N // 10)`` staked; committee per subgroup (``evaluators_per_subgroup``)
-  ``min(5, evaluators)``;
-- data: ``dataset="energy:HOUSEHOLDS"``, the lab's synthetic household-energy set with ``max(100, N)``
-  households (24 hours each, 3/4 to training, IID; ``energy:100`` is plain ``energy``): the bundled sets
-  are too small for N = 1,000 (digits has 1,347 training samples, energy at its default 100 households
-  1,800; the partition needs 2 per participant); model ``logreg``, the Lab's defaults otherwise;
-- scorer ``accuracy`` (only the ``score`` phase of ``--full`` uses it): exact Shapley is exponential
-  in the subgroup size and over 100 members the lab falls back to TMC sampling, far too slow to time.
-
-What the Lab does that shapes the numbers: submissions are relayed, ``RELAY_BATCH`` (100) signed updates
-per ``submitUpdatesRelayed`` transaction (N = 1,000: 10 transactions of about 1.44M gas each); the
-submission window is sized to those batches (batches + 4 blocks) and the commit and reveal windows to
-``subgroups * (2k + 2) + 4`` blocks (k the committee size), and a phase that waits for a window to close
-mines the empty blocks up to its end; ``assign`` computes each subgroup's members off chain from the round
-seed (checking subgroup 0 against the contract's ``subgroupMembers``) and reads only the committees on
-chain; the update CIDs submitted in a round are read from the events once and cached for the round.
+Round 1's seconds are split into chain (every Chain call: transactions, views, mining), store (adds and
+reads), training (the participants' batched local training) and the agents' own work (crypto, checks,
+aggregation, encoding), measured around the outermost call of each kind.
 
 Transactions and gas per phase come from the events each ``StepReport`` carries (distinct ``tx_hash``;
-gas counted once per transaction). Training is the ``train`` phase: the Lab trains every participant in
-one batched computation; beside it the reference loop (``train_local_loop``, one participant at a time,
-same data, seed and config) is timed on up to ``--loop-sample`` participants and scaled to N.
+gas counted once per transaction). Beside the batched training the reference loop (``train_local_loop``,
+one participant at a time, same data, seed and config) is timed on up to ``--loop-sample`` participants
+and scaled to N.
 
-Targets (N = 1,000, one full round assign..publish): <= 30 s on the embedded chain, <= 10 s on anvil;
-training batched (the ``train`` phase faster than the reference loop at N = 1,000).
+Targets (round 1, assign..publish): N = 100 <= 2.0 s on the embedded chain; N = 1,000 <= 15 s on the
+embedded chain and <= 8 s on anvil.
 
     cd /work/main && .venv/bin/python benchmarks/round.py [--sizes 10,100,1000] [--backends embedded,anvil]
-        [--quick] [--full] [--strict] [--profile DIR] [--out results/round.json]
+        [--secagg on|off] [--quick] [--full] [--strict] [--profile DIR] [--out results/round.json]
 """
 
 from __future__ import annotations
@@ -82,9 +71,10 @@ PAPER_SUBGROUP = 100
 MAX_COMMITTEE = 5
 HOURS_PER_HOUSEHOLD = 24  # make_energy's default (the lab's energy:HOUSEHOLDS keeps it)
 SCORER = "accuracy"
-ROUNDS = 2
+ROUNDS = 3
+DIGITS_MAX_N = 600  # digits' 1,347 training samples give every participant 2 up to here
+TARGETS = {(100, "embedded"): 2.0, (1000, "embedded"): 15.0, (1000, "anvil"): 8.0}  # round 1, seconds
 TARGET_N = 1000
-TARGETS = {"embedded": 30.0, "anvil": 10.0}  # seconds for one full round at N = TARGET_N
 ANVIL_GAS_LIMIT = 30_000_000
 LOOP_SAMPLE = 200
 
@@ -106,14 +96,73 @@ def households(n: int) -> int:
 
 
 def dataset(n: int) -> str:
-    """The synthetic energy set at ``households(n)`` households (``energy:100`` is the same as ``energy``)."""
-    return f"energy:{households(n)}"
+    """digits while it gives every participant 2 samples, else the synthetic energy set at N households."""
+    return "digits" if n <= DIGITS_MAX_N else f"energy:{households(n)}"
 
 
-def experiment(n: int, chain: str, seed: int) -> ExperimentConfig:
+def experiment(n: int, chain: str, seed: int, *, secagg: bool) -> ExperimentConfig:
     return ExperimentConfig(participants=n, evaluators=evaluators(n), subgroup_size=subgroup_size(n),
                             evaluators_per_subgroup=committee(n), rounds=ROUNDS, scorer=SCORER, dataset=dataset(n),
-                            chain=chain, seed=seed)
+                            model="mlp", local_epochs=1, learning_rate=0.1, batch_size=16, secagg=secagg,
+                            secagg_graph="secagg+", chain=chain, seed=seed)
+
+
+class Split:
+    """Seconds spent in the chain, the store and training, each measured around the outermost call of
+    its kind (a chain call made inside a store call counts once, as store); the rest of a step's
+    time is the agents' own work."""
+
+    KINDS = ("chain", "store", "training")
+
+    def __init__(self) -> None:
+        self.seconds = dict.fromkeys(self.KINDS, 0.0)
+        self._depth = 0
+        self._patched: list[tuple[Any, str, Any]] = []
+
+    def _wrap(self, owner: Any, name: str, kind: str) -> None:
+        original = getattr(owner, name)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            if self._depth:
+                return original(*args, **kwargs)
+            self._depth += 1
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.seconds[kind] += time.perf_counter() - start
+                self._depth -= 1
+
+        self._patched.append((owner, name, original))
+        setattr(owner, name, timed)
+
+    def install(self, lab: Lab) -> None:
+        from din_lab.chain import Chain
+        from din_lab.roles.participant import BatchedTrainer
+
+        for name in ("transact", "call", "call_many", "eth_call", "mine", "mine_to", "transaction_call"):
+            self._wrap(Chain, name, "chain")
+        number = Chain.block_number
+        self._patched.append((Chain, "block_number", number))
+        split = self
+
+        def block_number(chain: Any) -> int:
+            start = time.perf_counter()
+            try:
+                return number.fget(chain)
+            finally:
+                if not split._depth:
+                    split.seconds["chain"] += time.perf_counter() - start
+
+        Chain.block_number = property(block_number)  # type: ignore[method-assign,assignment]
+        for name in ("add", "cat"):
+            self._wrap(lab.store, name, "store")
+        self._wrap(BatchedTrainer, "train", "training")
+
+    def remove(self) -> None:
+        for owner, name, original in reversed(self._patched):
+            setattr(owner, name, original)
+        self._patched.clear()
 
 
 # ----------------------------------------------------------------------------- environment
@@ -212,12 +261,12 @@ def loop_reference(lab: Lab, genesis: np.ndarray, sample: int) -> dict[str, Any]
     cfg = lab.config
     active = [p for p in lab.participants if p.behaviour.submits(0) and not p.behaviour.malicious]
     picked = active[:sample] if sample else active
-    data = [(p._x, p._y) for p in picked]  # the participants' own data, as train_cohort reads it
+    jobs = [p.training_job(0) for p in picked]  # what each participant hands the shared trainer
     start = time.perf_counter()
-    result = train_local_loop(lab.model, data, global_params=genesis, config=lab.training,
+    result = train_local_loop(lab.model, [(j.x, j.y) for j in jobs], global_params=genesis, config=lab.spec.training,
                               seed=cfg.seed * 1_000_003 + 0, participant_ids=[p.index for p in picked])
     seconds = time.perf_counter() - start
-    updates = lab.rounds[0].updates
+    updates = lab.updates(0)
     diff = max(float(np.max(np.abs((result.params[k] - genesis) - updates[p.address].delta)))
                for k, p in enumerate(picked))
     return {"participants": len(picked), "seconds": seconds, "per_participant_ms": 1e3 * seconds / len(picked),
@@ -225,7 +274,7 @@ def loop_reference(lab: Lab, genesis: np.ndarray, sample: int) -> dict[str, Any]
 
 
 def run(n: int, backend: str, *, seed: int, full: bool, anvil_gas_limit: int, loop_sample: int,
-        profile_dir: Path | None) -> dict[str, Any]:
+        profile_dir: Path | None, secagg: bool = True) -> dict[str, Any]:
     out: dict[str, Any] = {"participants": n, "backend": backend, "subgroup_size": subgroup_size(n),
                            "subgroups": n // subgroup_size(n), "evaluators": evaluators(n),
                            "evaluators_per_subgroup": committee(n), "households": households(n),
@@ -235,18 +284,24 @@ def run(n: int, backend: str, *, seed: int, full: bool, anvil_gas_limit: int, lo
         url = "embedded" if backend == "embedded" else stack.enter_context(anvil(anvil_gas_limit))
         t0 = time.perf_counter()
         with prof("setup"):
-            lab = Lab.create(experiment(n, url, seed), progress=False)
+            lab = Lab.create(experiment(n, url, seed, secagg=secagg), progress=False)
         out["setup"] = {"seconds": time.perf_counter() - t0, "transactions": len(lab.chain.receipts),
                         "gas": sum(r.gas_used for r in lab.chain.receipts)}
         out["train_samples"] = sum(p.samples for p in lab.participants)  # the lab keeps no training set
         log.info("%s N=%d: set-up %.1f s, %d tx", backend, n, out["setup"]["seconds"], out["setup"]["transactions"])
         genesis = np.array(lab.global_vector, copy=True)
         steps: list[dict[str, Any]] = []
-        wanted = len(ROUND_PHASES) * (ROUNDS if full else 1) + (len(FINAL_PHASES) if full else 0)
+        wanted = len(ROUND_PHASES) * (ROUNDS if full else 2) + (len(FINAL_PHASES) if full else 0)
+        split = Split()
         while not lab.done and len(steps) < wanted:
             phase, round_ = lab.next_phase  # type: ignore[misc]
-            with prof(f"{phase}{'' if round_ is None else round_}"):
-                report = lab.step()
+            if round_ == 1:
+                split.install(lab)
+            try:
+                with prof(f"{phase}{'' if round_ is None else round_}"):
+                    report = lab.step()
+            finally:
+                split.remove()
             steps.append(step_stats(report))
             log.info("%s N=%d: %-9s r%s %7.2f s %4d tx %12s gas", backend, n, report.phase,
                      "-" if report.round is None else report.round, report.seconds, steps[-1]["transactions"],
@@ -255,10 +310,14 @@ def run(n: int, backend: str, *, seed: int, full: bool, anvil_gas_limit: int, lo
         round0 = [s for s in steps if s["round"] == 0]
         out["round0"] = {s["phase"]: {k: s[k] for k in ("seconds", "transactions", "gas")} for s in round0}
         out["full_round"] = {k: sum(s[k] for s in round0) for k in ("seconds", "transactions", "gas")}
+        round1 = [s for s in steps if s["round"] == 1]
+        out["round1"] = {s["phase"]: {k: s[k] for k in ("seconds", "transactions", "gas")} for s in round1}
+        out["full_round1"] = {k: sum(s[k] for s in round1) for k in ("seconds", "transactions", "gas")}
+        out["round1_split"] = {**split.seconds, "agents": out["full_round1"]["seconds"] - sum(split.seconds.values())}
         if full:
-            round1 = [s for s in steps if s["round"] == 1]
-            out["round1"] = {s["phase"]: {k: s[k] for k in ("seconds", "transactions", "gas")} for s in round1}
-            out["full_round1"] = {k: sum(s[k] for s in round1) for k in ("seconds", "transactions", "gas")}
+            round2 = [s for s in steps if s["round"] == 2]
+            out["round2"] = {s["phase"]: {k: s[k] for k in ("seconds", "transactions", "gas")} for s in round2}
+            out["full_round2"] = {k: sum(s[k] for s in round2) for k in ("seconds", "transactions", "gas")}
             out["final"] = {s["phase"]: {k: s[k] for k in ("seconds", "transactions", "gas")}
                             for s in steps if s["round"] is None}
         train = out["round0"].get("train", {}).get("seconds")
@@ -278,15 +337,15 @@ def run(n: int, backend: str, *, seed: int, full: bool, anvil_gas_limit: int, lo
 
 def checks(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
-    for backend, limit in TARGETS.items():
-        label = f"N = {TARGET_N:,} full round (assign..publish) <= {limit:g} s on {backend}"
-        res = next((r for r in results if r["participants"] == TARGET_N and r["backend"] == backend), None)
+    for (n, backend), limit in TARGETS.items():
+        label = f"N = {n:,} round 1 (assign..publish) <= {limit:g} s on {backend}"
+        res = next((r for r in results if r["participants"] == n and r["backend"] == backend), None)
         if res is None:
             out.append({"check": f"(not run) {label}", "value": None, "pass": None})
         elif "error" in res:
             out.append({"check": label, "value": f"failed: {res['error']}", "pass": False})
         else:
-            v = res["full_round"]["seconds"]
+            v = res["full_round1"]["seconds"]
             out.append({"check": label, "value": round(v, 2), "unit": "s", "pass": v <= limit})
     res = next((r for r in results if r["participants"] == TARGET_N and r["backend"] == "embedded"
                 and "error" not in r), None)
@@ -337,12 +396,17 @@ def table(results: list[dict[str, Any]], check_rows: list[dict[str, Any]], info:
                       + (" (+ next assignment)" if p == "publish" else ""),
                       [fmt(get(r, "round0", p, key)) for r in results]) for p in ROUND_PHASES]
         rows.append(line("full round 0 (assign..publish)", [fmt(get(r, "full_round", key)) for r in results]))
+        rows += [line(f"  {p}", [fmt(get(r, "round1", p, key)) for r in results]) for p in ROUND_PHASES]
+        rows.append(line("ROUND 1 (steady state)", [fmt(get(r, "full_round1", key)) for r in results]))
+        if key == "seconds":
+            rows += [line(f"  of which {k}", [fmt(get(r, "round1_split", k)) for r in results])
+                     for k in (*Split.KINDS, "agents")]
         if full:
-            rows.append(line("full round 1 (steady state)", [fmt(get(r, "full_round1", key)) for r in results]))
+            rows.append(line("full round 2", [fmt(get(r, "full_round2", key)) for r in results]))
             rows += [line(f"  {p}", [fmt(get(r, "final", p, key)) for r in results]) for p in FINAL_PHASES]
         return rows
 
-    lines = ["DIN Lab: one round, phase by phase (Lab.step), round 0 of a 2-round task"
+    lines = [f"DIN Lab: rounds 0 and 1 of a {ROUNDS}-round task, phase by phase (Lab.step), role agents"
              + ("  [UNDER cProfile: times inflated]" if profiled else ""),
              f"{info.get('cpu_model', '?')}, {info.get('cpu_count')} CPUs, Python {info.get('python')}; "
              f"git {info.get('git_commit')}" + (f" + uncommitted {', '.join(info['uncommitted'])}"
@@ -364,10 +428,10 @@ def table(results: list[dict[str, Any]], check_rows: list[dict[str, Any]], info:
                       [_secs(get(r, "train", "loop_reference", "scaled_to_n_seconds")) for r in results]))
     lines.append("")
     lines.append(f"notes: subgroup size min({PAPER_SUBGROUP}, N) (N=10: one subgroup of 10; N >= 100: the paper's "
-                 f"{PAPER_SUBGROUP}); evaluators max(3, N/10), committee min({MAX_COMMITTEE}, evaluators)")
-    lines.append(f"       data: energy:max(100, N), the energy set with that many households x {HOURS_PER_HOUSEHOLD} h "
-                 "(the bundled sets hold too few samples for N = 1,000); scorer 'accuracy' (Shapley over 100 would "
-                 "fall back to TMC)")
+                 f"{PAPER_SUBGROUP}); evaluators max(3, N/10), committee min({MAX_COMMITTEE}, evaluators); "
+                 f"updates {info.get('updates', '?')}")
+    lines.append(f"       data: digits for N <= {DIGITS_MAX_N}, else energy:N (N households x {HOURS_PER_HOUSEHOLD} h: "
+                 "digits holds too few samples); model mlp, 1 epoch, SGD lr 0.1, batch 16; scorer 'accuracy'")
     lines.append(f"       submit: relayed, {RELAY_BATCH} signed updates per submitUpdatesRelayed transaction; "
                  "windows sized to the transactions (submission: batches + 4 blocks, commit/reveal: "
                  "subgroups*(2k+2)+4)")
@@ -409,6 +473,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--full", action="store_true", help="also time round 1 and the final phases (score, reward, "
                                                         "claim)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--secagg", choices=("on", "off"), default="on",
+                    help="secure aggregation with the SecAgg+ graph (default), or plaintext updates (the baseline)")
     ap.add_argument("--anvil-gas-limit", type=int, default=ANVIL_GAS_LIMIT, help="anvil's block gas limit")
     ap.add_argument("--loop-sample", type=int, default=LOOP_SAMPLE,
                     help=f"participants trained by the reference loop (default {LOOP_SAMPLE}; 0 = all; -1 = skip)")
@@ -436,7 +502,8 @@ def main(argv: list[str] | None = None) -> int:
             log.info("%s N=%d: ...", backend, n)
             try:
                 results.append(run(n, backend, seed=args.seed, full=args.full, anvil_gas_limit=args.anvil_gas_limit,
-                                   loop_sample=args.loop_sample, profile_dir=args.profile))
+                                   loop_sample=args.loop_sample, profile_dir=args.profile,
+                                   secagg=args.secagg == "on"))
             except Exception as e:  # one failed size must not hide the others
                 log.error("%s N=%d failed:\n%s", backend, n, traceback.format_exc())
                 results.append({"participants": n, "backend": backend, "subgroup_size": subgroup_size(n),
@@ -444,6 +511,7 @@ def main(argv: list[str] | None = None) -> int:
                                 "evaluators_per_subgroup": committee(n), "households": households(n),
                                 "dataset": dataset(n), "error": f"{type(e).__name__}: {e}"})
     info = machine_info()
+    info["updates"] = "masked (secure aggregation, SecAgg+ graph)" if args.secagg == "on" else "plaintext (baseline)"
     check_rows = checks(results)
     print(table(results, check_rows, info, args.full, args.profile is not None))
     if args.profile is not None:
@@ -460,15 +528,17 @@ def main(argv: list[str] | None = None) -> int:
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     doc = {
-        "description": "seconds, transactions and gas per Lab phase of one round (benchmarks/round.py)",
+        "description": "seconds, transactions and gas per Lab phase of rounds 0 and 1 (benchmarks/round.py)",
         "machine": info,
         "settings": {"subgroup_size": f"min({PAPER_SUBGROUP}, N)", "evaluators": "max(3, N // 10)",
                      "evaluators_per_subgroup": f"min({MAX_COMMITTEE}, evaluators)", "rounds": ROUNDS,
-                     "dataset": f"energy:max(100, N) (households x {HOURS_PER_HOUSEHOLD} h)", "scorer": SCORER,
+                     "dataset": f"digits for N <= {DIGITS_MAX_N}, else energy:N (households x "
+                                f"{HOURS_PER_HOUSEHOLD} h)", "model": "mlp", "local_epochs": 1, "learning_rate": 0.1,
+                     "batch_size": 16, "secagg": args.secagg, "secagg_graph": "secagg+", "scorer": SCORER,
                      "relay_batch": RELAY_BATCH, "anvil_gas_limit": args.anvil_gas_limit, "seed": args.seed,
                      "full": args.full, "profiled": args.profile is not None,
-                     "timed": "round 0: assign (incl. startTraining) .. publish (incl. round 1's assignment)"},
-        "targets": {f"full_round_seconds_{b}_N{TARGET_N}": s for b, s in TARGETS.items()},
+                     "timed": "round 1 (steady state): assign .. publish; round 0 too (its assign starts training)"},
+        "targets": {f"round1_seconds_{b}_N{n}": v for (n, b), v in TARGETS.items()},
         "results": results,
         "checks": check_rows,
         "runtime_seconds": round(elapsed, 1),
