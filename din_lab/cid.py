@@ -10,6 +10,7 @@ dag-pb) or ``0x0155`` (CIDv1 raw). Only sha2-256 multihashes are supported, whic
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 from dataclasses import dataclass
 
@@ -77,9 +78,7 @@ class Cid:
         return bytes([1, self.codec]) + multihash
 
     def __str__(self) -> str:
-        if self.kind == V0_DAG_PB:
-            return _b58encode(self.to_bytes())
-        return "b" + base64.b32encode(self.to_bytes()).decode().lower().rstrip("=")
+        return _text(bytes(self.digest), self.kind)
 
     def to_chain(self) -> tuple[bytes, int]:
         """The compact on-chain form ``(bytes32 digest, uint16 kind)``."""
@@ -116,6 +115,12 @@ class Cid:
         """Parse ``Qm...`` (CIDv0) or ``b...`` (CIDv1, base32) text."""
         if not isinstance(text, str) or not text:
             raise MalformedCidError(f"not a CID: {text!r}")
+        if cls is Cid:
+            return _parsed(text)
+        return cls._parse_text(text)
+
+    @classmethod
+    def _parse_text(cls, text: str) -> Cid:
         if text.startswith("Qm") and len(text) == 46:
             return cls.from_bytes(_b58decode(text))
         if text[0] == "b":
@@ -134,6 +139,20 @@ class Cid:
         if isinstance(value, str):
             return cls.parse(value)
         return cls.from_bytes(value)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _text(digest: bytes, kind: int) -> str:
+    """A CID's text (the base encodings are slow and the lab prints and compares the same CIDs often)."""
+    cid = Cid(digest=digest, kind=kind)
+    if kind == V0_DAG_PB:
+        return _b58encode(cid.to_bytes())
+    return "b" + base64.b32encode(cid.to_bytes()).decode().lower().rstrip("=")
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _parsed(text: str) -> Cid:
+    return Cid._parse_text(text)
 
 
 EMPTY_CHAIN_CID: tuple[bytes, int] = (b"\0" * 32, 0)

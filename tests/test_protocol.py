@@ -9,10 +9,10 @@ import warnings
 import numpy as np
 import pytest
 
-from din_lab.chain.din import SubgroupStatus
+from din_lab.chain.din import Phase, SubgroupStatus
 from din_lab.cid import Cid
 from din_lab.config import ExperimentConfig
-from din_lab.errors import ConfigError, ProtocolError
+from din_lab.errors import ConfigError, ContractRevert, ProtocolError
 from din_lab.experiment import run, tabulate
 from din_lab.protocol import lab as lab_module
 from din_lab.protocol.lab import FINAL_PHASES, ROUND_PHASES, Lab
@@ -104,10 +104,50 @@ def test_a_failed_phase_stops_the_lab(monkeypatch):
 
 
 def test_a_tampering_owner_is_caught():
+    """The owner publishes a global model other than the accepted results give. Each honest
+    participant recomputes it from the chain before training, refuses it on chain
+    (``rejectGlobalModel``) and trains on nothing; once a majority of the registered participants
+    refused, the task ends as abandoned: the owner keeps no reward deposit (the pool goes to the
+    participants by their accepted round-0 contributions) and gets no round built on its model."""
     lab = Lab.create(ExperimentConfig(**SMALL, owner_tampers=True))
     lab.run()
     assert lab.verify_round(0) is False
     assert any("the owner published" in n for n in lab.notes)
+    F = lab.task.functions
+    refusals = lab.chain.events.where("GlobalModelRejected", address=lab.task.address, round=0)
+    n = len(lab.participants)
+    assert len(refusals) == n // 2 + 1  # recorded until a majority; the task then ended
+    assert {e.args["participant"] for e in refusals} <= {p.address for p in lab.participants}
+    assert lab.chain.call(F.phase()) == Phase.ABANDONED
+    assert not lab.chain.events.where("UpdateSubmitted", address=lab.task.address, round=1)  # nobody trained on it
+    assert all(p.update(1) is None for p in lab.participants)
+    summary = tabulate(lab, seconds=1.0).summary
+    tokens = summary["tokens"]
+    assert tokens["conserved"] is True
+    deposit = lab.config.reward_deposit
+    assert tokens["refunded_owner"] <= lab.config.fee_budget  # nothing of the reward deposit comes back
+    assert tokens["paid_participants"] == pytest.approx(deposit * (1 - lab.config.public_goods_bps / 10_000), abs=1e-6)
+    assert summary["rounds"][1]["accuracy"] is None and len(summary["rounds"]) == 2
+
+
+def test_a_minority_of_refusals_does_not_end_the_task():
+    """A refusal is one participant's, once per round and only of the latest published model; a
+    minority of refusals changes nothing (an honest owner's task goes on)."""
+    lab = Lab.create(ExperimentConfig(**SMALL))
+    while lab.next_phase != ("train", 1):
+        lab.step()
+    F = lab.task.functions
+    liar = lab.participants[0]
+    lab.chain.transact(F.rejectGlobalModel(0), sender=liar.handle.account)
+    with pytest.raises(ContractRevert, match="AlreadyRejected"):
+        lab.chain.transact(F.rejectGlobalModel(0), sender=liar.handle.account)
+    with pytest.raises(ContractRevert, match="WrongRound"):  # only the latest published model
+        lab.chain.transact(F.rejectGlobalModel(1), sender=lab.participants[1].handle.account)
+    with pytest.raises(ContractRevert, match="NotRegistered"):
+        lab.chain.transact(F.rejectGlobalModel(0), sender=lab.evaluators[0].handle.account)
+    lab.run()
+    assert lab.chain.call(F.phase()) == Phase.FINISHED
+    assert lab.chain.call(F.modelRejections(0)) == 1
 
 
 @pytest.mark.parametrize(("settings", "field"), [

@@ -598,41 +598,6 @@ contract DINTask is DINTaskBase, EIP712 {
         emit TrainingComplete(finalRound);
     }
 
-    /// @notice The owner missed its deadline (a global model after a round closed, or the evaluation
-    /// set after training), or a pending draw stayed undrawn for 256 blocks past its seed block and
-    /// the owner's window: anyone ends the task. Participants are paid from the pool by their
-    /// contributions so far (submissions in accepted subgroups, each worth the same), the
-    /// public-goods share goes to the fund, fees already earned stay earned, the unused fee budget
-    /// returns to the owner, bonds become withdrawable.
-    function abandon() external {
-        if (phase != Phase.Training && phase != Phase.Scoring) revert WrongPhase(Phase.Training, phase);
-        uint64 deadline = ownerDeadline;
-        if (phase == Phase.Training && seedBlock != 0) {
-            // a draw that nobody could make (or made) for 256 blocks past its seed block and the
-            // owner's window: the task must still be able to end
-            deadline = seedBlock + 256 + _params.publishWindow;
-        }
-        if (deadline == 0 || (phase == Phase.Scoring && evaluationSet.kind != 0)) revert NotAllowed(msg.sender);
-        if (block.number <= deadline) revert DeadlineNotPassed(deadline);
-        phase = Phase.Abandoned;
-        uint256 reward = rewardEscrow;
-        uint256 publicGoods = (reward * _params.publicGoodsBps) / 10_000;
-        uint256 pool = reward - publicGoods;
-        rewardEscrow = 0;
-        uint256 refund = feeEscrow;
-        feeEscrow = 0;
-        uint256 total = totalContributions;
-        uint256 unit = total == 0 ? 0 : pool / total;
-        perContribution = unit;
-        participantPool = unit * total;
-        participantPoolRemaining = participantPool;
-        if (total == 0) refund += pool;
-        else publicGoods += pool - unit * total; // the indivisible remainder
-        _credit(publicGoodsFund, publicGoods);
-        _credit(owner, refund);
-        emit TaskAbandoned(currentRound, total, unit);
-    }
-
     /// @notice A participant's accepted submissions over all rounds.
     function contributionsOf(address participant) public view returns (uint256 count) {
         uint256 idx = _indexPlusOne[participant];

@@ -117,6 +117,7 @@ abstract contract DINTaskBase is ReentrancyGuard {
     error OutputsNotAgreed(uint256 subgroup, bytes32 digest);
     error OutputsAgreed(uint256 subgroup, bytes32 digest);
     error NothingToClaim(address account);
+    error AlreadyRejected(address participant, uint256 round);
 
     event TaskInitialized(address indexed owner, Cid genesisModel, uint256 rewardDeposit, uint256 feeBudget);
     event ParticipantRegistered(address indexed participant, uint256 index, bytes32 publicKey);
@@ -151,6 +152,7 @@ abstract contract DINTaskBase is ReentrancyGuard {
     event Claimed(address indexed account, uint256 amount);
     event TaskCancelled();
     event TaskAbandoned(uint256 round, uint256 contributions, uint256 perContribution);
+    event GlobalModelRejected(uint256 indexed round, address indexed participant, uint256 rejections);
     event ExcessSwept(uint256 amount);
 
     struct Round {
@@ -266,6 +268,10 @@ abstract contract DINTaskBase is ReentrancyGuard {
     uint256 public participantPoolRemaining;
     uint256 public totalClaimable;
     mapping(address => uint256) public claimable;
+    /// @notice Participants who refused the global model published for a round (it is not the
+    /// weighted mean of that round's accepted results), and how many did.
+    mapping(uint256 => mapping(address => bool)) public rejectedModel;
+    mapping(uint256 => uint256) public modelRejections;
 
     modifier onlyOwner() {
         if (msg.sender != owner) revert NotOwner(msg.sender);

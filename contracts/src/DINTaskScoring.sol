@@ -315,4 +315,60 @@ contract DINTaskScoring is DINTaskBase {
         emit RewardsSettled(pool, totalScore, publicGoods, refund);
     }
 
+    // ------------------------------------------------------------------ ending a task early
+
+    /// @notice The owner missed its deadline (a global model after a round closed, or the evaluation
+    /// set after training), or a pending draw stayed undrawn for 256 blocks past its seed block and
+    /// the owner's window: anyone ends the task. Participants are paid from the pool by their
+    /// contributions so far (submissions in accepted subgroups, each worth the same), the
+    /// public-goods share goes to the fund, fees already earned stay earned, the unused fee budget
+    /// returns to the owner, bonds become withdrawable.
+    function abandon() external {
+        if (phase != Phase.Training && phase != Phase.Scoring) revert WrongPhase(Phase.Training, phase);
+        uint64 deadline = ownerDeadline;
+        if (phase == Phase.Training && seedBlock != 0) {
+            // a draw that nobody could make (or made) for 256 blocks past its seed block and the
+            // owner's window: the task must still be able to end
+            deadline = seedBlock + 256 + _params.publishWindow;
+        }
+        if (deadline == 0 || (phase == Phase.Scoring && evaluationSet.kind != 0)) revert NotAllowed(msg.sender);
+        if (block.number <= deadline) revert DeadlineNotPassed(deadline);
+        _abandon();
+    }
+
+    /// @notice A registered participant refuses the global model the owner published for `round`,
+    /// the latest one: it is not the weighted mean of the round's accepted results, which anyone
+    /// recomputes from the chain (paper 5.1 step 5a), so the participant does not train on it. Once
+    /// more than half of the registered participants have refused it, the owner has published a
+    /// model its participants will not train on: the task ends as abandoned (the pool is paid to
+    /// the participants by their accepted contributions; the owner gets back only its unspent fees).
+    function rejectGlobalModel(uint256 round) external inPhase(Phase.Training) {
+        if (_indexPlusOne[msg.sender] == 0) revert NotRegistered(msg.sender);
+        if (round + 1 != currentRound || _rounds[round].globalModel.kind == 0) revert WrongRound(currentRound, round);
+        if (rejectedModel[round][msg.sender]) revert AlreadyRejected(msg.sender, round);
+        rejectedModel[round][msg.sender] = true;
+        uint256 count = ++modelRejections[round];
+        emit GlobalModelRejected(round, msg.sender, count);
+        if (2 * count > _participants.length) _abandon();
+    }
+
+    function _abandon() private {
+        phase = Phase.Abandoned;
+        uint256 reward = rewardEscrow;
+        uint256 publicGoods = (reward * _params.publicGoodsBps) / 10_000;
+        uint256 pool = reward - publicGoods;
+        rewardEscrow = 0;
+        uint256 refund = feeEscrow;
+        feeEscrow = 0;
+        uint256 total = totalContributions;
+        uint256 unit = total == 0 ? 0 : pool / total;
+        perContribution = unit;
+        participantPool = unit * total;
+        participantPoolRemaining = participantPool;
+        if (total == 0) refund += pool;
+        else publicGoods += pool - unit * total; // the indivisible remainder
+        _credit(publicGoodsFund, publicGoods);
+        _credit(owner, refund);
+        emit TaskAbandoned(currentRound, total, unit);
+    }
 }

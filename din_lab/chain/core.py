@@ -87,6 +87,7 @@ class Chain:
         if rpc is None and tester is None and getattr(w3.provider, "endpoint_uri", None):
             rpc = JsonRpcClient(str(w3.provider.endpoint_uri))
         self._rpc = rpc
+        self._send_sync = rpc is not None  # try eth_sendRawTransactionSync first (a node; not eth-tester)
         self.state_version = 0  # bumped whenever this object changes the chain (transactions, mining, reverts)
         self._nonces: dict[str, int] = {}
         self._codecs = CodecCache()
@@ -304,8 +305,12 @@ class Chain:
     def _send_signed(self, *, sender: LocalAccount, to: str | None, data: bytes | str, gas: int, function: str,
                      value: int) -> Receipt:
         raw = self.sign(sender=sender, to=to, data=data, gas=gas, value=value)
+        synced = None
         try:
-            tx_hash = self._send_raw(raw, function=function)
+            if self._send_sync:
+                tx_hash, synced = self._send_raw_sync(raw, function=function)
+            else:
+                tx_hash = self._send_raw(raw, function=function)
         except ContractRevert:
             self._nonces.pop(sender.address, None)
             raise
@@ -316,7 +321,7 @@ class Chain:
             self._nonces.pop(sender.address, None)
             raise ChainError(f"{function}: could not send transaction: {e}") from e
         self.state_version += 1  # sent: mined or pending, the chain moved
-        raw_receipt = self._wait_for_receipt(tx_hash, function=function)
+        raw_receipt = synced if synced is not None else self._wait_for_receipt(tx_hash, function=function)
         hx = "0x" + bytes(tx_hash).hex()
         if raw_receipt["status"] != 1:
             raise self._replay_revert(sender=sender, to=to, data=data, value=value, gas=gas,
@@ -336,6 +341,28 @@ class Chain:
         self.receipts.append(receipt)
         log.debug("%s by %s: gas %d, block %d", function, sender.address, receipt.gas_used, receipt.block)
         return receipt
+
+    def _send_raw_sync(self, raw: bytes, *, function: str) -> tuple[bytes, dict[str, Any] | None]:
+        """Send and get the receipt in one request (``eth_sendRawTransactionSync``, EIP-7966, which
+        anvil answers as soon as it has mined the transaction); a node without it is asked the old
+        way from then on. Returns the hash and the receipt (None: not mined within the node's own
+        timeout, so the caller polls)."""
+        response = self._raw_request("eth_sendRawTransactionSync", ["0x" + raw.hex()])
+        error = response.get("error")
+        tx_hash = keccak(raw)
+        if error is None:
+            return tx_hash, _receipt_from_json(response["result"])
+        code = error.get("code") if isinstance(error, dict) else None
+        message = str(error.get("message", "")) if isinstance(error, dict) else str(error)
+        if code == -32601 or "not supported" in message.lower() or "not found" in message.lower():
+            self._send_sync = False  # an older node: eth_sendRawTransaction and a poll for the receipt
+            return self._send_raw(raw, function=function), None
+        data = error.get("data") if isinstance(error, dict) else None
+        if isinstance(data, str) and data.startswith("0x") and len(data) > 2:
+            raise decode_revert(bytes.fromhex(data[2:]), context=function)
+        if code == 4:  # EIP-7966: sent, not yet mined within the node's timeout
+            return tx_hash, None
+        raise ChainError(f"{function}: the node refused the transaction: {error}")
 
     def _send_raw(self, raw: bytes, *, function: str) -> bytes:
         if self._tester is not None:

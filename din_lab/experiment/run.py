@@ -68,7 +68,8 @@ def tabulate(lab: Lab, *, seconds: float) -> ExperimentResult:
     rounds = []
     for r, state in enumerate(lab.rounds):
         slashed = slashes[slashes["round"] == r]
-        rounds.append({"round": r, "accuracy": round(lab.accuracy(r), 6), "updates": len(state.sent),
+        accuracy = None if state.global_model is None else round(lab.accuracy(r), 6)  # none: the task ended
+        rounds.append({"round": r, "accuracy": accuracy, "updates": len(state.sent),
                        "samples": int(sum(p.samples for p in lab.participants if p.address in state.sent)),
                        "accepted_groups": len(state.accepted),
                        "failed_groups": len(state.failed), "aborted_groups": len(state.aborted),
@@ -95,7 +96,7 @@ def tabulate(lab: Lab, *, seconds: float) -> ExperimentResult:
     total_gas = sum(int(g) for g in events.gas) if len(events) else 0
     training_gas = sum(s.gas for s in lab.rounds)
     summary = {
-        "final_accuracy": rounds[-1]["accuracy"] if rounds else None,
+        "final_accuracy": next((row["accuracy"] for row in reversed(rounds) if row["accuracy"] is not None), None),
         "rounds": rounds,
         "participants": participants,
         "evaluators": evaluators,
@@ -136,7 +137,8 @@ def _token_flows(lab: Lab, participants: list[dict], evaluators: list[dict]) -> 
     fees: dict[str, int] = {}
     for e in lab.chain.events.where("FeePaid", address=lab.task.address):
         fees[e.args["evaluator"]] = fees.get(e.args["evaluator"], 0) + e.args["amount"]
-    settled = lab.chain.events.where("RewardsSettled", address=lab.task.address)
+    settled = lab.chain.events.where("RewardsSettled", address=lab.task.address) \
+        or lab.chain.events.where("TaskAbandoned", address=lab.task.address)  # how the deposit was split
     deposit = lab.task_params.reward_deposit + lab.task_params.fee_budget
     slashed_total = sum(slashed.values())
     paid_participants = sum(claimed.get(p["address"], 0) for p in participants)

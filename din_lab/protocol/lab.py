@@ -146,11 +146,21 @@ class Lab:
         while True:
             for phase in ROUND_PHASES:
                 yield phase, r
+                if self._ended():  # e.g. the participants refused the owner's model: everyone claims
+                    yield "claim", None
+                    return
             if self.network.view.phase() != Phase.TRAINING:
                 break
             r += 1
         for phase in FINAL_PHASES:
             yield phase, None
+            if phase != "claim" and self._ended():
+                yield "claim", None
+                return
+
+    def _ended(self) -> bool:
+        """Has the task ended before its final phases (cancelled or abandoned)?"""
+        return self.network.view.phase() in (Phase.CANCELLED, Phase.ABANDONED)
 
     @property
     def next_phase(self) -> tuple[str, int | None] | None:
@@ -284,6 +294,12 @@ class Lab:
                 record.committees[g] = view.committee(r, g, 0)
             self.events.append(LabEvent(phase="assign", round=r, actor="contract", action="subgroups drawn",
                                         detail=f"{record.groups} subgroups, seed {record.seed.hex()[:16]}..."))
+        elif phase == "train" and r > 0 and (refusals := view.events("GlobalModelRejected", round=r - 1)):
+            self.notes.append(f"round {r}: participants refused the global model the owner published for round "
+                              f"{r - 1} (it is not the weighted mean of the round's accepted results) and did not "
+                              f"train on it; {len(refusals)} of {len(self.participants)} refusals recorded on chain"
+                              + ("; a majority refused, so the task ended as abandoned: the pool is paid to the "
+                                 "participants by their accepted contributions" if self._ended() else ""))
         elif phase == "submit":
             record.sent = set(view.submitted(r))
             record.vanished |= {p.address for p in self.participants  # dropped out by their own behaviour

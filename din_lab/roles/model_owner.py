@@ -293,7 +293,8 @@ class ModelOwner(Agent):
         if self.view.call(F.claimable(self.address)) or self.view.call(F.rewardOf(self.address)):
             self._tx("claim", None, F.claim(), "claim")
         final = int(self.view.call(F.finalRound()))
-        if self.view.global_model_cid(final) is None and final in self._models:  # the hold ends now
+        if self.view.phase() == Phase.FINISHED and self.view.global_model_cid(final) is None \
+                and final in self._models:  # the hold ends now
             cid = self._models[final][0]
             self._tx("claim", None, F.publishGlobalModel(final, cid.to_chain()), "publish final global model", cid=cid)
         return None

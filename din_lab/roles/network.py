@@ -108,9 +108,9 @@ class PublicView:
 
     def __init__(self, *, chain: Chain, store: ContentStore, task: Any, registry: Any) -> None:
         self.chain, self.store, self.task, self.registry = chain, store, task, registry
-        self._objects: OrderedDict[str, bytes] = OrderedDict()
+        self._objects: OrderedDict[Cid, bytes] = OrderedDict()
         self._bytes = 0
-        self._decoded: dict[tuple[str, str], Any] = {}
+        self._decoded: dict[tuple[Cid, str], Any] = {}
         self._keys: dict[str, bytes] = {}
         self._registered: list[str] | None = None
         self._rounds: dict[int, dict[str, Any]] = {}
@@ -120,7 +120,7 @@ class PublicView:
 
     def cat(self, cid: Cid) -> bytes:
         """The object's bytes, verified against its CID (an IntegrityError if they do not hash to it)."""
-        key = str(cid)
+        key = Cid.coerce(cid)
         with self._lock:
             if key in self._objects:
                 self._objects.move_to_end(key)
@@ -140,7 +140,7 @@ class PublicView:
     def decoded(self, cid: Cid, decode: Callable[[bytes], Any], *, kind: str) -> Any:
         """``decode(cat(cid))``, once per CID and kind (DinLabErrors are cached too: a malformed
         object stays malformed). Decoded arrays are shared between readers: treat them as read-only."""
-        key = (str(cid), kind)
+        key = (Cid.coerce(cid), kind)
         with self._lock:
             if key not in self._decoded:
                 try:

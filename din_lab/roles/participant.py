@@ -17,7 +17,7 @@ import numpy as np
 
 from din_lab.chain.din import cid_arg, sign_update
 from din_lab.cid import Cid
-from din_lab.errors import DinLabError
+from din_lab.errors import ContractRevert, DinLabError
 from din_lab.learning import build_model, lab_model_spec, train_local_batched
 from din_lab.roles import codec
 from din_lab.roles import secure_aggregation as sa
@@ -94,6 +94,7 @@ class Participant(Agent):
         self._submitted: dict[int, Cid] = {}
         self._advertised: set[int] = set()
         self._refused: set[int] = set()
+        self._distrusts_from: int | None = None  # the first round built on a model it refused
         self._revealed = False
 
     @property
@@ -117,7 +118,7 @@ class Participant(Agent):
     def training_job(self, r: int) -> TrainingJob | None:
         """Fetch the global model this round trains from by its CID on chain, check it (the genesis
         model, or the one the accepted results on chain give), and hand the trainer its data."""
-        if r in self._refused:
+        if r in self._refused or (self._distrusts_from is not None and r >= self._distrusts_from):
             return None
         start = self._global_model(r - 1)
         if start is None:
@@ -152,12 +153,23 @@ class Participant(Agent):
                 return None
             vector, expected = verified_global_model(self.view, r, previous=previous[1], spec=self.spec)
             if expected != published:
-                self._refused.add(r + 1)
-                self._note("train", r + 1, "refuses the published global model: does not train",
-                           cid=str(published), detail=f"round {r}'s accepted results give {expected}")
+                self._reject(r, published, expected)
                 return None
         self._models[r] = (published, vector)
         return self._models[r]
+
+    def _reject(self, r: int, published: Cid, expected: Cid) -> None:
+        """The published model of round ``r`` is not the one the accepted results give: record the
+        refusal on chain (``rejectGlobalModel``; a majority of refusals ends the task) and train on
+        nothing from it, nor from any model built on it."""
+        self._distrusts_from = r + 1
+        detail = f"round {r}'s accepted results give {expected}"
+        try:
+            self._tx("train", r + 1, self.F.rejectGlobalModel(r), f"refuses round {r}'s global model: does not train",
+                     cid=published, detail=detail)
+        except ContractRevert as e:  # e.g. the task already ended on the others' refusals
+            self._note("train", r + 1, f"refuses round {r}'s global model: does not train", cid=str(published),
+                       detail=f"{detail}; its refusal was not recorded ({e.error_name})")
 
     # ---------------------------------------------------------------- submit (paper 5.1 step 3)
 
