@@ -158,8 +158,15 @@ def test_a_subgroup_left_with_two_survivors_aborts_cleanly():
         assert lab.verify_round(r)
     participants = {p["address"]: p for p in s["participants"]}
     final = lab.rounds[-1]
+    F = lab.task.functions
+    unit = lab.chain.call(F.perContribution()) / 1e18  # the all-zero-scores fallback pays per contribution
     for g in final.aborted:
-        assert all(participants[m]["reward"] == 0 for m in final.members[g])  # nothing paid for an aborted sum
+        for m in final.members[g]:  # nothing paid for an aborted sum: at most its earlier accepted contributions
+            assert participants[m]["score"] == 0
+            earlier = sum(1 for r, rec in enumerate(lab.rounds) for h, ms in rec.members.items()
+                          if m in ms and h in rec.accepted and h not in rec.aborted and m in rec.sent)
+            assert lab.chain.call(F.contributionsOf(m)) == earlier
+            assert participants[m]["reward"] == pytest.approx(unit * earlier, abs=1e-9)
 
 
 def test_secagg_plus_masks_with_a_sparse_graph_and_sums_exactly():
@@ -218,6 +225,34 @@ def test_a_reveal_that_does_not_open_the_commitment_scores_zero():
     assert refused and "commitment" in refused[0].detail
     row = tabulate(lab, seconds=1.0).participants.set_index("address").loc[bad.address]
     assert row.score == 0 and row.reward == 0
+
+
+def test_masking_one_update_and_revealing_another_is_named_and_costs_its_sender():
+    """A participant masks its update x2 (the subgroup's agreed sum carries the boost) but commits
+    to and reveals its honest update, so its reveal opens its commitment. Each member rebuilds the
+    masked vector from the revealed update and round secrets: it does not match the vector on
+    chain, so every member names that participant, it scores 0 and earns nothing, and the honest
+    members of its subgroup are still scored."""
+    lab = Lab.create(ExperimentConfig(**SMALL, secagg=True, malicious_participants=("0.09:inflated-mask",)))
+    bad = next(p for p in lab.participants if p.behaviour.name == "inflated-mask")
+    lab.run()
+    final = len(lab.rounds) - 1
+    g = next(g for g, ms in lab.rounds[final].members.items() if bad.address in ms)
+    refused = [e for e in lab.events if e.actor == bad.name and e.action.startswith("reveal refused")]
+    assert len(refused) == len(lab.rounds[final].committees[g])  # every member, each on its own
+    assert all("rebuild its masked update" in e.detail for e in refused)
+    # the agreed sum is the masked one: it is not the sum of the honest reveals
+    result = codec.decode_result(lab.store.cat(lab.rounds[final].accepted[g]))
+    expected = np.zeros(lab.global_vector.shape[0] + 1, dtype=np.uint64)
+    for m in result.included:
+        np.add(expected, sa.encode_contribution(lab.updates(final)[m]), out=expected)
+    assert not np.array_equal(result.encoded_sum, expected)
+    summary = tabulate(lab, seconds=1.0)
+    rows = summary.participants.set_index("address")
+    assert rows.loc[bad.address].score == 0 and rows.loc[bad.address].reward == 0
+    others = [m for m in lab.rounds[final].members[g] if m != bad.address]
+    assert all(rows.loc[m].score > 0 for m in others)
+    assert summary.summary["tokens"]["conserved"] is True
 
 
 def test_content_that_does_not_hash_to_its_cid_is_refused():

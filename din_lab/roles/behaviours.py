@@ -9,7 +9,8 @@ Participants: ``honest``, ``random-data`` (trains on noise), ``inverted-labels``
 becomes ``K-1-y``), ``scaled`` (update boosted x10), ``free-rider`` (resubmits the global
 model: a zero delta), ``dropout`` (vanishes from the second round on), ``wrong-length`` (an update,
 or masked vector, one parameter short), ``bad-shares`` (secure aggregation: tampered share bundles), ``false-reveal`` (secure
-aggregation: reveals another update at scoring than the one it masked).
+aggregation: reveals another update at scoring than the one it masked), ``inflated-mask`` (secure
+aggregation: masks its update x2 but commits to and reveals the honest one).
 
 Evaluators: ``honest``, ``random`` (uniform random scores), ``extreme`` (1.0 for its allies, the
 malicious participants, and 0.0 for everyone else), ``lazy`` (commits, never reveals),
@@ -58,6 +59,11 @@ class ParticipantBehaviour:
     def revealed(self, update: Update) -> Update:
         """The update it reveals to its committee at scoring time (secure aggregation); honest: the
         one it masked."""
+        return update
+
+    def masked(self, update: Update) -> Update:
+        """The update it masks (secure aggregation); honest: the one it trained, commits to and
+        reveals."""
         return update
 
     def aux_object(self, data: bytes) -> bytes:
@@ -115,6 +121,16 @@ class FalseReveal(ParticipantBehaviour):
                       participant=update.participant)
 
 
+class InflatedMask(ParticipantBehaviour):
+    """Secure aggregation: masks its update boosted x2 (so the subgroup's sum carries the boost),
+    but commits to and reveals its honest update. The reveal opens the commitment; it does not
+    rebuild the masked vector on chain from the revealed round secrets, so it scores 0."""
+
+    def masked(self, update):
+        return Update(delta=(update.delta * 2).astype(np.float32), samples=update.samples, round=update.round,
+                      participant=update.participant)
+
+
 class Dropout(ParticipantBehaviour):
     def submits(self, round_: int) -> bool:
         return round_ == 0
@@ -123,7 +139,7 @@ class Dropout(ParticipantBehaviour):
 PARTICIPANT_BEHAVIOURS: dict[str, type[ParticipantBehaviour]] = {
     "honest": ParticipantBehaviour, "random-data": RandomData, "inverted-labels": InvertedLabels,
     "scaled": Scaled, "free-rider": FreeRider, "dropout": Dropout, "wrong-length": WrongLength,
-    "bad-shares": BadShares, "false-reveal": FalseReveal,
+    "bad-shares": BadShares, "false-reveal": FalseReveal, "inflated-mask": InflatedMask,
 }
 
 

@@ -482,7 +482,7 @@ class Evaluator(Agent):
                 update = self.open_contribution(self.view.cat(posted[addr]), context=view.context, position=pos,
                                                 participant=addr, holder=holder,
                                                 participant_public_key=self.view.participant_key(addr),
-                                                commitment=view.commitments[pos])
+                                                commitment=view.commitments[pos], view=view)
             except DinLabError as e:
                 self._note("score", None, "reveal refused: scores 0", actor=addr, detail=f"by {self.name}: {e}")
                 continue
@@ -495,16 +495,19 @@ class Evaluator(Agent):
             out[addr] = update
         if len(out) == len(result.included) and result.encoded_sum is not None \
                 and not sa.revealed_sum_matches(list(out.values()), result.encoded_sum):
-            self._note("score", None, f"the updates revealed in subgroup {g} do not add up to the agreed sum")
+            self._note("score", None, f"the updates revealed in subgroup {g} do not add up to the agreed sum",
+                       detail="every reveal rebuilt its masked update, so the agreed sum itself is not theirs")
         reference = codec.RoundReference.of(list(out.values()))
         return {m: u for m, u in out.items() if codec.screen_update(u, reference) is None}
 
     def open_contribution(self, data: bytes, *, context: sa.RoundContext, position: int, participant: str,
-                          holder: int, participant_public_key: bytes, commitment: bytes) -> codec.Update:
-        """Open a contribution sealed to this member's seat ``holder`` (a RevealError otherwise)."""
+                          holder: int, participant_public_key: bytes, commitment: bytes,
+                          view: sa.SubgroupView | None = None) -> codec.Update:
+        """Open a contribution sealed to this member's seat ``holder`` and check it (the commitment;
+        with ``view``, that it rebuilds the masked update): a RevealError otherwise."""
         return sa.open_contribution(data, context=context, position=position, participant=participant, holder=holder,
                                     holder_key=self._key, participant_public_key=participant_public_key,
-                                    commitment=commitment)
+                                    commitment=commitment, view=view)
 
     # ---------------------------------------------------------------- reward (paper 5.1 step 5, 5.2 step 5)
 

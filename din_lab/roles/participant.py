@@ -256,9 +256,9 @@ class Participant(Agent):
             self._note("submit", r, "no usable aux object of its own: cannot take part this round")
             return None
         try:
-            data = sa.mask(update, participant=self.address, position=pos, secrets=self._round_secrets[r],
-                           peers=peers, secagg_plus=self.spec.secagg_plus,
-                           seed=sa.graph_seed(self.view.seed(r), g))
+            data = sa.mask(self.behaviour.masked(update), participant=self.address, position=pos,
+                           secrets=self._round_secrets[r], peers=peers, secagg_plus=self.spec.secagg_plus,
+                           seed=sa.graph_seed(self.view.seed(r), g), committed=update)
         except SecAggError as e:
             self._note("submit", r, "cannot mask its update: does not submit", detail=str(e))
             return None

@@ -45,10 +45,14 @@ Trade-offs the lab shows rather than hides:
   committee, are screened and scored, so poisoners earn nothing, but earlier rounds' poisoned
   updates are never seen individually.
 - Scoring needs individual contributions: at the reward phase each participant reveals its final
-  round's update to its own committee only, sealed to the members' keys and opening the
-  commitment it published while masking (:func:`seal_contribution`, :func:`open_contribution`).
-  When every reveal of a subgroup opens, the committee checks that they add up to the agreed sum,
-  exactly (a mismatch becomes a note: it cannot name the liar).
+  round's update to its own committee only, sealed to the members' keys, with its commitment salt
+  and that round's secrets (its fresh mask key and self-mask seed: fresh per round, and the
+  committee learns the round's updates anyway). Each member checks the reveal opens the
+  commitment in the masked update and *rebuilds the masked update*: the update plus its self mask
+  and its pairwise masks (from the revealed mask key and the neighbours' public keys) must be the
+  masked vector on chain (:func:`open_contribution`). So a participant who masked one update and
+  commits to or reveals another is named and scores 0; the revealed updates that pass add up to
+  the agreed sum, which each member checks too.
 """
 
 from __future__ import annotations
@@ -84,6 +88,7 @@ from din_lab.secagg import (
     participant_setup,
     recover_secrets,
     reveal_shares,
+    seed_commitment,
     shares_for_committee,
     unmask_sum,
     validate_masked,
@@ -276,14 +281,16 @@ def read_peers(announced: Mapping[int, Cid], *, fetch: Fetch, context: RoundCont
 
 
 def mask(update: Update, *, participant: str, position: int, secrets: RoundSecrets,
-         peers: Mapping[int, tuple[Cid, AuxObject]], secagg_plus: bool, seed: bytes) -> bytes:
-    """The masked object (bytes) of ``update``, masked against the graph over ``peers``."""
+         peers: Mapping[int, tuple[Cid, AuxObject]], secagg_plus: bool, seed: bytes,
+         committed: Update | None = None) -> bytes:
+    """The masked object (bytes) of ``update``, masked against the graph over ``peers``, with a
+    commitment to it (``committed``: a deviating participant's commitment to another update)."""
     keys = secrets.keys
     graph = mask_graph(sorted(peers), secagg_plus=secagg_plus, seed=seed)
     encoded = encode_contribution(update)
     masked = mask_update(encoded, keys=keys, peers={p: obj.aux for p, (_, obj) in peers.items()}, graph=graph)
-    commitment = contribution_commitment(context=keys.context, participant=position, encoded=encoded.tobytes(),
-                                         salt=secrets.salt)
+    commitment = contribution_commitment(context=keys.context, participant=position,
+                                         encoded=encode_contribution(committed or update).tobytes(), salt=secrets.salt)
     return MaskedObject(participant=participant, position=position, round=keys.context.round,
                         subgroup=keys.context.subgroup, masked=masked,
                         peers=tuple((p, str(cid)) for p, (cid, _) in sorted(peers.items())),
@@ -292,26 +299,32 @@ def mask(update: Update, *, participant: str, position: int, secrets: RoundSecre
 
 def seal_contribution(update: Update, *, position: int, secrets: RoundSecrets, long_term_key: X25519PrivateKey,
                       committee: Sequence[bytes], rng: Rng) -> bytes:
-    """The participant's update and commitment salt, sealed to its committee's keys."""
-    payload = tensors_to_bytes({"salt": _u8(secrets.salt), "update": _u8(encode_update(update))},
-                               metadata={"kind": "din-lab/secagg/contribution/v1"})
+    """The participant's update, commitment salt and round secrets (mask key, self-mask seed),
+    sealed to its committee's keys."""
+    payload = tensors_to_bytes({"salt": _u8(secrets.salt), "update": _u8(encode_update(update)),
+                                "mask_key": _u8(secrets.keys.mask_private_key),
+                                "self_seed": _u8(secrets.keys.self_seed)},
+                               metadata={"kind": "din-lab/secagg/contribution/v2"})
     sealed = seal_for_committee(payload, context=secrets.keys.context, participant=position,
                                 long_term_key=long_term_key, committee=committee, rng=rng)
     return tensors_to_bytes({"sealed": _u8(sealed)}, metadata={"kind": SEALED_KIND})
 
 
 def open_contribution(data: bytes, *, context: RoundContext, position: int, participant: str, holder: int,
-                      holder_key: X25519PrivateKey, participant_public_key: bytes, commitment: bytes) -> Update:
+                      holder_key: X25519PrivateKey, participant_public_key: bytes, commitment: bytes,
+                      view: SubgroupView | None = None) -> Update:
     """A committee member opens a sealed contribution and checks it against the commitment the
-    participant published in its masked update. :class:`RevealError` or :class:`ProtocolError`."""
+    participant published in its masked update; with the subgroup's ``view``, also that the update
+    and the revealed round secrets rebuild the participant's masked vector on chain.
+    :class:`RevealError` or :class:`ProtocolError`."""
     _, tensors = _read(data, SEALED_KIND)
     if "sealed" not in tensors:
         raise RevealError(f"the sealed contribution of {participant} holds no ciphertext")
     payload = open_sealed(tensors["sealed"].tobytes(), context=context, participant=position, holder=holder,
                           holder_key=holder_key, participant_public_key=participant_public_key)
-    _, inner = _read(payload, "din-lab/secagg/contribution/v1")
-    if "update" not in inner or "salt" not in inner:
-        raise RevealError(f"the revealed contribution of {participant} lacks its update or salt")
+    _, inner = _read(payload, "din-lab/secagg/contribution/v2")
+    if not {"update", "salt", "mask_key", "self_seed"} <= set(inner):
+        raise RevealError(f"the revealed contribution of {participant} lacks its update, salt or round secrets")
     update = decode_update(inner["update"].tobytes())
     if update.round != context.round or update.participant.lower() != participant.lower():
         raise RevealError(f"the revealed update of {participant} is for another round or participant")
@@ -319,7 +332,33 @@ def open_contribution(data: bytes, *, context: RoundContext, position: int, part
     if contribution_commitment(context=context, participant=position, encoded=encoded.tobytes(),
                                salt=inner["salt"].tobytes()) != commitment:
         raise RevealError(f"the revealed update of {participant} does not open the commitment in its masked update")
+    if view is not None:
+        _check_rebuilds(encoded, view=view, position=position, participant=participant,
+                        mask_key=inner["mask_key"].tobytes(), self_seed=inner["self_seed"].tobytes())
     return update
+
+
+def _check_rebuilds(encoded: np.ndarray, *, view: SubgroupView, position: int, participant: str, mask_key: bytes,
+                    self_seed: bytes) -> None:
+    """The revealed round secrets are the ones the participant announced (its aux object's mask
+    public key and seed commitment), and with them the revealed update masks to exactly the vector
+    it submitted: otherwise it masked something else than it reveals (:class:`RevealError`)."""
+    if view.graph is None or position not in view.masked or position not in view.aux:
+        raise RevealError(f"{participant} has no masked update in the subgroup's sum")
+    aux = view.aux[position].aux
+    try:
+        public = X25519PrivateKey.from_private_bytes(mask_key).public_key().public_bytes_raw()
+    except ValueError as e:
+        raise RevealError(f"the revealed mask key of {participant} is malformed") from e
+    if public != aux.mask_public_key or seed_commitment(context=view.context, participant=position,
+                                                        seed=self_seed) != aux.seed_commitment:
+        raise RevealError(f"the revealed round secrets of {participant} are not the ones it announced")
+    keys = RoundKeys(context=view.context, participant=position, mask_private_key=mask_key, self_seed=self_seed,
+                     aux=aux)
+    rebuilt = mask_update(encoded, keys=keys, peers={p: obj.aux for p, obj in view.aux.items()}, graph=view.graph)
+    if not np.array_equal(rebuilt, view.masked[position]):
+        raise RevealError(f"the revealed update of {participant} does not rebuild its masked update: it masked "
+                          "another update than it reveals")
 
 
 # ------------------------------------------------------------------ evaluator side
