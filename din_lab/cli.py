@@ -15,6 +15,15 @@ from din_lab.errors import DinLabError
 log = logging.getLogger("din_lab")
 
 
+
+def _seed(text: str) -> int | None:
+    if text.lower() == "none":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a seed is an integer or none, not {text!r}") from None
+
 def _demo(args: argparse.Namespace) -> int:
     from din_lab.chain import connect
     from din_lab.protocol.scripted import run_lifecycle
@@ -207,7 +216,8 @@ def _add_run_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--dropout", type=float, metavar="FRACTION",
                      help="fraction of participants that train, then vanish before submitting, each round")
     run.add_argument("--chain", help="embedded (default) or a JSON-RPC URL")
-    run.add_argument("--seed", type=int)
+    run.add_argument("--seed", type=_seed, help="an integer (reproducible: every key follows from it), or "
+                     "none (keys from the operating system)")
     run.add_argument("--out", help="directory for the CSV tables and summary.json")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.set_defaults(func=_run)

@@ -31,7 +31,7 @@ class ChainConfig:
 
     backend: str = "embedded"
     accounts: int = 20
-    seed: int = 0
+    seed: int | None = 0  # None: account keys and block randomness from the operating system
     block_gas_limit: int = 30_000_000  # embedded chain only; a node by URL keeps its own
 
     def __post_init__(self) -> None:
@@ -39,7 +39,7 @@ class ChainConfig:
             raise ConfigError(f"unknown chain backend {self.backend!r}: use 'embedded' or an http(s):// JSON-RPC URL")
         if self.accounts < 1:
             raise ConfigError("accounts must be at least 1")
-        if self.seed < 0:
+        if self.seed is not None and self.seed < 0:
             raise ConfigError("seed must be non-negative")
         if self.block_gas_limit < 21_000:
             raise ConfigError("block_gas_limit must be at least 21000")
@@ -151,8 +151,8 @@ class ExperimentConfig:
         need(isinstance(self.dropout, int | float) and not isinstance(self.dropout, bool)
              and 0.0 <= self.dropout < 1.0, "dropout",
              f"must be a fraction in [0, 1) of participants that vanish each round, got {self.dropout!r}")
-        need(isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0, "seed",
-             f"must be a non-negative integer, got {self.seed!r}")
+        need(self.seed is None or (isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0),
+             "seed", f"must be a non-negative integer, or None (keys from the operating system), got {self.seed!r}")
         need(isinstance(self.public_goods_bps, int) and not isinstance(self.public_goods_bps, bool),
              "public_goods_bps", f"must be an integer number of basis points, got {self.public_goods_bps!r}")
         need(isinstance(self.store, str) and bool(self.store)

@@ -310,3 +310,20 @@ def test_dropouts_train_then_vanish_and_the_round_goes_on():
     assert all(state.accepted for state in lab.rounds)
     vanished = [e for e in lab.events if e.action.startswith("vanished")]
     assert {e.actor for e in vanished} == {p.name for p in lab.participants if p.address in dropouts}
+
+
+def test_agents_hold_their_own_keys_and_an_unseeded_run_draws_them_from_the_os():
+    """Each agent holds its own account key (the Lab keeps only its funder's); with a seed every key
+    follows from it (the same seed, the same accounts), without one (``seed=None``) the keys come
+    from the operating system, so two unseeded runs share no account."""
+    small = {**SMALL, "rounds": 1}
+    seeded = [Lab.create(ExperimentConfig(**small, seed=4)) for _ in range(2)]
+    unseeded = [Lab.create(ExperimentConfig(**small, seed=None)) for _ in range(2)]
+    for lab in seeded + unseeded:
+        assert len(lab.chain.accounts) == 1  # the deployer: no agent's key stays with the Lab
+    addresses = [{a.address for a in (*lab.participants, *lab.evaluators, lab.owner)} for lab in seeded + unseeded]
+    assert addresses[0] == addresses[1]
+    assert not addresses[2] & addresses[3] and not addresses[2] & addresses[0]
+    assert unseeded[0].participants[0].public_key != unseeded[1].participants[0].public_key
+    unseeded[0].run()
+    assert tabulate(unseeded[0], seconds=1.0).summary["tokens"]["conserved"] is True

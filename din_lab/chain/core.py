@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import logging
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,9 +48,13 @@ GENESIS_ETH = 10**6
 GENESIS_TIMESTAMP = 1_767_225_600  # 2026-01-01T00:00:00Z: fixed so embedded runs reproduce
 
 
-def lab_accounts(count: int, *, seed: int = 0) -> list[LocalAccount]:
-    """``count`` deterministic accounts (private key i = keccak("din-lab", seed, i))."""
-    keys = [keccak(b"din-lab" + seed.to_bytes(8, "big") + i.to_bytes(8, "big")) for i in range(count)]
+def lab_accounts(count: int, *, seed: int | None = 0) -> list[LocalAccount]:
+    """``count`` accounts: deterministic with a seed (private key i = keccak("din-lab", seed, i):
+    anyone who knows the seed knows every key), else drawn from the operating system's randomness."""
+    if seed is None:
+        keys = [os.urandom(32) for _ in range(count)]
+    else:
+        keys = [keccak(b"din-lab" + seed.to_bytes(8, "big") + i.to_bytes(8, "big")) for i in range(count)]
     return [Account.from_key(k) for k in keys]
 
 
@@ -521,7 +526,8 @@ def connect(
     config = ChainConfig.from_env(backend=backend, accounts=accounts, seed=seed, block_gas_limit=block_gas_limit)
     keys = lab_accounts(config.accounts, seed=config.seed)
     if config.backend == "embedded":
-        return _connect_embedded(keys, seed=config.seed, block_gas_limit=config.block_gas_limit)
+        block_seed = config.seed if config.seed is not None else int.from_bytes(os.urandom(7), "big")
+        return _connect_embedded(keys, seed=block_seed, block_gas_limit=config.block_gas_limit)
     return _connect_rpc(config.backend, keys, funder_key=funder_key, fund_eth=fund_eth)
 
 

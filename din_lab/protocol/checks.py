@@ -42,5 +42,6 @@ def check_config(config: ExperimentConfig) -> None:
         if name not in EVALUATOR_BEHAVIOURS:
             raise ConfigError(f"malicious_evaluators: unknown behaviour {name!r}; "
                               f"choose from {', '.join(EVALUATOR_BEHAVIOURS)}")
-    data = load_dataset(config.dataset, seed=config.seed)
-    partition(data.y_train, num_participants=config.participants, spec=config.partition, seed=config.seed)
+    seed = 0 if config.seed is None else config.seed  # feasibility does not depend on the draw
+    data = load_dataset(config.dataset, seed=seed)
+    partition(data.y_train, num_participants=config.participants, spec=config.partition, seed=seed)

@@ -20,6 +20,7 @@ record, read from the chain).
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -108,7 +109,10 @@ class Lab:
                                  HE_NOTE if config.evaluation == "he" else PLAINTEXT_EVALUATION_NOTE]
         self.rounds: list[RoundRecord] = []
         self._failed: tuple[str, str] | None = None
-        self.network: Network = build(config, chain=chain, store=store)
+        # the experiment's randomness; unseeded, the account keys came from the operating system
+        self.seed = config.seed if config.seed is not None else secrets.randbits(32)
+        self.network: Network = build(config, chain=chain, store=store, seed=self.seed)
+        del chain.accounts[1:]  # each agent holds its own key: the Lab keeps only its funder's
         net = self.network
         self.din, self.task, self.task_params, self.model = net.din, net.task, net.task_params, net.model
         self.owner, self.participants, self.evaluators, self.fund = net.owner, net.participants, net.evaluators, net.fund
@@ -252,7 +256,7 @@ class Lab:
         count = int(round(self.config.dropout * len(self.participants)))
         if not count:
             return set()
-        rng = np.random.default_rng([self.config.seed, r, 29])
+        rng = np.random.default_rng([self.seed, r, 29])
         gone = {self.participants[i].address for i in rng.choice(len(self.participants), size=count, replace=False)}
         self.rounds[r].vanished = gone
         for p in self.participants:

@@ -60,18 +60,19 @@ class Network:
     balances_raw_before: dict[str, int]
 
 
-def build(config: ExperimentConfig, *, chain: Chain, store: ContentStore) -> Network:
+def build(config: ExperimentConfig, *, chain: Chain, store: ContentStore, seed: int) -> Network:
+    """``seed``: the experiment's randomness (data split, behaviours, initial model, training)."""
     cfg = config
     deployer, owner_acct, fund_acct = chain.accounts[:3]
-    rng = np.random.default_rng(cfg.seed)
-    dataset = load_dataset(cfg.dataset, seed=cfg.seed)
+    rng = np.random.default_rng(seed)
+    dataset = load_dataset(cfg.dataset, seed=seed)
     model = build_model(lab_model_spec(cfg.model), num_features=dataset.num_features,
-                        num_classes=dataset.num_classes, seed=cfg.seed)
+                        num_classes=dataset.num_classes, seed=seed)
     p_beh = assign_behaviours(cfg.participants, cfg.malicious_participants, make=participant_behaviour, rng=rng,
                               field="malicious_participants")
     e_beh = assign_behaviours(cfg.evaluators, cfg.malicious_evaluators, make=evaluator_behaviour, rng=rng,
                               field="malicious_evaluators")
-    parts = partition(dataset.y_train, num_participants=cfg.participants, spec=cfg.partition, seed=cfg.seed)
+    parts = partition(dataset.y_train, num_participants=cfg.participants, spec=cfg.partition, seed=seed)
     events: list[LabEvent] = []
 
     din = deploy(chain, deployer=deployer, public_goods_fund=fund_acct.address, min_bond=wad(MIN_STAKE))
@@ -119,7 +120,7 @@ def build(config: ExperimentConfig, *, chain: Chain, store: ContentStore) -> Net
                                             optimizer=cfg.optimizer),
                     scorer=cfg.scorer, secagg=cfg.secagg, secagg_plus=cfg.secagg_graph == "secagg+",
                     evaluation=cfg.evaluation, relayed_submissions=cfg.relayed_submissions, relay_batch=RELAY_BATCH,
-                    seed=cfg.seed)
+                    seed=seed)
     for agent in (owner, *evaluators):
         agent.join(handle(agent.handle.account, view, spec))
     for e in evaluators:
