@@ -23,22 +23,24 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from din_lab.chain import Chain, connect
-from din_lab.chain.din import WAD, Phase, SubgroupStatus
+from din_lab.chain.din import WAD, Phase
 from din_lab.cid import Cid
 from din_lab.config import ExperimentConfig
-from din_lab.errors import DinLabError, ProtocolError
+from din_lab.errors import ProtocolError
 from din_lab.protocol.network import RELAY_BATCH, Network, agents_of, build
+from din_lab.protocol.record import Recorder, RoundRecord
 from din_lab.roles import codec
 from din_lab.roles import encrypted_evaluation as ee
 from din_lab.roles import secure_aggregation as sa
 from din_lab.roles.agent import Agent
+from din_lab.roles.model_owner import PLAINTEXT_EVALUATION_NOTE
 from din_lab.roles.network import LabEvent, Wait
 from din_lab.roles.participant import BatchedTrainer, sealed_topic
 from din_lab.roles.scoring import evaluate_vector
@@ -60,7 +62,6 @@ HE_NOTE = ("encrypted evaluation: the owner's test inputs are published CKKS-enc
            "committees evaluate the contributions on them and agree on the outputs by digest; the owner, the key "
            "holder, decrypts the agreed outputs and publishes the scores, which the contract accepts for the agreed "
            "digest only. Trust assumption: " + ee.TRUST_NOTE)
-PLAINTEXT_EVALUATION_NOTE = "plaintext evaluation: evaluators receive the owner's test set in plaintext (--evaluation he encrypts it)"
 
 
 @dataclass(frozen=True)
@@ -74,28 +75,6 @@ class StepReport:
     done: bool
 
 
-@dataclass
-class RoundRecord:
-    """A round as the public record shows it (filled in by the clock from the chain after each phase)."""
-
-    seed: bytes = b""
-    groups: int = 0
-    members: dict[int, list[str]] = field(default_factory=dict)
-    committees: dict[int, list[str]] = field(default_factory=dict)
-    sent: set[str] = field(default_factory=set)  # who submitted (UpdateSubmitted)
-    vanished: set[str] = field(default_factory=set)  # who the environment took offline in submit
-    share_reveals: dict[int, dict[int, Cid]] = field(default_factory=dict)  # subgroup -> holder -> CID
-    views: dict[int, Any] = field(default_factory=dict)  # secure aggregation: each subgroup as anyone reads it
-    accepted: dict[int, Cid] = field(default_factory=dict)
-    failed: list[int] = field(default_factory=list)
-    aborted: dict[int, str] = field(default_factory=dict)
-    disputes: int = 0
-    global_model: np.ndarray | None = None
-    global_cid: Cid | None = None
-    started: float = 0.0
-    gas: int = 0
-
-
 class Lab:
     """Chain + store + agents for one task. Build with :meth:`Lab.create`; drive with
     :meth:`step` (one phase) or :meth:`run` (the whole task)."""
@@ -107,7 +86,6 @@ class Lab:
         self.config, self.chain, self.store, self.progress = config, chain, store, progress
         self.notes: list[str] = [SECAGG_NOTE if config.secagg else BASELINE_NOTE,
                                  HE_NOTE if config.evaluation == "he" else PLAINTEXT_EVALUATION_NOTE]
-        self.rounds: list[RoundRecord] = []
         self._failed: tuple[str, str] | None = None
         # the experiment's randomness; unseeded, the account keys came from the operating system
         self.seed = config.seed if config.seed is not None else secrets.randbits(32)
@@ -127,6 +105,8 @@ class Lab:
             self._collect(agent, round_=None)
         self.balances_raw_before = net.balances_raw_before
         self.balances_before = {self._names[a]: v / WAD for a, v in net.balances_raw_before.items()}
+        self.record = Recorder(lab=self)
+        self.rounds: list[RoundRecord] = self.record.rounds
         self._plan: Iterator[tuple[str, int | None]] = self._phases()
         self._next: tuple[str, int | None] | None = next(self._plan)
 
@@ -188,7 +168,7 @@ class Lab:
             if phase == "assign":
                 self.rounds.append(RoundRecord(started=started))
             self._train(round_) if phase == "train" else self._turns(phase, round_)
-            self._observe(phase, round_)
+            self.record.observe(phase, round_)
         except BaseException as e:
             self._failed = (phase, f"{type(e).__name__}: {e}")
             self.events.append(LabEvent(phase=phase, round=round_, actor="lab", action="phase failed",
@@ -275,77 +255,6 @@ class Lab:
                 seen.add(e.tx_hash)
                 self.rounds[round_].gas += e.gas
         return len(events)
-
-    # ------------------------------------------------------------------ the public record
-
-    def _observe(self, phase: str, r: int | None) -> None:
-        view = self.network.view
-        if phase == "reward":
-            for e in view.events("ScoresUnresolved"):
-                g = e.args["subgroup"]
-                self.notes.append(
-                    f"subgroup {g}: no majority of its committee agrees on the encrypted outputs: a dispute, nothing "
-                    "is paid on its scores" if not any(bytes(e.args["majorityDigest"])) else
-                    f"subgroup {g}: the owner did not score the outputs its committee agreed on; after the publish "
-                    "deadline the subgroup was closed and its submitters score 1")
-        if r is None:
-            return
-        record = self.rounds[r]
-        if phase == "assign":
-            record.seed, record.groups = view.seed(r), view.groups(r)
-            for g in range(record.groups):
-                record.members[g] = view.members(r, g, subgroup_size=self.config.subgroup_size)
-                record.committees[g] = view.committee(r, g, 0)
-            self.events.append(LabEvent(phase="assign", round=r, actor="contract", action="subgroups drawn",
-                                        detail=f"{record.groups} subgroups, seed {record.seed.hex()[:16]}..."))
-        elif phase == "train" and r > 0 and (refusals := view.events("GlobalModelRejected", round=r - 1)):
-            self.notes.append(f"round {r}: participants refused the global model the owner published for round "
-                              f"{r - 1} (it is not the weighted mean of the round's accepted results) and did not "
-                              f"train on it; {len(refusals)} of {len(self.participants)} refusals recorded on chain"
-                              + ("; a majority refused, so the task ended as abandoned: the pool is paid to the "
-                                 "participants by their accepted contributions" if self._ended() else ""))
-        elif phase == "submit":
-            record.sent = set(view.submitted(r))
-            record.vanished |= {p.address for p in self.participants  # dropped out by their own behaviour
-                                if p.update(r) is not None and not p.behaviour.submits(r)}
-        elif phase == "aggregate":
-            if self.config.secagg:
-                record.views = {g: self.auditor.subgroup_view(r, g) for g in range(record.groups)}
-            for e in view.events("SharesRevealed", round=r):
-                g = int(e.args["subgroup"])
-                record.share_reveals.setdefault(g, {})[record.committees[g].index(e.args["evaluator"])] = \
-                    Cid.from_chain(e.args["shares"])
-        elif phase == "finalize":
-            record.disputes = len(view.events("DisputeOpened", round=r))
-            for g, (status, cid) in sorted(view.finalized(r).items()):
-                if status != SubgroupStatus.ACCEPTED:
-                    record.failed.append(g)
-                    continue
-                record.accepted[g] = cid
-                self._note_abort(r, g, cid)
-            if not record.accepted:
-                self.notes.append(f"round {r}: no subgroup result was accepted; the global model does not change")
-        elif phase == "publish":
-            held = self.owner.global_model(r)
-            if held is not None:
-                record.global_cid, record.global_model = held
-            for (rr, g), why in self.owner.unusable.items():
-                if rr == r:
-                    self.notes.append(f"round {r}: accepted result {why.split(':')[0]} of subgroup {g} is unusable "
-                                      f"({why.split(': ', 1)[-1]}); it is left out of the global model")
-
-    def _note_abort(self, r: int, g: int, cid: Cid) -> None:
-        if not self.config.secagg:
-            return
-        try:
-            reason = self.network.view.decoded(cid, codec.decode_result, kind="result").aborted
-        except DinLabError:
-            return
-        if reason:
-            self.rounds[r].aborted[g] = reason
-            self.notes.append(f"round {r}: secure aggregation of subgroup {g} aborted ({reason}); the committee "
-                              "accepted the abort (nobody slashed, no participant paid for it); its participants' "
-                              "updates are left out of this round's global model and they train again next round")
 
     # ------------------------------------------------------------------ reading results
 

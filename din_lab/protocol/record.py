@@ -1,0 +1,122 @@
+"""The public record of a task: what each round left on chain, read by the clock after every phase
+for the widgets, the result tables and the notes. It reads public state only (the chain's events and
+the store's objects through the public view); the one exception is the experimenter's look at the
+global model the owner built, so that a held final model can be measured too."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from din_lab.chain.din import SubgroupStatus
+from din_lab.cid import Cid
+from din_lab.errors import DinLabError
+from din_lab.roles import codec
+from din_lab.roles.auditor import accepted_results
+from din_lab.roles.network import LabEvent
+
+if TYPE_CHECKING:
+    from din_lab.protocol.lab import Lab
+
+
+@dataclass
+class RoundRecord:
+    """A round as the public record shows it (filled in by the clock from the chain after each phase)."""
+
+    seed: bytes = b""
+    groups: int = 0
+    members: dict[int, list[str]] = field(default_factory=dict)
+    committees: dict[int, list[str]] = field(default_factory=dict)
+    sent: set[str] = field(default_factory=set)  # who submitted (UpdateSubmitted)
+    vanished: set[str] = field(default_factory=set)  # who the environment took offline in submit
+    share_reveals: dict[int, dict[int, Cid]] = field(default_factory=dict)  # subgroup -> holder -> CID
+    views: dict[int, Any] = field(default_factory=dict)  # secure aggregation: each subgroup as anyone reads it
+    accepted: dict[int, Cid] = field(default_factory=dict)
+    failed: list[int] = field(default_factory=list)
+    aborted: dict[int, str] = field(default_factory=dict)
+    disputes: int = 0
+    global_model: np.ndarray | None = None
+    global_cid: Cid | None = None
+    started: float = 0.0
+    gas: int = 0
+
+
+class Recorder:
+    """Fills ``rounds`` (one :class:`RoundRecord` per round) and the Lab's notes."""
+
+    def __init__(self, *, lab: Lab) -> None:
+        self.lab = lab
+        self.rounds: list[RoundRecord] = []
+
+    def observe(self, phase: str, r: int | None) -> None:
+        """Read what ``phase`` of round ``r`` left on chain into the record (and the notes)."""
+        lab = self.lab
+        view = lab.network.view
+        if phase == "reward":
+            for e in view.events("ScoresUnresolved"):
+                g = e.args["subgroup"]
+                lab.notes.append(
+                    f"subgroup {g}: no majority of its committee agrees on the encrypted outputs: a dispute, nothing "
+                    "is paid on its scores" if not any(bytes(e.args["majorityDigest"])) else
+                    f"subgroup {g}: the owner did not score the outputs its committee agreed on; after the publish "
+                    "deadline the subgroup was closed and its submitters score 1")
+        if r is None:
+            return
+        record = self.rounds[r]
+        if phase == "assign":
+            record.seed, record.groups = view.seed(r), view.groups(r)
+            for g in range(record.groups):
+                record.members[g] = view.members(r, g, subgroup_size=lab.config.subgroup_size)
+                record.committees[g] = view.committee(r, g, 0)
+            lab.events.append(LabEvent(phase="assign", round=r, actor="contract", action="subgroups drawn",
+                                        detail=f"{record.groups} subgroups, seed {record.seed.hex()[:16]}..."))
+        elif phase == "train" and r > 0 and (refusals := view.events("GlobalModelRejected", round=r - 1)):
+            lab.notes.append(f"round {r}: participants refused the global model the owner published for round "
+                              f"{r - 1} (it is not the weighted mean of the round's accepted results) and did not "
+                              f"train on it; {len(refusals)} of {len(lab.participants)} refusals recorded on chain"
+                              + ("; a majority refused, so the task ended as abandoned: the pool is paid to the "
+                                 "participants by their accepted contributions" if lab._ended() else ""))
+        elif phase == "submit":
+            record.sent = set(view.submitted(r))
+            record.vanished |= {p.address for p in lab.participants  # dropped out by their own behaviour
+                                if p.update(r) is not None and not p.behaviour.submits(r)}
+        elif phase == "aggregate":
+            if lab.config.secagg:
+                record.views = {g: lab.auditor.subgroup_view(r, g) for g in range(record.groups)}
+            for e in view.events("SharesRevealed", round=r):
+                g = int(e.args["subgroup"])
+                record.share_reveals.setdefault(g, {})[record.committees[g].index(e.args["evaluator"])] = \
+                    Cid.from_chain(e.args["shares"])
+        elif phase == "finalize":
+            record.disputes = len(view.events("DisputeOpened", round=r))
+            for g, (status, cid) in sorted(view.finalized(r).items()):
+                if status != SubgroupStatus.ACCEPTED:
+                    record.failed.append(g)
+                    continue
+                record.accepted[g] = cid
+                self._note_abort(r, g, cid)
+            if not record.accepted:
+                lab.notes.append(f"round {r}: no subgroup result was accepted; the global model does not change")
+        elif phase == "publish":
+            held = lab.owner.global_model(r)  # the experimenter's look at the model the owner built
+            if held is not None:
+                record.global_cid, record.global_model = held
+            for g, why in accepted_results(view, r, spec=lab.spec)[1].items():
+                lab.notes.append(f"round {r}: accepted result {why} of subgroup {g} is unusable; it is left out of "
+                                 "the global model")
+
+    def _note_abort(self, r: int, g: int, cid: Cid) -> None:
+        lab = self.lab
+        if not lab.config.secagg:
+            return
+        try:
+            reason = lab.network.view.decoded(cid, codec.decode_result, kind="result").aborted
+        except DinLabError:
+            return
+        if reason:
+            self.rounds[r].aborted[g] = reason
+            lab.notes.append(f"round {r}: secure aggregation of subgroup {g} aborted ({reason}); the committee "
+                              "accepted the abort (nobody slashed, no participant paid for it); its participants' "
+                              "updates are left out of this round's global model and they train again next round")
