@@ -1,0 +1,133 @@
+"""Role agents on their own: built with nothing but a handle to the network, driven phase by
+phase with no Lab, and never reading one another's private state."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+
+import pytest
+
+from din_lab.chain import connect
+from din_lab.chain.din import Phase, SubgroupStatus
+from din_lab.config import ExperimentConfig
+from din_lab.protocol.lab import ROUND_PHASES, Lab
+from din_lab.protocol.network import agents_of, build
+from din_lab.roles import codec
+from din_lab.roles.agent import Agent
+from din_lab.roles.auditor import verified_global_model
+from din_lab.roles.network import PublicView
+from din_lab.roles.participant import BatchedTrainer
+from din_lab.storage import open_store
+
+SMALL = dict(participants=8, subgroup_size=4, evaluators=4, evaluators_per_subgroup=3, rounds=2, seed=3)
+
+
+def test_no_role_module_imports_the_protocol_layer():
+    """(import-linter's layers contract enforces it in CI too, for every import path)"""
+    import ast
+    import pathlib
+
+    import din_lab.roles
+
+    for path in pathlib.Path(din_lab.roles.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [f"{node.module}.{a.name}" for a in node.names] if isinstance(node, ast.ImportFrom) and node.module \
+                else []
+            assert not [n for n in names if n.startswith(("din_lab.protocol", "din_lab.experiment", "din_lab.widgets",
+                                                          "din_lab.cli"))], path.name
+
+
+@pytest.mark.parametrize("secagg", [False, True])
+def test_agents_with_only_their_handles_run_a_round_from_chain_state(secagg):
+    """No Lab: the network is set up, then each agent is driven by a bare loop that only says which
+    phase it is and mines when every agent waits for a block. The round closes on chain with every
+    subgroup accepted, and a fresh reader of the chain recomputes the published global model."""
+    config = ExperimentConfig(**SMALL, secagg=secagg, secagg_graph="secagg+")
+    chain = connect("embedded", accounts=3 + config.participants + config.evaluators, seed=config.seed)
+    net = build(config, chain=chain, store=open_store("embedded"), seed=config.seed)
+    agents = agents_of(net)
+    trainer = BatchedTrainer(net.spec)
+    for phase in ROUND_PHASES:
+        if phase == "train":
+            jobs = [(p, p.training_job(0)) for p in net.participants]
+            for (p, _), params in zip(jobs, trainer.train([j for _, j in jobs], round_=0), strict=True):
+                p.trained(0, params)
+            continue
+        pending: list[Agent] = list(agents)
+        timed_out = False
+        for turn in range(1000):
+            posts = net.board.version
+            outcomes = {a: a.act(phase, 0, timed_out=timed_out) for a in pending}
+            progress = turn == 0 or sum(len(a.take_events()) for a in pending) > 0 or net.board.version != posts
+            waiting = {a: w for a, w in outcomes.items() if w is not None}
+            if not waiting or (timed_out and not progress and all(w.block is None for w in waiting.values())):
+                break
+            pending, timed_out = list(waiting), False
+            if progress:
+                continue
+            blocks = [w.block for w in waiting.values() if w.block is not None]
+            if blocks:
+                chain.mine_to(max(chain.block_number, min(blocks)))
+            else:
+                timed_out = True  # everyone waits for the others: the network is quiet
+        else:
+            pytest.fail(f"phase {phase} did not settle")
+    view = PublicView(chain=chain, store=net.view.store, task=net.task, registry=net.din.registry)
+    finalized = view.finalized(0)
+    assert len(finalized) == view.groups(0) and all(s == SubgroupStatus.ACCEPTED for s, _ in finalized.values())
+    genesis = view.decoded(view.global_model_cid(-1), codec.decode_model, kind="model")
+    _, expected = verified_global_model(view, 0, previous=genesis, spec=net.spec)
+    assert view.global_model_cid(0) == expected
+    assert chain.call(net.task.functions.phase()) == Phase.TRAINING
+
+
+class _Snooping(Exception):
+    pass
+
+
+def _guard_private_reads(monkeypatch):
+    """Make any agent's code that reads another agent's private attribute raise: every attribute
+    read of an Agent whose name starts with '_' checks who is asking (the caller's ``self``)."""
+    original = Agent.__getattribute__
+
+    def guarded(self, name):
+        if name.startswith("_") and not name.startswith("__"):
+            frame = sys._getframe(1)
+            caller = frame.f_locals.get("self")
+            if isinstance(caller, Agent) and caller is not self:
+                raise _Snooping(f"{original(caller, 'name')} read {original(self, 'name')}'s {name} "
+                                f"in {inspect.getframeinfo(frame).function}")
+        return original(self, name)
+
+    monkeypatch.setattr(Agent, "__getattribute__", guarded)
+
+
+@pytest.mark.parametrize("settings", [
+    dict(),
+    dict(secagg=True, secagg_graph="secagg+", dropout=0.2),
+    dict(malicious_evaluators=("0.25:copycat", "0.25:extreme"), malicious_participants=("0.25:inverted-labels",)),
+])
+def test_no_agent_reads_another_agents_private_state(monkeypatch, settings):
+    """A whole task with every adversary that observes others (copycat, extreme), under the guard:
+    no agent's code touches another agent's private attributes; everything they share goes through
+    the chain, the store or the board."""
+    lab = Lab.create(ExperimentConfig(**{**SMALL, **settings}))
+    _guard_private_reads(monkeypatch)
+    lab.run()
+    monkeypatch.undo()
+    assert lab.chain.call(lab.task.functions.phase()) == Phase.FINISHED
+
+
+def test_the_guard_catches_a_snooping_agent(monkeypatch):
+    """The guard above would catch a regression: an agent reading another's data raises."""
+    lab = Lab.create(ExperimentConfig(**{**SMALL, "rounds": 1}))
+    _guard_private_reads(monkeypatch)
+    spy, victim = lab.participants[0], lab.participants[1]
+
+    def snoop(self, other):
+        return other._x
+
+    with pytest.raises(_Snooping, match="_x"):
+        snoop(spy, victim)
