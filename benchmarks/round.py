@@ -182,7 +182,7 @@ def anvil(gas_limit: int) -> Iterator[str]:
         raise RuntimeError(f"anvil binary missing at {ANVIL}: run `make setup` (npm ci in contracts/)")
     port = _free_port()
     proc = subprocess.Popen([binary, "--host", "127.0.0.1", "--port", str(port), "--hardfork", "prague",
-                             "--accounts", "1", "--gas-limit", str(gas_limit), "--silent"],
+                             "--accounts", "1", "--gas-limit", str(gas_limit), "--silent", "--prune-history"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 20

@@ -125,7 +125,9 @@ class Chain:
         self, fn: ContractFunction, *, sender: LocalAccount, gas: int = DEFAULT_GAS, value: int = 0
     ) -> Receipt:
         """Send ``fn`` from ``sender``; raise the named revert if it fails."""
-        data = fn._encode_transaction_data()
+        _, data = self._encode(fn)  # the lab's codec (web3 normalises every argument tree: slow for batches)
+        if data is None:
+            data = fn._encode_transaction_data()
         return self._send(sender=sender, to=fn.address, data=data, gas=gas, value=value, function=fn.fn_name)
 
     def call(self, fn: ContractFunction, *, sender: LocalAccount | str | None = None, block: int | str = "latest") -> Any:

@@ -228,9 +228,10 @@ class Evaluator(Agent):
         pool: list[Share] = []
         for event in self.view.events("SharesRevealed", round=r, subgroup=g):
             holder = holders.index(event.args["evaluator"])  # the contract admits members only
+            cid = Cid.from_chain(event.args["shares"])
             try:
-                pool += sa.decode_share_reveal(self.view.cat(Cid.from_chain(event.args["shares"])), holder=holder,
-                                               view=view)
+                parsed = self.view.decoded(cid, sa.parse_share_reveal, kind="share reveal")  # public, parsed once
+                pool += sa.decode_share_reveal(b"", holder=holder, view=view, parsed=parsed)
             except DinLabError as e:
                 self._note("aggregate", r, f"share reveal for subgroup {g} refused", actor=event.args["evaluator"],
                            detail=f"by {self.name}: {e}")

@@ -121,6 +121,13 @@ def graph_seed(round_seed: bytes, subgroup: int) -> bytes:
 
 
 def mask_graph(positions: Sequence[int], *, secagg_plus: bool, seed: bytes) -> MaskGraph:
+    """The subgroup's mask graph over ``positions`` (public: every member derives the same one)."""
+    return _mask_graph(tuple(positions), secagg_plus, bytes(seed))
+
+
+@functools.lru_cache(maxsize=256)
+def _mask_graph(positions: tuple[int, ...], secagg_plus: bool, seed: bytes) -> MaskGraph:
+    # a pure function of public data, built once per process rather than once per participant
     return MaskGraph.harary(positions, seed=seed) if secagg_plus else MaskGraph.full(positions)
 
 
@@ -212,16 +219,25 @@ def encode_share_reveal(shares: Sequence[Share], *, holder: int, evaluator: str,
                                                "round": str(context.round), "subgroup": str(context.subgroup)})
 
 
-def decode_share_reveal(data: bytes, *, holder: int, view: SubgroupView) -> list[Share]:
+def parse_share_reveal(data: bytes) -> tuple[str | None, tuple[Share, ...]]:
+    """A share reveal object's holder field and shares, parsed but not yet checked (a reader may
+    cache this per CID; :func:`decode_share_reveal` checks it for its own view)."""
+    meta, tensors = _read(data, REVEAL_KIND)
+    return meta.get("holder"), tuple(Share.from_bytes(tensors[k].tobytes()) for k in sorted(tensors))
+
+
+def decode_share_reveal(data: bytes, *, holder: int, view: SubgroupView,
+                        parsed: tuple[str | None, tuple[Share, ...]] | None = None) -> list[Share]:
     """The shares committee member ``holder`` revealed for ``view``'s round, checked against
     Bonawitz's rule before they are pooled: for this round and subgroup, from this holder only (a
     member speaks only for itself), of participants of the mask graph, each survivor's self seed and
     each dropout's mask key, at most one per participant. Anything else is a
-    :class:`~din_lab.secagg.ShareError` and the caller drops the holder's whole reveal."""
-    meta, tensors = _read(data, REVEAL_KIND)
-    if meta.get("holder") != str(holder):
-        raise ShareError(f"a share reveal of holder {meta.get('holder')} offered as holder {holder}'s")
-    shares = [Share.from_bytes(tensors[k].tobytes()) for k in sorted(tensors)]
+    :class:`~din_lab.secagg.ShareError` and the caller drops the holder's whole reveal.
+    ``parsed``: :func:`parse_share_reveal` of ``data``, when the caller has it."""
+    meta_holder, shares_parsed = parsed if parsed is not None else parse_share_reveal(data)
+    if meta_holder != str(holder):
+        raise ShareError(f"a share reveal of holder {meta_holder} offered as holder {holder}'s")
+    shares = list(shares_parsed)
     graph = set(view.graph.participants) if view.graph is not None else set()
     seen: set[int] = set()
     for s in shares:
