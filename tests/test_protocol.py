@@ -126,7 +126,10 @@ def test_a_tampering_owner_is_caught():
     assert tokens["conserved"] is True
     deposit = lab.config.reward_deposit
     assert tokens["refunded_owner"] <= lab.config.fee_budget  # nothing of the reward deposit comes back
-    assert tokens["paid_participants"] == pytest.approx(deposit * (1 - lab.config.public_goods_bps / 10_000), abs=1e-6)
+    pool = deposit * (1 - lab.config.public_goods_bps / 10_000)
+    closed = 1  # round 0 closed; round 1 was open when the task ended
+    assert tokens["paid_participants"] == pytest.approx(pool * closed / lab.config.rounds, abs=1e-6)
+    assert tokens["public_goods"] == pytest.approx(deposit - tokens["paid_participants"], abs=1e-6)
     assert summary["rounds"][1]["accuracy"] is None and len(summary["rounds"]) == 2
 
 
@@ -327,3 +330,33 @@ def test_agents_hold_their_own_keys_and_an_unseeded_run_draws_them_from_the_os()
     assert unseeded[0].participants[0].public_key != unseeded[1].participants[0].public_key
     unseeded[0].run()
     assert tabulate(unseeded[0], seconds=1.0).summary["tokens"]["conserved"] is True
+
+
+def test_refusals_mid_round_pay_only_closed_rounds_and_every_claim_succeeds():
+    """Refusals can land while the next round is half finalized (anyone may send them): a subgroup
+    accepted in a round that never closed counts for nobody, so the per-contribution payout never
+    promises more than the pool holds; every participant's claim succeeds and the task ends empty."""
+    lab = Lab.create(ExperimentConfig(**{**SMALL, "rounds": 3}))
+    while lab.next_phase != ("finalize", 1):
+        lab.step()
+    F = lab.task.functions
+    lab.chain.mine_to(lab.chain.call(F.subgroupInfo(1, 0))[2] + 1)
+    lab.chain.transact(F.finalizeSubgroup(1, 0), sender=lab.owner.handle.account)  # one of three subgroups
+    for p in lab.participants[:len(lab.participants) // 2 + 1]:
+        lab.chain.transact(F.rejectGlobalModel(0), sender=p.handle.account)
+    assert lab.chain.call(F.phase()) == Phase.ABANDONED
+    unit = lab.chain.call(F.perContribution())
+    for p in lab.participants:
+        assert lab.chain.call(F.contributionsOf(p.address)) <= 1  # round 0 only
+        if lab.chain.call(F.allocationOf(p.address)):
+            lab.chain.transact(F.claim(), sender=p.handle.account)
+    assert lab.chain.call(F.participantPoolRemaining()) == lab.chain.call(F.participantPool()) - unit * sum(
+        lab.chain.call(F.contributionsOf(p.address)) for p in lab.participants)
+    for who in (lab.owner, lab.fund, *lab.evaluators):  # refunds, the fund's share, evaluators' fees
+        if lab.chain.call(F.claimable(who.address)):
+            lab.chain.transact(F.claim(), sender=who.handle.account)
+    for e in lab.evaluators:
+        if lab.chain.call(F.bondOf(e.address)):
+            lab.chain.transact(F.withdrawBond(), sender=e.handle.account)
+    token = lab.din.token.functions
+    assert lab.chain.call(token.balanceOf(lab.task.address)) == lab.chain.call(F.participantPoolRemaining())

@@ -606,7 +606,8 @@ contract DINTask is DINTaskBase, EIP712 {
         uint256 last = phase == Phase.Training || phase == Phase.Abandoned ? currentRound : finalRound;
         for (uint256 r = 0; r <= last; ++r) {
             Round storage R = _rounds[r];
-            if (R.numSubgroups == 0 || !_submitted(r, idx - 1)) continue;
+            // a round still open (the task ended mid-round) counts for nobody, as in totalContributions
+            if (R.numSubgroups == 0 || R.closedAt == 0 || !_submitted(r, idx - 1)) continue;
             uint256 g = Shuffle.forward(idx - 1, n, R.seed) / _params.subgroupSize;
             if (g >= R.numSubgroups) g = R.numSubgroups - 1;
             Subgroup storage sg = _subgroups[r][g];

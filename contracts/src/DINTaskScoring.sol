@@ -333,15 +333,18 @@ contract DINTaskScoring is DINTaskBase {
         }
         if (deadline == 0 || (phase == Phase.Scoring && evaluationSet.kind != 0)) revert NotAllowed(msg.sender);
         if (block.number <= deadline) revert DeadlineNotPassed(deadline);
-        _abandon();
+        _abandon(false);
     }
 
     /// @notice A registered participant refuses the global model the owner published for `round`,
     /// the latest one: it is not the weighted mean of the round's accepted results, which anyone
     /// recomputes from the chain (paper 5.1 step 5a), so the participant does not train on it. Once
     /// more than half of the registered participants have refused it, the owner has published a
-    /// model its participants will not train on: the task ends as abandoned (the pool is paid to
-    /// the participants by their accepted contributions; the owner gets back only its unspent fees).
+    /// model its participants will not train on: the task ends as abandoned. The participants are
+    /// paid for the rounds that closed, `closed / rounds` of the pool, by their accepted
+    /// contributions (no more than a full task would pay per round, so refusing an honest model
+    /// earns nothing extra); the rest of the reward deposit goes to the public-goods fund, and the
+    /// owner gets back only its unspent fees.
     function rejectGlobalModel(uint256 round) external inPhase(Phase.Training) {
         if (_indexPlusOne[msg.sender] == 0) revert NotRegistered(msg.sender);
         if (round + 1 != currentRound || _rounds[round].globalModel.kind == 0) revert WrongRound(currentRound, round);
@@ -349,14 +352,21 @@ contract DINTaskScoring is DINTaskBase {
         rejectedModel[round][msg.sender] = true;
         uint256 count = ++modelRejections[round];
         emit GlobalModelRejected(round, msg.sender, count);
-        if (2 * count > _participants.length) _abandon();
+        if (2 * count > _participants.length) _abandon(true);
     }
 
-    function _abandon() private {
+    /// @dev `refused`: the participants refused the owner's model (`rejectGlobalModel`): the pool is
+    /// cut to the closed rounds' share and nothing of the reward deposit returns to the owner.
+    function _abandon(bool refused) private {
         phase = Phase.Abandoned;
         uint256 reward = rewardEscrow;
         uint256 publicGoods = (reward * _params.publicGoodsBps) / 10_000;
         uint256 pool = reward - publicGoods;
+        if (refused) {
+            uint256 paid = (pool * currentRound) / _params.rounds; // rounds 0 .. currentRound - 1 closed
+            publicGoods += pool - paid;
+            pool = paid;
+        }
         rewardEscrow = 0;
         uint256 refund = feeEscrow;
         feeEscrow = 0;
@@ -365,8 +375,8 @@ contract DINTaskScoring is DINTaskBase {
         perContribution = unit;
         participantPool = unit * total;
         participantPoolRemaining = participantPool;
-        if (total == 0) refund += pool;
-        else publicGoods += pool - unit * total; // the indivisible remainder
+        if (total == 0 && !refused) refund += pool;
+        else publicGoods += pool - unit * total; // the indivisible remainder (all of it with no contribution)
         _credit(publicGoodsFund, publicGoods);
         _credit(owner, refund);
         emit TaskAbandoned(currentRound, total, unit);

@@ -300,7 +300,7 @@ class Chain:
             self._preflight(sender=sender, to=to, data=data, value=value, gas=gas, function=function)
         try:
             return self._send_signed(sender=sender, to=to, data=data, gas=gas, function=function, value=value)
-        except BaseException:
+        except ChainError:  # refused or reverted (a mined, successful transaction is never undone)
             if undo is None:
                 raise
             self._tester.revert_to_snapshot(undo)
@@ -361,7 +361,7 @@ class Chain:
             return tx_hash, _receipt_from_json(response["result"])
         code = error.get("code") if isinstance(error, dict) else None
         message = str(error.get("message", "")) if isinstance(error, dict) else str(error)
-        if code == -32601 or "not supported" in message.lower() or "not found" in message.lower():
+        if code == -32601 or "method not found" in message.lower() or "does not exist" in message.lower():
             self._send_sync = False  # an older node: eth_sendRawTransaction and a poll for the receipt
             return self._send_raw(raw, function=function), None
         data = error.get("data") if isinstance(error, dict) else None

@@ -1,7 +1,8 @@
 """The public record of a task: what each round left on chain, read by the clock after every phase
-for the widgets, the result tables and the notes. It reads public state only (the chain's events and
-the store's objects through the public view); the one exception is the experimenter's look at the
-global model the owner built, so that a held final model can be measured too."""
+for the widgets, the result tables and the notes. It reads the chain's events and the store's
+objects through the public view; it is the experimenter's record, so it also looks at what only the
+experimenter may see: the global model the owner built (a held final model is measured too) and
+which participants dropped out by their own behaviour. No agent reads it."""
 
 from __future__ import annotations
 

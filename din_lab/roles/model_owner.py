@@ -130,8 +130,9 @@ class ModelOwner(Agent):
                     continue
                 self._tx("finalize", r, F.drawDispute(r, g), f"draw dispute committee {g}")
                 committee = self.view.committee(r, g, 1)
-                self._note("finalize", r, f"dispute on subgroup {g}", actor="contract",
-                           detail=f"fresh committee of {len(committee)}")
+                if committee:
+                    self._note("finalize", r, f"dispute on subgroup {g}", actor="contract",
+                               detail=f"fresh committee of {len(committee)}")
                 continue
             if self.handle.chain.block_number <= int(info[2]):
                 waits.append(int(info[2]) + 1)

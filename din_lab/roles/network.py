@@ -34,6 +34,7 @@ from din_lab.learning import TrainingConfig
 from din_lab.storage import ContentStore
 
 CACHE_BYTES = 512 * 2**20  # verified objects kept in memory by a PublicView
+DECODED_MAX = 20_000  # decoded objects kept (a round of 1,000 participants reads about 2,000)
 
 
 @dataclass(frozen=True)
@@ -110,8 +111,8 @@ class PublicView:
         self.chain, self.store, self.task, self.registry = chain, store, task, registry
         self._objects: OrderedDict[Cid, bytes] = OrderedDict()
         self._bytes = 0
-        self._decoded: dict[tuple[Cid, str], Any] = {}
-        self._keys: dict[str, bytes] = {}
+        self._decoded: OrderedDict[tuple[Cid, str], Any] = OrderedDict()
+        self._keys: dict[str, Any] = {}
         self._registered: list[str] | None = None
         self._rounds: dict[int, dict[str, Any]] = {}
         self._lock = threading.RLock()
@@ -138,24 +139,29 @@ class PublicView:
         return data
 
     def decoded(self, cid: Cid, decode: Callable[[bytes], Any], *, kind: str) -> Any:
-        """``decode(cat(cid))``, once per CID and kind (DinLabErrors are cached too: a malformed
-        object stays malformed). Decoded arrays are shared between readers: treat them as read-only."""
+        """``decode(cat(cid))``, once per CID and kind. A decoding error is cached too (malformed
+        content stays malformed); a failed fetch is raised and not cached (it may be temporary).
+        Decoded arrays are shared between readers: treat them as read-only."""
         key = (Cid.coerce(cid), kind)
         with self._lock:
-            if key not in self._decoded:
-                try:
-                    self._decoded[key] = decode(self.cat(cid))
-                except DinLabError as e:
-                    self._decoded[key] = e
-            value = self._decoded[key]
+            if key in self._decoded:
+                self._decoded.move_to_end(key)
+                value = self._decoded[key]
+            else:
+                value = None
+        if value is None:
+            data = self.cat(cid)
+            try:
+                value = decode(data)
+            except DinLabError as e:
+                value = e
+            with self._lock:
+                self._decoded[key] = value
+                while len(self._decoded) > DECODED_MAX:
+                    self._decoded.popitem(last=False)
         if isinstance(value, DinLabError):
             raise value
         return value
-
-    def forget_round(self, r: int) -> None:
-        """Drop what is cached for round ``r`` (memory: the Lab calls it two rounds later)."""
-        with self._lock:
-            self._rounds.pop(r, None)
 
     # ---------------------------------------------------------------- chain
 
@@ -184,15 +190,22 @@ class PublicView:
         """A participant's long-term X25519 key as it registered it with the task."""
         key = "p" + address
         if key not in self._keys:
-            self._keys[key] = bytes(self.chain.call(self.task.functions.publicKeyOf(address)))
+            value = bytes(self.chain.call(self.task.functions.publicKeyOf(address)))
+            if not any(value):
+                return value  # not registered (yet): not cached
+            self._keys[key] = value
         return self._keys[key]
 
     def evaluator_key(self, address: str) -> bytes:
         """An evaluator's long-term X25519 key as the registry publishes it."""
         key = "e" + address
-        if key not in self._keys:
-            self._keys[key] = bytes(self.chain.call(self.registry.functions.publicKeyOf(address)))
-        return self._keys[key]
+        seen = len(self.chain.events)  # re-read after any new transaction (a key may be set or rotated)
+        if key not in self._keys or self._keys[key][1] != seen:
+            value = bytes(self.chain.call(self.registry.functions.publicKeyOf(address)))
+            if not any(value):
+                return value  # not published (yet): not cached
+            self._keys[key] = (value, seen)
+        return self._keys[key][0]
 
     def _round(self, r: int) -> dict[str, Any]:
         with self._lock:

@@ -46,8 +46,11 @@ Trade-offs the lab shows rather than hides:
   updates are never seen individually.
 - Scoring needs individual contributions: at the reward phase each participant reveals its final
   round's update to its own committee only, sealed to the members' keys, with its commitment salt
-  and that round's secrets (its fresh mask key and self-mask seed: fresh per round, and the
-  committee learns the round's updates anyway). Each member checks the reveal opens the
+  and that round's secrets (its fresh mask key and self-mask seed, fresh per round). The cost: the
+  committee learns the revealers' pairwise mask seeds, so a member of the subgroup that does not
+  reveal, and whose mask-graph neighbours all do, can be unmasked by its committee (its self-mask
+  seed follows from the share reveals): not revealing forgoes the reward, not the committee's
+  view of that update. Each member checks the reveal opens the
   commitment in the masked update and *rebuilds the masked update*: the update plus its self mask
   and its pairwise masks (from the revealed mask key and the neighbours' public keys) must be the
   masked vector on chain (:func:`open_contribution`). So a participant who masked one update and
