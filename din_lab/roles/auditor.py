@@ -36,6 +36,17 @@ def accepted_results(view: PublicView, r: int, *, spec: TaskSpec) -> tuple[list[
     return results, unusable
 
 
+def accepted_result(view: PublicView, r: int, g: int) -> codec.SubgroupResult | None:
+    """Subgroup ``g``'s accepted result in round ``r`` as stored (None: not accepted, or not decodable)."""
+    status = view.finalized(r).get(g)
+    if status is None or status[1] is None:
+        return None
+    try:
+        return view.decoded(status[1], codec.decode_result, kind="result")
+    except DinLabError:
+        return None
+
+
 def model_cid(view: PublicView, vector: np.ndarray, *, r: int, spec: TaskSpec) -> Cid:
     """The CID of round ``r``'s global model object (what the owner must publish)."""
     return Cid.coerce(view.store.add(codec.encode_model(vector, round_=r, model=spec.model), cid_version=1,

@@ -35,7 +35,7 @@ from din_lab.roles import codec
 from din_lab.roles import encrypted_evaluation as ee
 from din_lab.roles import secure_aggregation as sa
 from din_lab.roles.agent import Agent
-from din_lab.roles.auditor import read_subgroup
+from din_lab.roles.auditor import accepted_result, read_subgroup
 from din_lab.roles.behaviours import EvaluatorBehaviour
 from din_lab.roles.network import Handle, Wait
 from din_lab.roles.participant import sealed_topic
@@ -441,14 +441,8 @@ class Evaluator(Agent):
     def _secure_result(self, r: int, g: int) -> codec.SubgroupResult | None:
         """Subgroup ``g``'s accepted sum, if its participants may reveal to this committee: not
         aborted, and including exactly the survivors this member reads from the chain."""
-        status = self.view.finalized(r).get(g)
-        if status is None or status[1] is None:
-            return None
-        try:
-            result = self.view.decoded(status[1], codec.decode_result, kind="result")
-        except DinLabError:
-            return None
-        if result.aborted or result.included != sa.included(self.subgroup_view(r, g)):
+        result = accepted_result(self.view, r, g)
+        if result is None or result.aborted or result.included != sa.included(self.subgroup_view(r, g)):
             return None
         return result
 

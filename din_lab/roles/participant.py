@@ -22,7 +22,7 @@ from din_lab.learning import build_model, lab_model_spec, train_local_batched
 from din_lab.roles import codec
 from din_lab.roles import secure_aggregation as sa
 from din_lab.roles.agent import Agent
-from din_lab.roles.auditor import aux_object, verified_global_model
+from din_lab.roles.auditor import accepted_result, aux_object, verified_global_model
 from din_lab.roles.behaviours import ParticipantBehaviour
 from din_lab.roles.network import Handle, TaskSpec, Wait
 from din_lab.secagg import Committee, SecAggError
@@ -280,14 +280,8 @@ class Participant(Agent):
         if update is None or not self.submitted(final) or where is None or final not in self._round_secrets:
             return None
         g, pos = where
-        status = self.view.finalized(final).get(g)
-        if status is None or status[1] is None:
-            return None
-        try:
-            result = self.view.decoded(status[1], codec.decode_result, kind="result")
-        except DinLabError:
-            return None
-        if result.aborted or self.address not in result.included:
+        result = accepted_result(self.view, final, g)
+        if result is None or result.aborted or self.address not in result.included:
             return None
         secrets = self._round_secrets[final]
         sealed = sa.seal_contribution(self.behaviour.revealed(update), position=pos, secrets=secrets,
