@@ -11,7 +11,7 @@ import pytest
 from din_lab.chain import connect
 from din_lab.chain.din import Phase, SubgroupStatus
 from din_lab.config import ExperimentConfig
-from din_lab.protocol.lab import ROUND_PHASES, Lab
+from din_lab.protocol.lab import ROUND_PHASES, Lab, take_turns
 from din_lab.protocol.network import agents_of, build
 from din_lab.roles import codec
 from din_lab.roles.agent import Agent
@@ -41,8 +41,8 @@ def test_no_role_module_imports_the_protocol_layer():
 
 @pytest.mark.parametrize("secagg", [False, True])
 def test_agents_with_only_their_handles_run_a_round_from_chain_state(secagg):
-    """No Lab: the network is set up, then each agent is driven by a bare loop that only says which
-    phase it is and mines when every agent waits for a block. The round closes on chain with every
+    """No Lab: the network is set up, then the bare agents are given turns phase by phase (the
+    clock's ``take_turns``, which only says which phase it is and mines when every agent waits). The round closes on chain with every
     subgroup accepted, and a fresh reader of the chain recomputes the published global model."""
     config = ExperimentConfig(**SMALL, secagg=secagg, secagg_graph="secagg+")
     chain = connect("embedded", accounts=3 + config.participants + config.evaluators, seed=config.seed)
@@ -55,25 +55,9 @@ def test_agents_with_only_their_handles_run_a_round_from_chain_state(secagg):
             for (p, _), params in zip(jobs, trainer.train([j for _, j in jobs], round_=0), strict=True):
                 p.trained(0, params)
             continue
-        pending: list[Agent] = list(agents)
-        timed_out = False
-        for turn in range(1000):
-            posts = net.board.version
-            outcomes = {a: a.act(phase, 0, timed_out=timed_out) for a in pending}
-            progress = turn == 0 or sum(len(a.take_events()) for a in pending) > 0 or net.board.version != posts
-            waiting = {a: w for a, w in outcomes.items() if w is not None}
-            if not waiting or (timed_out and not progress and all(w.block is None for w in waiting.values())):
-                break
-            pending, timed_out = list(waiting), False
-            if progress:
-                continue
-            blocks = [w.block for w in waiting.values() if w.block is not None]
-            if blocks:
-                chain.mine_to(max(chain.block_number, min(blocks)))
-            else:
-                timed_out = True  # everyone waits for the others: the network is quiet
-        else:
-            pytest.fail(f"phase {phase} did not settle")
+        # the clock's turn-taking, given bare agents: nothing of a Lab
+        take_turns(agents, phase=phase, round_=0, chain=chain, board=net.board,
+                   collect=lambda agent: len(agent.take_events()))
     view = PublicView(chain=chain, store=net.view.store, task=net.task, registry=net.din.registry)
     finalized = view.finalized(0)
     assert len(finalized) == view.groups(0) and all(s == SubgroupStatus.ACCEPTED for s, _ in finalized.values())

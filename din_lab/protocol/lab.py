@@ -19,6 +19,7 @@ record, read from the chain).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 import time
@@ -41,7 +42,7 @@ from din_lab.roles import encrypted_evaluation as ee
 from din_lab.roles import secure_aggregation as sa
 from din_lab.roles.agent import Agent
 from din_lab.roles.model_owner import PLAINTEXT_EVALUATION_NOTE
-from din_lab.roles.network import LabEvent, Wait
+from din_lab.roles.network import Board, LabEvent, Wait
 from din_lab.roles.participant import BatchedTrainer, sealed_topic
 from din_lab.roles.scoring import evaluate_vector
 from din_lab.storage import ContentStore, open_store
@@ -73,6 +74,37 @@ class StepReport:
     events: tuple[LabEvent, ...]
     seconds: float
     done: bool
+
+
+def take_turns(agents: list[Agent], *, phase: str, round_: int | None, chain: Chain, board: Board,
+               collect: Callable[[Agent], int], offline: set[str] | frozenset[str] = frozenset()) -> None:
+    """Give every agent turns in ``phase`` until none has anything left to do in it: those waiting
+    for the others go again after a turn in which anyone acted (a transaction, a note, a post); when
+    everyone waits, the chain is mined to the earliest block asked for, or, if nobody waits for a
+    block, each gets one time-out turn. ``collect(agent)`` takes an agent's events after its turn
+    and returns how many there were; ``offline`` agents lose the network after their first turn."""
+    active, timed_out = list(agents), False
+    for turn in range(MAX_TURNS):
+        waits: dict[Agent, Wait] = {}
+        posts, progress = board.version, turn == 0
+        for agent in active:
+            outcome = agent.act(phase, round_, timed_out=timed_out)
+            progress |= collect(agent) > 0
+            if outcome is not None and not (turn == 0 and agent.address in offline):
+                waits[agent] = outcome
+        progress |= board.version != posts
+        if not waits or (timed_out and not progress and all(w.block is None for w in waits.values())):
+            return
+        active, timed_out = list(waits), False
+        if progress:
+            continue
+        blocks = [w.block for w in waits.values() if w.block is not None]
+        if blocks:
+            if chain.block_number < min(blocks):
+                chain.mine_to(min(blocks))
+        else:
+            timed_out = True
+    raise ProtocolError(f"phase {phase!r} did not settle in {MAX_TURNS} turns")
 
 
 class Lab:
@@ -193,30 +225,9 @@ class Lab:
         return reports
 
     def _turns(self, phase: str, r: int | None) -> None:
-        """Give every agent turns in ``phase`` until none has anything left to do in it."""
-        active, timed_out = list(self._agents), False
         offline = self._vanishing(r) if phase == "submit" else set()
-        for turn in range(MAX_TURNS):
-            waits: dict[Agent, Wait] = {}
-            posts, progress = self.network.board.version, turn == 0
-            for agent in active:
-                outcome = agent.act(phase, r, timed_out=timed_out)
-                progress |= self._collect(agent, round_=r) > 0
-                if outcome is not None and not (turn == 0 and agent.address in offline):
-                    waits[agent] = outcome
-            progress |= self.network.board.version != posts
-            if not waits or (timed_out and not progress and all(w.block is None for w in waits.values())):
-                return
-            active, timed_out = list(waits), False
-            if progress:
-                continue
-            blocks = [w.block for w in waits.values() if w.block is not None]
-            if blocks:
-                if self.chain.block_number < min(blocks):
-                    self.chain.mine_to(min(blocks))
-            else:
-                timed_out = True
-        raise ProtocolError(f"phase {phase!r} did not settle in {MAX_TURNS} turns")
+        take_turns(self._agents, phase=phase, round_=r, chain=self.chain, board=self.network.board,
+                   collect=lambda agent: self._collect(agent, round_=r), offline=offline)
 
     def _train(self, r: int) -> None:
         """Each participant hands its data and the model it verified to the shared trainer and gets
@@ -250,7 +261,7 @@ class Lab:
         seen = set()
         for e in events:
             actor = self._names.get(e.actor, e.actor)
-            self.events.append(e if actor == e.actor else LabEvent(**{**e.__dict__, "actor": actor}))
+            self.events.append(e if actor == e.actor else dataclasses.replace(e, actor=actor))
             if e.tx_hash and e.gas and e.tx_hash not in seen and round_ is not None and round_ < len(self.rounds):
                 seen.add(e.tx_hash)
                 self.rounds[round_].gas += e.gas

@@ -513,14 +513,14 @@ class Evaluator(Agent):
         if wait is not None:
             return wait
         waiting = False
+        encrypted = self.spec.evaluation == "he"
         for g in sorted(self._scores):
             opening = self._scores[g]
             if not self.behaviour.reveals:
                 del self._scores[g]
-                self._note("reward", None, f"does not reveal its {'outputs' if len(opening) == 3 else 'scores'} "
+                self._note("reward", None, f"does not reveal its {'outputs' if encrypted else 'scores'} "
                            f"for subgroup {g}")
                 continue
-            encrypted = len(opening) == 3
             if self.behaviour.copies:  # tries an honest member's opening, read from the chain
                 copied = self._copied_opening("OutputsRevealed" if encrypted else "ScoresRevealed", subgroup=g)
                 if copied is None and not self.timed_out:

@@ -112,7 +112,8 @@ class PublicView:
         self._objects: OrderedDict[Cid, bytes] = OrderedDict()
         self._bytes = 0
         self._decoded: OrderedDict[tuple[Cid, str], Any] = OrderedDict()
-        self._keys: dict[str, Any] = {}
+        self._participant_keys: dict[str, bytes] = {}
+        self._evaluator_keys: dict[str, tuple[bytes, int]] = {}  # key, events seen when read
         self._registered: list[str] | None = None
         self._rounds: dict[int, dict[str, Any]] = {}
         self._lock = threading.RLock()
@@ -188,24 +189,23 @@ class PublicView:
 
     def participant_key(self, address: str) -> bytes:
         """A participant's long-term X25519 key as it registered it with the task."""
-        key = "p" + address
-        if key not in self._keys:
+        if address not in self._participant_keys:
             value = bytes(self.chain.call(self.task.functions.publicKeyOf(address)))
             if not any(value):
                 return value  # not registered (yet): not cached
-            self._keys[key] = value
-        return self._keys[key]
+            self._participant_keys[address] = value
+        return self._participant_keys[address]
 
     def evaluator_key(self, address: str) -> bytes:
         """An evaluator's long-term X25519 key as the registry publishes it."""
-        key = "e" + address
         seen = len(self.chain.events)  # re-read after any new transaction (a key may be set or rotated)
-        if key not in self._keys or self._keys[key][1] != seen:
+        cached = self._evaluator_keys.get(address)
+        if cached is None or cached[1] != seen:
             value = bytes(self.chain.call(self.registry.functions.publicKeyOf(address)))
             if not any(value):
                 return value  # not published (yet): not cached
-            self._keys[key] = (value, seen)
-        return self._keys[key][0]
+            cached = self._evaluator_keys[address] = (value, seen)
+        return cached[0]
 
     def _round(self, r: int) -> dict[str, Any]:
         with self._lock:

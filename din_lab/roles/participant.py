@@ -92,6 +92,7 @@ class Participant(Agent):
         self._updates: dict[int, codec.Update] = {}
         self._round_secrets: dict[int, sa.RoundSecrets] = {}
         self._submitted: dict[int, Cid] = {}
+        self._vanished: set[int] = set()  # rounds its behaviour dropped out of after advertising
         self._advertised: set[int] = set()
         self._refused: set[int] = set()
         self._distrusts_from: int | None = None  # the first round built on a model it refused
@@ -102,7 +103,7 @@ class Participant(Agent):
         return int(len(self._y))
 
     def submitted(self, r: int) -> bool:
-        return self._submitted.get(r) is not None
+        return r in self._submitted
 
     def update(self, r: int) -> codec.Update | None:
         """What it trained in round ``r`` (its own secret: the experimenter may look, no agent does)."""
@@ -178,7 +179,7 @@ class Participant(Agent):
         against the subgroup's announced keys and submit. Plaintext: store the update and submit.
         A relayed submission is signed and handed to the relayer through the board."""
         update = self._updates.get(r)
-        if update is None or r in self._submitted:
+        if update is None or r in self._submitted or r in self._vanished:
             return None
         where = self._position(r)
         if r not in self._advertised:
@@ -187,7 +188,7 @@ class Participant(Agent):
                 self._advertise(r, *where)
             return Wait()  # submit once the subgroup has announced its keys
         if not self.behaviour.submits(r):
-            self._submitted[r] = None  # type: ignore[assignment]
+            self._vanished.add(r)
             self._note("submit", r, "vanished mid-round: trained, never submitted")
             return None
         if self.spec.secagg:
