@@ -33,6 +33,11 @@ $(VENV)/.installed: constraints.txt requirements-lab.txt pyproject.toml
 	$(PIP) install -q --no-deps -e .
 	touch $@
 
+# the optional Ray runtime (pip install 'din-lab[ray]'): the tests run a task over Ray actors
+$(VENV)/.ray-installed: $(VENV)/.installed constraints.txt
+	$(PIP) install -q -c constraints.txt "ray==2.60.0"
+	touch $@
+
 $(NODE_MODULES)/.installed: contracts/package.json contracts/package-lock.json
 	cd contracts && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
@@ -66,7 +71,7 @@ lint: setup $(SLITHER_VENV)/.installed
 slither: $(SLITHER_VENV)/.installed $(NODE_MODULES)/.installed
 	$(SLITHER_VENV)/bin/python contracts/slither_check.py
 
-test: lint
+test: lint $(VENV)/.ray-installed
 	$(PY) -m pytest $(PYTEST_ARGS)
 	$(NBVAL)
 

@@ -62,7 +62,7 @@ def _run(args: argparse.Namespace) -> int:
             print(f"din-lab: error: cannot read --config {args.config}: {e}", file=sys.stderr)
             return 2
     for key in ("participants", "evaluators", "subgroup_size", "evaluators_per_subgroup", "rounds", "dataset",
-                "partition", "model", "local_epochs", "scorer", "chain", "seed", "evaluation", "he_workers"):
+                "partition", "model", "local_epochs", "scorer", "chain", "seed", "evaluation", "he_workers", "runtime", "workers"):
         value = getattr(args, key)
         if value is not None:
             settings[key] = value
@@ -78,7 +78,8 @@ def _run(args: argparse.Namespace) -> int:
     config = ExperimentConfig.from_dict(settings)
     result = run(config, progress=not args.no_progress)
     s = result.summary
-    print(f"DIN task on the {config.chain} chain: {config.participants} participants, {config.evaluators} "
+    print(f"DIN task on the {result.summary['chain']} chain"
+          + (f" ({config.workers} Ray actors)" if config.runtime == "ray" else "") + f": {config.participants} participants, {config.evaluators} "
           f"evaluators, {len(s['rounds'])} rounds, {config.dataset} / {config.model}, scorer {config.scorer}, "
           + (f"secure aggregation ({config.secagg_graph} mask graph)" if config.secagg else "plaintext updates")
           + (f", {config.dropout:g} of participants drop out each round" if config.dropout else "")
@@ -216,6 +217,11 @@ def _add_run_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--dropout", type=float, metavar="FRACTION",
                      help="fraction of participants that train, then vanish before submitting, each round")
     run.add_argument("--chain", help="embedded (default) or a JSON-RPC URL")
+    run.add_argument("--runtime", choices=("local", "ray"),
+                     help="where the agents run: local (default, this process) or ray (spread over Ray actors, each "
+                          "with its own JSON-RPC connection and IPFS client; starts anvil and `din-lab ipfs daemon` "
+                          "unless --chain URL / DIN_LAB_IPFS=URL name them; pip install 'din-lab[ray]')")
+    run.add_argument("--workers", type=int, metavar="K", help="Ray actors for --runtime ray (default 2)")
     run.add_argument("--seed", type=_seed, help="an integer (reproducible: every key follows from it), or "
                      "none (keys from the operating system)")
     run.add_argument("--out", help="directory for the CSV tables and summary.json")

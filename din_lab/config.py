@@ -107,6 +107,8 @@ class ExperimentConfig:
     malicious_participants: tuple[tuple[float, str], ...] = ()
     chain: str = "embedded"
     store: str = "memory"
+    runtime: str = "local"
+    workers: int = 2
     seed: int = 0
     relayed_submissions: bool = True
     reward_deposit: float = 1_000.0
@@ -153,6 +155,10 @@ class ExperimentConfig:
              f"must be a fraction in [0, 1) of participants that vanish each round, got {self.dropout!r}")
         need(self.seed is None or (isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0),
              "seed", f"must be a non-negative integer, or None (keys from the operating system), got {self.seed!r}")
+        need(self.runtime in ("local", "ray"), "runtime",
+             f"must be local (agents in this process) or ray (agents over Ray actors), got {self.runtime!r}")
+        need(isinstance(self.workers, int) and not isinstance(self.workers, bool) and 1 <= self.workers <= 64,
+             "workers", f"must be a number of Ray actors in [1, 64], got {self.workers!r}")
         need(isinstance(self.public_goods_bps, int) and not isinstance(self.public_goods_bps, bool),
              "public_goods_bps", f"must be an integer number of basis points, got {self.public_goods_bps!r}")
         need(isinstance(self.store, str) and bool(self.store)

@@ -13,11 +13,11 @@ from din_lab.chain.din import Phase, SubgroupStatus
 from din_lab.config import ExperimentConfig
 from din_lab.protocol.lab import ROUND_PHASES, Lab, take_turns
 from din_lab.protocol.network import agents_of, build
+from din_lab.protocol.runtime import LocalRuntime
 from din_lab.roles import codec
 from din_lab.roles.agent import Agent
 from din_lab.roles.auditor import verified_global_model
 from din_lab.roles.network import PublicView
-from din_lab.roles.participant import BatchedTrainer
 from din_lab.storage import open_store
 
 SMALL = dict(participants=8, subgroup_size=4, evaluators=4, evaluators_per_subgroup=3, rounds=2, seed=3)
@@ -47,17 +47,13 @@ def test_agents_with_only_their_handles_run_a_round_from_chain_state(secagg):
     config = ExperimentConfig(**SMALL, secagg=secagg, secagg_graph="secagg+")
     chain = connect("embedded", accounts=3 + config.participants + config.evaluators, seed=config.seed)
     net = build(config, chain=chain, store=open_store("embedded"), seed=config.seed)
-    agents = agents_of(net)
-    trainer = BatchedTrainer(net.spec)
+    runtime = LocalRuntime(agents_of(net), board=net.board, spec=net.spec)
     for phase in ROUND_PHASES:
         if phase == "train":
-            jobs = [(p, p.training_job(0)) for p in net.participants]
-            for (p, _), params in zip(jobs, trainer.train([j for _, j in jobs], round_=0), strict=True):
-                p.trained(0, params)
+            runtime.train(0)
             continue
         # the clock's turn-taking, given bare agents: nothing of a Lab
-        take_turns(agents, phase=phase, round_=0, chain=chain, board=net.board,
-                   collect=lambda agent: len(agent.take_events()))
+        take_turns(runtime, phase=phase, round_=0, chain=chain, collect=lambda events: None)
     view = PublicView(chain=chain, store=net.view.store, task=net.task, registry=net.din.registry)
     finalized = view.finalized(0)
     assert len(finalized) == view.groups(0) and all(s == SubgroupStatus.ACCEPTED for s, _ in finalized.values())

@@ -86,7 +86,8 @@ class Chain:
         self.w3 = w3
         self.backend = backend
         self.accounts: list[LocalAccount] = list(accounts)
-        self.events = EventIndex()
+        self._index = EventIndex()
+        self._following: int | None = None  # the last block whose logs were read (follow_logs), else None
         self.receipts: list[Receipt] = []
         self._tester = tester
         if rpc is None and tester is None and getattr(w3.provider, "endpoint_uri", None):
@@ -102,8 +103,38 @@ class Chain:
         for name in ("validation", "gas_price_strategy", "gas_estimate", "ens_name_to_address"):
             if name in w3.middleware_onion:
                 w3.middleware_onion.remove(name)
-        w3.eth.default_account = self.accounts[0].address  # calls come from a funded account
+        if self.accounts:
+            w3.eth.default_account = self.accounts[0].address  # calls come from a funded account
         self._snapshots: dict[Any, tuple[int, int]] = {}
+
+    # ----------------------------------------------------------- events
+    @property
+    def events(self) -> EventIndex:
+        """Every decoded event of the chain so far: from the receipts of this object's own
+        transactions, or, once :meth:`follow_logs` was called, from the node's logs (``eth_getLogs``)
+        up to the current head."""
+        if self._following is not None:
+            self._read_logs()
+        return self._index
+
+    def follow_logs(self, *, after: int | None = None) -> None:
+        """Read events from the node's logs from now on: the way to see a chain that other
+        processes also send to (each with its own connection). ``after``: the last block whose
+        events are already indexed (default: the head, for an index that holds this object's own
+        transactions so far; ``-1`` reads the chain from its genesis)."""
+        if self._rpc is None:
+            raise ChainError("only a chain reached by JSON-RPC can follow a node's logs (the embedded chain has no "
+                             "other senders)")
+        self._following = self.block_number if after is None else after
+
+    def _read_logs(self) -> None:
+        head = self.block_number
+        if head <= self._following:
+            return
+        logs = self._request("eth_getLogs", [{"fromBlock": hex(self._following + 1), "toBlock": hex(head)}],
+                             context="read logs")
+        self._index.ingest_logs([_log_from_json(entry) for entry in logs])
+        self._following = head
 
     # ----------------------------------------------------------- contracts
     def deploy(self, name: str, *args: Any, sender: LocalAccount, gas: int = DEFAULT_GAS) -> Contract:
@@ -112,13 +143,13 @@ class Chain:
         data = factory.constructor(*args).data_in_transaction
         receipt = self._send(sender=sender, to=None, data=data, gas=gas, function=f"deploy {name}")
         assert receipt.contract_address is not None
-        self.events.names[receipt.contract_address] = name
+        self._index.names[receipt.contract_address] = name
         # the constructor's events were decoded before the name was known
         return self.at(name, receipt.contract_address)
 
     def at(self, name: str, address: str) -> Contract:
         address = to_checksum_address(address)
-        self.events.names.setdefault(address, name)
+        self._index.names.setdefault(address, name)
         return self.w3.eth.contract(address=address, abi=load_artifact(name).abi)
 
     def transact(
@@ -142,7 +173,10 @@ class Chain:
                   block: int | str = "latest") -> list[Any]:
         """The results of ``fns`` at ``block``, read in one round trip on a JSON-RPC node. A call
         that reverted yields ``CallFailed(error)`` in its place (``error`` is the named revert)."""
-        frm = self.accounts[0].address if sender is None else sender if isinstance(sender, str) else sender.address
+        if sender is None:  # a view: from the first account, or (an account-less follower) from nobody
+            frm = self.accounts[0].address if self.accounts else "0x" + "00" * 20
+        else:
+            frm = sender if isinstance(sender, str) else sender.address
         results: list[Any] = [None] * len(fns)
         pending: list[tuple[int, ContractFunction, Any, bytes]] = []
         for i, fn in enumerate(fns):
@@ -333,7 +367,8 @@ class Chain:
         if raw_receipt["status"] != 1:
             raise self._replay_revert(sender=sender, to=to, data=data, value=value, gas=gas,
                                       block=int(raw_receipt["blockNumber"]), tx_hash=hx, function=function)
-        events = self.events.ingest(raw_receipt)
+        # following a node's logs, the index reads this receipt's events with everyone else's
+        events = self._index.ingest(raw_receipt, keep=self._following is None)
         created = raw_receipt.get("contractAddress")
         receipt = Receipt(
             tx_hash=hx,
@@ -468,7 +503,7 @@ class Chain:
             sid = self._tester.take_snapshot()
         else:
             sid = self._request("evm_snapshot", [], context="snapshot")
-        self._snapshots[sid] = (len(self.events), len(self.receipts))
+        self._snapshots[sid] = (len(self._index), len(self.receipts))
         return sid
 
     def revert(self, snapshot_id: Any) -> None:
@@ -483,7 +518,9 @@ class Chain:
                 raise ChainError(f"the node refused to revert to snapshot {snapshot_id!r}")
         self.state_version += 1
         n_events, n_receipts = self._snapshots[snapshot_id]
-        self.events.truncate(n_events)
+        self._index.truncate(n_events)
+        if self._following is not None:
+            self._following = min(self._following, self.block_number)
         del self.receipts[n_receipts:]
         self._nonces.clear()
 
@@ -531,6 +568,22 @@ def connect(
         block_seed = config.seed if config.seed is not None else int.from_bytes(os.urandom(7), "big")
         return _connect_embedded(keys, seed=block_seed, block_gas_limit=config.block_gas_limit)
     return _connect_rpc(config.backend, keys, funder_key=funder_key, fund_eth=fund_eth)
+
+
+def join(url: str, *, accounts: Sequence[LocalAccount]) -> Chain:
+    """Join a running node (a JSON-RPC URL) with ``accounts``, already funded, as one of several
+    processes sending to it: nothing is funded, and events are read from the node's logs from its
+    genesis on (:meth:`Chain.follow_logs`)."""
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"join needs a node's http(s):// JSON-RPC URL, got {url!r}")
+    w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 60}))
+    try:
+        _ = w3.client_version
+    except Exception as e:
+        raise ChainError(f"no JSON-RPC node answers at {url}: {e}") from e
+    chain = Chain(w3, backend=url, accounts=accounts, rpc=JsonRpcClient(url, timeout=60))
+    chain.follow_logs(after=-1)
+    return chain
 
 
 BLOCK_TIME = 12
@@ -622,6 +675,13 @@ def _receipt_from_json(raw: dict[str, Any]) -> dict[str, Any]:
                   "data": bytes.fromhex(log["data"][2:]),
                   "logIndex": int(log["logIndex"], 16)} for log in raw["logs"]],
     }
+
+
+def _log_from_json(raw: dict[str, Any]) -> dict[str, Any]:
+    """One ``eth_getLogs`` entry with the fields :meth:`EventIndex.ingest_logs` reads."""
+    return {"address": to_checksum_address(raw["address"]), "topics": [bytes.fromhex(t[2:]) for t in raw["topics"]],
+            "data": bytes.fromhex(raw["data"][2:]), "logIndex": int(raw["logIndex"], 16),
+            "blockNumber": int(raw["blockNumber"], 16), "transactionHash": bytes.fromhex(raw["transactionHash"][2:])}
 
 
 def _as_bytes(data: bytes | str) -> bytes:

@@ -83,7 +83,8 @@ class EventIndex:
     def __getitem__(self, i: int) -> ChainEvent:
         return self._events[i]
 
-    def ingest(self, receipt: Any) -> tuple[ChainEvent, ...]:
+    def ingest(self, receipt: Any, *, keep: bool = True) -> tuple[ChainEvent, ...]:
+        """A receipt's events, decoded (and appended to the index unless ``keep`` is false)."""
         tx_hash = "0x" + bytes(receipt["transactionHash"]).hex()
         decoded = []
         for log in receipt["logs"]:
@@ -106,8 +107,19 @@ class EventIndex:
                 event=name,
                 args=args,
             ))
-        self._events.extend(out)
+        if keep:
+            self._events.extend(out)
         return tuple(out)
+
+    def ingest_logs(self, logs: list[dict[str, Any]]) -> None:
+        """Append ``eth_getLogs`` entries (each with its block number and transaction hash), in
+        chain order, grouped by transaction as receipts are."""
+        ordered = sorted(logs, key=lambda log: (log["blockNumber"], log["logIndex"]))
+        receipts: dict[tuple[int, bytes], list[dict[str, Any]]] = {}
+        for log in ordered:
+            receipts.setdefault((log["blockNumber"], log["transactionHash"]), []).append(log)
+        for (block, tx_hash), tx_logs in receipts.items():
+            self.ingest({"transactionHash": tx_hash, "blockNumber": block, "logs": tx_logs})
 
     def truncate(self, length: int) -> None:
         del self._events[length:]

@@ -55,9 +55,9 @@ def run(config: ExperimentConfig | None = None, *, progress: bool = False, **ove
         raise ConfigError("give either a config or keyword settings, not both")
     config = config or ExperimentConfig(**overrides)
     started = time.perf_counter()
-    lab = Lab.create(config, progress=progress)
-    lab.run()
-    return tabulate(lab, seconds=time.perf_counter() - started)
+    with Lab.create(config, progress=progress) as lab:
+        lab.run()
+        return tabulate(lab, seconds=time.perf_counter() - started)
 
 
 def tabulate(lab: Lab, *, seconds: float) -> ExperimentResult:
@@ -108,6 +108,7 @@ def tabulate(lab: Lab, *, seconds: float) -> ExperimentResult:
         "scoring": {"slashed": sorted(set(slashes[slashes["round"].isna()].actor)) if len(slashes) else []},
         "timing": {"total_seconds": round(seconds, 3)},
         "config": lab.config.to_dict(),
+        "chain": lab.chain_name,
         "task": lab.task.address,
         "notes": list(lab.notes),
     }

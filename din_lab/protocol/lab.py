@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import secrets
 import time
-from collections.abc import Callable, Iterator
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,18 +36,20 @@ from din_lab.chain import Chain, connect
 from din_lab.chain.din import WAD, Phase
 from din_lab.cid import Cid
 from din_lab.config import ExperimentConfig
-from din_lab.errors import ProtocolError
+from din_lab.errors import ConfigError, ProtocolError
 from din_lab.protocol.network import RELAY_BATCH, Network, agents_of, build
 from din_lab.protocol.record import Recorder, RoundRecord
+from din_lab.protocol.runtime import LocalRuntime, RayRuntime, RemoteAgent, import_ray
+from din_lab.protocol.services import ServiceProcess, start_anvil, start_ipfs_daemon
 from din_lab.roles import codec
 from din_lab.roles import encrypted_evaluation as ee
 from din_lab.roles import secure_aggregation as sa
 from din_lab.roles.agent import Agent
 from din_lab.roles.model_owner import PLAINTEXT_EVALUATION_NOTE
-from din_lab.roles.network import Board, LabEvent, Wait
-from din_lab.roles.participant import BatchedTrainer, sealed_topic
+from din_lab.roles.network import LabEvent
+from din_lab.roles.participant import sealed_topic
 from din_lab.roles.scoring import evaluate_vector
-from din_lab.storage import ContentStore, open_store
+from din_lab.storage import STORE_ENV, ContentStore, KuboStore, open_store
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +69,16 @@ HE_NOTE = ("encrypted evaluation: the owner's test inputs are published CKKS-enc
            "digest only. Trust assumption: " + ee.TRUST_NOTE)
 
 
+Runtime = LocalRuntime | RayRuntime
+
+
+def _shut_down(runtime: Runtime | None, services: Sequence[ServiceProcess]) -> None:
+    if runtime is not None:
+        runtime.close()
+    for service in services:
+        service.stop()
+
+
 @dataclass(frozen=True)
 class StepReport:
     """What :meth:`Lab.step` did."""
@@ -76,23 +90,20 @@ class StepReport:
     done: bool
 
 
-def take_turns(agents: list[Agent], *, phase: str, round_: int | None, chain: Chain, board: Board,
-               collect: Callable[[Agent], int], offline: set[str] | frozenset[str] = frozenset()) -> None:
-    """Give every agent turns in ``phase`` until none has anything left to do in it: those waiting
-    for the others go again after a turn in which anyone acted (a transaction, a note, a post); when
-    everyone waits, the chain is mined to the earliest block asked for, or, if nobody waits for a
-    block, each gets one time-out turn. ``collect(agent)`` takes an agent's events after its turn
-    and returns how many there were; ``offline`` agents lose the network after their first turn."""
-    active, timed_out = list(agents), False
+def take_turns(runtime: Runtime, *, phase: str, round_: int | None, chain: Chain,
+               collect: Callable[[list[LabEvent]], None], offline: set[str] | frozenset[str] = frozenset()) -> None:
+    """Give every agent of ``runtime`` turns in ``phase`` until none has anything left to do in it:
+    those waiting for the others go again after a turn in which anyone acted (a transaction, a
+    note, a post); when everyone waits, the chain is mined to the earliest block asked for, or, if
+    nobody waits for a block, each gets one time-out turn. ``collect`` takes each turn's events;
+    ``offline`` agents lose the network after their first turn."""
+    active, timed_out = runtime.addresses, False
     for turn in range(MAX_TURNS):
-        waits: dict[Agent, Wait] = {}
-        posts, progress = board.version, turn == 0
-        for agent in active:
-            outcome = agent.act(phase, round_, timed_out=timed_out)
-            progress |= collect(agent) > 0
-            if outcome is not None and not (turn == 0 and agent.address in offline):
-                waits[agent] = outcome
-        progress |= board.version != posts
+        posts = runtime.board.version
+        outcomes, events = runtime.turn(phase, round_, active=active, timed_out=timed_out)
+        collect(events)
+        progress = turn == 0 or bool(events) or runtime.board.version != posts
+        waits = {a: w for a, w in outcomes.items() if w is not None and not (turn == 0 and a in offline)}
         if not waits or (timed_out and not progress and all(w.block is None for w in waits.values())):
             return
         active, timed_out = list(waits), False
@@ -111,11 +122,18 @@ class Lab:
     """Chain + store + agents for one task. Build with :meth:`Lab.create`; drive with
     :meth:`step` (one phase) or :meth:`run` (the whole task)."""
 
-    def __init__(self, *, config: ExperimentConfig, chain: Chain, store: ContentStore, progress: bool = False) -> None:
+    def __init__(self, *, config: ExperimentConfig, chain: Chain, store: ContentStore, progress: bool = False,
+                 services: Sequence[ServiceProcess] = ()) -> None:
         from din_lab.protocol.checks import check_config
 
         check_config(config)
+        if config.runtime == "ray" and not (chain.backend.startswith("http") and isinstance(store, KuboStore)):
+            raise ConfigError("runtime: the ray runtime's agents reach the chain and the store from other processes: "
+                              "give a node's URL and a Kubo RPC store, or use Lab.create, which starts both")
         self.config, self.chain, self.store, self.progress = config, chain, store, progress
+        self._services = list(services)
+        started = {s.url: s.name for s in services}
+        self.chain_name = f"{started[chain.backend]} (started by the lab)" if chain.backend in started else chain.backend
         self.notes: list[str] = [SECAGG_NOTE if config.secagg else BASELINE_NOTE,
                                  HE_NOTE if config.evaluation == "he" else PLAINTEXT_EVALUATION_NOTE]
         self._failed: tuple[str, str] | None = None
@@ -129,12 +147,12 @@ class Lab:
         self.auditor, self.dataset, self.genesis_cid, self.spec = net.auditor, net.dataset, net.genesis_cid, net.spec
         self.num_train = net.spec.max_samples
         self._names = net.names
-        self._agents: list[Agent] = agents_of(net)
-        self._by_address = {a.address: a for a in self._agents}
-        self._trainer = BatchedTrainer(net.spec)
         self.events: list[LabEvent] = list(net.setup_events)
-        for agent in self._agents:
-            self._collect(agent, round_=None)
+        agents = agents_of(net)
+        for agent in agents:
+            self._collect(agent.take_events(), round_=None)
+        self.runtime = self._start_runtime(agents)
+        self._closer = weakref.finalize(self, _shut_down, self.runtime, self._services)
         self.balances_raw_before = net.balances_raw_before
         self.balances_before = {self._names[a]: v / WAD for a, v in net.balances_raw_before.items()}
         self.record = Recorder(lab=self)
@@ -152,8 +170,52 @@ class Lab:
             raise ProtocolError("give either a config or keyword settings, not both")
         config = config or ExperimentConfig(**overrides)
         check_config(config)
-        chain = connect(config.chain, accounts=3 + config.participants + config.evaluators, seed=config.seed)
-        return cls(config=config, chain=chain, store=open_store(config.store), progress=progress)
+        services: list[ServiceProcess] = []
+        chain_spec, store_spec = config.chain, config.store
+        try:
+            if config.runtime == "ray":  # the agents' processes reach a node and a store by URL
+                import_ray()
+                if not chain_spec.startswith("http"):
+                    services.append(start_anvil(prune_history=256))
+                    chain_spec = services[-1].url
+                if not store_spec.startswith("http"):
+                    env = os.environ.get(STORE_ENV, "")
+                    if env.startswith("http"):
+                        store_spec = env
+                    else:
+                        services.append(start_ipfs_daemon(store_spec))
+                        store_spec = services[-1].url
+            chain = connect(chain_spec, accounts=3 + config.participants + config.evaluators, seed=config.seed)
+            return cls(config=config, chain=chain, store=open_store(store_spec), progress=progress, services=services)
+        except BaseException:
+            _shut_down(None, services)
+            raise
+
+    def _start_runtime(self, agents: list[Agent]) -> Runtime:
+        net = self.network
+        if self.config.runtime == "local":
+            return LocalRuntime(agents, board=net.board, spec=net.spec)
+        self.chain.follow_logs()  # from now on the agents send from their own processes
+        runtime = RayRuntime(agents, board=net.board, spec=net.spec, workers=self.config.workers,
+                             chain_url=self.chain.backend, store_url=self.store.url,  # type: ignore[attr-defined]
+                             contracts={"task": self.task.address, "registry": net.din.registry.address,
+                                        "token": net.din.token.address})
+        # the agents now live in the actors: the Lab keeps the experimenter's handles on them
+        remote = {p.address: p for p in runtime.proxies}
+        self.owner, self.fund = remote[self.owner.address], remote[self.fund.address]
+        self.participants = [remote[p.address] for p in self.participants]
+        self.evaluators = [remote[e.address] for e in self.evaluators]
+        return runtime
+
+    def close(self) -> None:
+        """Stop what this Lab started: the Ray actors, and the node and store it started (by PID)."""
+        self._closer()
+
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # ------------------------------------------------------------------ the clock
 
@@ -226,21 +288,18 @@ class Lab:
 
     def _turns(self, phase: str, r: int | None) -> None:
         offline = self._vanishing(r) if phase == "submit" else set()
-        take_turns(self._agents, phase=phase, round_=r, chain=self.chain, board=self.network.board,
-                   collect=lambda agent: self._collect(agent, round_=r), offline=offline)
+        take_turns(self.runtime, phase=phase, round_=r, chain=self.chain,
+                   collect=lambda events: self._collect(events, round_=r), offline=offline)
 
     def _train(self, r: int) -> None:
-        """Each participant hands its data and the model it verified to the shared trainer and gets
-        its own result back (the participants' devices, simulated as one batched computation)."""
-        jobs = {p: p.training_job(r) for p in self.participants}
-        ready = [(p, j) for p, j in jobs.items() if j is not None]
-        for p, params in zip([p for p, _ in ready], self._trainer.train([j for _, j in ready], round_=r),
-                             strict=True):
-            p.trained(r, params)
-        for p in self.participants:
-            self._collect(p, round_=r)
+        """Each participant hands its data and the model it verified to its process's trainer and
+        gets its own result back (the participants' devices, simulated as one batched computation
+        per process)."""
+        trained, events = self.runtime.train(r)
+        self._collect(events, round_=r)
+        where = "" if self.runtime.name == "local" else f" in each of {self.config.workers} Ray actors"
         self.events.append(LabEvent(phase="train", round=r, actor="participants", action="trained locally",
-                                    detail=f"{len(ready)} participants, one batched computation"))
+                                    detail=f"{trained} participants, one batched computation{where}"))
 
     def _vanishing(self, r: int) -> set[str]:
         """Who loses the network this round after advertising (the configured fraction, seeded)."""
@@ -256,8 +315,7 @@ class Lab:
                                             action="vanished mid-round: trained, never submitted"))
         return gone
 
-    def _collect(self, agent: Agent, *, round_: int | None) -> int:
-        events = agent.take_events()
+    def _collect(self, events: list[LabEvent], *, round_: int | None) -> None:
         seen = set()
         for e in events:
             actor = self._names.get(e.actor, e.actor)
@@ -265,7 +323,6 @@ class Lab:
             if e.tx_hash and e.gas and e.tx_hash not in seen and round_ is not None and round_ < len(self.rounds):
                 seen.add(e.tx_hash)
                 self.rounds[round_].gas += e.gas
-        return len(events)
 
     # ------------------------------------------------------------------ reading results
 
@@ -290,14 +347,16 @@ class Lab:
         latest = next((rec.global_model for rec in reversed(self.rounds) if rec.global_model is not None), None)
         return latest if latest is not None else self.owner.global_model(-1)[1]
 
-    def agent(self, address: str) -> Agent:
-        """The agent with this account (the experimenter's handle on it, e.g. for its behaviour)."""
-        return self._by_address[address]
+    def agent(self, address: str) -> Agent | RemoteAgent:
+        """The agent with this account (the experimenter's handle on it, e.g. for its behaviour;
+        under the Ray runtime a :class:`~din_lab.protocol.runtime.RemoteAgent`)."""
+        return next(a for a in (self.owner, *self.participants, *self.evaluators, self.fund) if a.address == address)
 
     def updates(self, r: int) -> dict[str, codec.Update]:
         """What each participant trained in round ``r``, for the experimenter (each update is that
         participant's secret: no agent ever sees another's)."""
-        return {p.address: u for p in self.participants if (u := p.update(r)) is not None}
+        asked = self.runtime.ask("update", r, addresses=[p.address for p in self.participants])
+        return {a: u for a, u in asked.items() if u is not None}
 
     def subgroup_view(self, r: int, g: int) -> sa.SubgroupView:
         """Subgroup ``g`` of round ``r`` under secure aggregation as anyone reads it from the chain."""

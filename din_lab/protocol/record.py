@@ -81,8 +81,9 @@ class Recorder:
                                  "participants by their accepted contributions" if lab._ended() else ""))
         elif phase == "submit":
             record.sent = set(view.submitted(r))
-            record.vanished |= {p.address for p in lab.participants  # dropped out by their own behaviour
-                                if p.update(r) is not None and not p.behaviour.submits(r)}
+            trained = lab.updates(r)  # dropped out by their own behaviour
+            record.vanished |= {p.address for p in lab.participants
+                                if p.address in trained and not p.behaviour.submits(r)}
         elif phase == "aggregate":
             if lab.config.secagg:
                 record.views = {g: lab.auditor.subgroup_view(r, g) for g in range(record.groups)}

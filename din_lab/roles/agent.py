@@ -15,13 +15,15 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from eth_account import Account
 
-from din_lab.chain import Receipt
+from din_lab.chain import Chain, Receipt
 from din_lab.chain.din import WAD
 from din_lab.cid import Cid
 from din_lab.errors import ProtocolError
-from din_lab.roles.network import Handle, LabEvent, PublicView, TaskSpec, Wait
+from din_lab.roles.network import Board, Handle, LabEvent, PublicView, TaskSpec, Wait
 from din_lab.secagg.prg import Rng, seeded_rng
+from din_lab.storage import ContentStore
 
 SIDE_EFFECTS = {"EvaluatorSlashed": "slashed", "FeePaid": "fee paid", "Claimed": "claimed"}
 
@@ -37,16 +39,19 @@ class Agent:
     def __init__(self, *, name: str, handle: Handle) -> None:
         self.name = name
         self.handle = handle
+        self._account = handle.account
         self._key, self.public_key = x25519_from(bytes(handle.account.key))
         self._journal: list[LabEvent] = []
         self.timed_out = False  # this turn: the network has gone quiet (no one else has anything to do)
 
     @property
     def address(self) -> str:
-        return self.handle.account.address
+        return self._account.address
 
     @property
     def view(self) -> PublicView:
+        if self.handle is None:
+            raise ProtocolError(f"{self.name} has not joined the network in this process (Agent.connect)")
         if self.handle.view is None:
             raise ProtocolError(f"{self.name} has no task to act in yet")
         return self.handle.view
@@ -62,10 +67,31 @@ class Agent:
         return self.handle.task.functions
 
     def join(self, handle: Handle) -> None:
-        """Take a new handle (the same account) once the task exists."""
+        """Take a new handle (the same account): once the task exists, or in a new process."""
         if handle.account.address != self.address:
             raise ProtocolError(f"{self.name}: a handle for another account")
         self.handle = handle
+
+    def connect(self, *, chain: Chain, store: ContentStore, token: Any, registry: Any, view: PublicView,
+                board: Board, spec: TaskSpec) -> None:
+        """Join the network from the process it now lives in, with a handle for its own account."""
+        self.handle = Handle(chain=chain, store=store, account=self._account, token=token, registry=registry,
+                             view=view, board=board, spec=spec)
+
+    # an agent moves to another process (the Ray runtime) with its own secrets and without its
+    # handle: the connections are this process's; it joins the network there with a new handle
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["handle"], state["_key"]
+        state["_account"] = bytes(self._account.key)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        key = state["_account"]
+        self._account = Account.from_key(key)
+        self._key, _ = x25519_from(key)
+        self.handle = None  # type: ignore[assignment]  # until join()
 
     # ---------------------------------------------------------------- turns
 

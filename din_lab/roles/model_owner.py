@@ -93,7 +93,8 @@ class ModelOwner(Agent):
             return None
         done = self._relayed.setdefault(r, set())
         posted = self.handle.board.read(relay_topic(self.handle.task.address, r))
-        pending = [a for a in posted if a not in done]
+        order = {a: i for i, a in enumerate(self.view.registered())}  # relayed in registration order
+        pending = sorted((a for a in posted if a not in done), key=lambda a: order.get(a, len(order)))
         batch_size = self.spec.relay_batch
         while len(pending) >= batch_size or (pending and self.timed_out):
             batch, pending = pending[:batch_size], pending[batch_size:]

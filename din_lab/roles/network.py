@@ -90,13 +90,24 @@ class Board:
 
     def __init__(self) -> None:
         self._topics: dict[str, dict[str, Cid]] = {}
+        self._log: list[tuple[str, str, Cid]] = []
         self._lock = threading.Lock()
-        self.version = 0  # the number of posts so far
+
+    @property
+    def version(self) -> int:
+        """The number of posts so far."""
+        return len(self._log)
 
     def post(self, topic: str, *, sender: str, cid: Cid) -> None:
         with self._lock:
             self._topics.setdefault(topic, {})[sender] = cid
-            self.version += 1
+            self._log.append((topic, sender, cid))
+
+    def posts_since(self, version: int) -> list[tuple[str, str, Cid]]:
+        """The posts ``(topic, sender, CID)`` made after the board had ``version`` posts, in order
+        (how a replica of the board in another process catches up)."""
+        with self._lock:
+            return self._log[version:]
 
     def read(self, topic: str) -> dict[str, Cid]:
         with self._lock:
