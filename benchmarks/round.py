@@ -9,7 +9,8 @@ plaintext updates, the baseline), the ``mlp`` model (64-32-10 on digits), 1 loca
 Every committee member does its own checks, unmasking and aggregation (role agents, din_lab/roles/).
 
 For each size N and backend (``embedded`` py-evm in process, ``anvil`` started here on 127.0.0.1 and a
-free port, stopped by its PID) a fresh ``Lab.create`` sets up the network (deploy, fund, create the task,
+free port, stopped by its PID; ``ray``: anvil again, with the agents spread over ``--workers`` Ray actors,
+the store a ``din-lab ipfs daemon`` the Lab starts) a fresh ``Lab.create`` sets up the network (deploy, fund, create the task,
 bond, register): timed on its own. Then ``lab.step()`` runs rounds 0 and 1 phase by phase (``assign``
 ``train`` ``submit`` ``aggregate`` ``commit`` ``reveal`` ``finalize`` ``publish``). The task has 3 rounds,
 so round 1 is a steady-state round: "the round" is round 1, assign..publish (round 0's ``assign`` also
@@ -18,7 +19,9 @@ timed as well.
 
 Round 1's seconds are split into chain (every Chain call: transactions, views, mining), store (adds and
 reads), training (the participants' batched local training) and the agents' own work (crypto, checks,
-aggregation, encoding), measured around the outermost call of each kind.
+aggregation, encoding), measured around the outermost call of each kind. On the Ray runtime the chain and
+store seconds are the actors' (their agents' calls) plus the driver's (mining, the record); training is
+the wall time of the call that trains in every actor at once; the rest includes Ray's calls.
 
 Transactions and gas per phase come from the events each ``StepReport`` carries (distinct ``tx_hash``;
 gas counted once per transaction). Beside the batched training the reference loop (``train_local_loop``,
@@ -26,9 +29,11 @@ one participant at a time, same data, seed and config) is timed on up to ``--loo
 and scaled to N.
 
 Targets (round 1, assign..publish): N = 100 <= 2.0 s on the embedded chain; N = 1,000 <= 15 s on the
-embedded chain and <= 8 s on anvil.
+embedded chain and <= 8 s on anvil; N = 100 on the Ray runtime (2 actors) within 1.5x of the local
+runtime, both on anvil.
 
-    cd /work/main && .venv/bin/python benchmarks/round.py [--sizes 10,100,1000] [--backends embedded,anvil]
+    cd /work/main && .venv/bin/python benchmarks/round.py [--sizes 10,100,1000] [--backends embedded,anvil,ray]
+        [--workers 2]
         [--secagg on|off] [--quick] [--full] [--strict] [--profile DIR] [--out results/round.json]
 """
 
@@ -37,14 +42,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
+import dataclasses
 import json
 import logging
 import os
 import platform
 import pstats
-import shutil
-import socket
-import subprocess
 import sys
 import time
 import traceback
@@ -58,15 +61,15 @@ from _provenance import git_provenance
 from din_lab.config import ExperimentConfig
 from din_lab.learning import train_local_loop
 from din_lab.protocol.lab import FINAL_PHASES, RELAY_BATCH, ROUND_PHASES, Lab, StepReport
+from din_lab.protocol.services import start_anvil
 
 log = logging.getLogger("benchmarks.round")
 
 REPO = Path(__file__).resolve().parents[1]
-ANVIL = REPO / "contracts" / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
 
 DEFAULT_SIZES = (10, 100, 1000)
 QUICK_SIZES = (10, 100)
-BACKENDS = ("embedded", "anvil")
+BACKENDS = ("embedded", "anvil", "ray")  # ray: anvil, the agents over --workers Ray actors
 PAPER_SUBGROUP = 100
 MAX_COMMITTEE = 5
 HOURS_PER_HOUSEHOLD = 24  # make_energy's default (the lab's energy:HOUSEHOLDS keeps it)
@@ -74,6 +77,7 @@ SCORER = "accuracy"
 ROUNDS = 3
 DIGITS_MAX_N = 600  # digits' 1,347 training samples give every participant 2 up to here
 TARGETS = {(100, "embedded"): 2.0, (1000, "embedded"): 15.0, (1000, "anvil"): 8.0}  # round 1, seconds
+RAY_TARGETS = {100: 1.5}  # round 1 on the Ray runtime at most this many times the local runtime's, both on anvil
 TARGET_N = 1000
 ANVIL_GAS_LIMIT = 30_000_000
 LOOP_SAMPLE = 200
@@ -136,8 +140,9 @@ class Split:
         self._patched.append((owner, name, original))
         setattr(owner, name, timed)
 
-    def install(self, lab: Lab) -> None:
+    def install(self, store: Any) -> None:
         from din_lab.chain import Chain
+        from din_lab.protocol.runtime import RayRuntime
         from din_lab.roles.participant import BatchedTrainer
 
         for name in ("transact", "call", "call_many", "eth_call", "mine", "mine_to", "transaction_call"):
@@ -156,8 +161,9 @@ class Split:
 
         Chain.block_number = property(block_number)  # type: ignore[method-assign,assignment]
         for name in ("add", "cat"):
-            self._wrap(lab.store, name, "store")
+            self._wrap(store, name, "store")
         self._wrap(BatchedTrainer, "train", "training")
+        self._wrap(RayRuntime, "train", "training")  # the actors' training, in parallel: its wall time
 
     def remove(self) -> None:
         for owner, name, original in reversed(self._patched):
@@ -165,45 +171,19 @@ class Split:
         self._patched.clear()
 
 
+def _install_actor_split(host: Any) -> None:
+    """In a Ray actor's process: time its agents' chain and store calls (its training is timed by
+    the driver, around the call that trains in every actor at once)."""
+    host.benchmark_split = Split()
+    host.benchmark_split.install(host.store)
+
+
+def _collect_actor_split(host: Any) -> dict[str, float]:
+    host.benchmark_split.remove()
+    return host.benchmark_split.seconds
+
+
 # ----------------------------------------------------------------------------- environment
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def anvil(gas_limit: int) -> Iterator[str]:
-    """A fresh anvil on 127.0.0.1 and a free port (as tests/conftest.py starts it); stopped by its PID."""
-    binary = str(ANVIL) if ANVIL.exists() else shutil.which("anvil")
-    if binary is None:
-        raise RuntimeError(f"anvil binary missing at {ANVIL}: run `make setup` (npm ci in contracts/)")
-    port = _free_port()
-    proc = subprocess.Popen([binary, "--host", "127.0.0.1", "--port", str(port), "--hardfork", "prague",
-                             "--accounts", "1", "--gas-limit", str(gas_limit), "--silent", "--prune-history"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"anvil exited with code {proc.returncode}") from None
-                if time.monotonic() > deadline:
-                    raise RuntimeError("anvil did not start within 20 s") from None
-                time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 class Profiler:
@@ -274,17 +254,21 @@ def loop_reference(lab: Lab, genesis: np.ndarray, sample: int) -> dict[str, Any]
 
 
 def run(n: int, backend: str, *, seed: int, full: bool, anvil_gas_limit: int, loop_sample: int,
-        profile_dir: Path | None, secagg: bool = True) -> dict[str, Any]:
-    out: dict[str, Any] = {"participants": n, "backend": backend, "subgroup_size": subgroup_size(n),
+        profile_dir: Path | None, secagg: bool = True, workers: int = 2) -> dict[str, Any]:
+    out: dict[str, Any] = {"participants": n, "backend": backend, "workers": workers if backend == "ray" else None,
+                           "subgroup_size": subgroup_size(n),
                            "subgroups": n // subgroup_size(n), "evaluators": evaluators(n),
                            "evaluators_per_subgroup": committee(n), "households": households(n),
                            "dataset": dataset(n)}
     prof = Profiler(profile_dir, f"{backend}_{n}")
     with contextlib.ExitStack() as stack:
-        url = "embedded" if backend == "embedded" else stack.enter_context(anvil(anvil_gas_limit))
+        url = "embedded" if backend == "embedded" else \
+            stack.enter_context(start_anvil(prune_history=256, gas_limit=anvil_gas_limit)).url
+        config = dataclasses.replace(experiment(n, url, seed, secagg=secagg), runtime="ray" if backend == "ray" else
+                                     "local", workers=workers)
         t0 = time.perf_counter()
         with prof("setup"):
-            lab = Lab.create(experiment(n, url, seed, secagg=secagg), progress=False)
+            lab = stack.enter_context(Lab.create(config, progress=False))
         out["setup"] = {"seconds": time.perf_counter() - t0, "transactions": len(lab.chain.receipts),
                         "gas": sum(r.gas_used for r in lab.chain.receipts)}
         out["train_samples"] = sum(p.samples for p in lab.participants)  # the lab keeps no training set
@@ -296,12 +280,18 @@ def run(n: int, backend: str, *, seed: int, full: bool, anvil_gas_limit: int, lo
         while not lab.done and len(steps) < wanted:
             phase, round_ = lab.next_phase  # type: ignore[misc]
             if round_ == 1:
-                split.install(lab)
+                split.install(lab.store)
+                if backend == "ray":
+                    lab.runtime.on_actors(_install_actor_split)
             try:
                 with prof(f"{phase}{'' if round_ is None else round_}"):
                     report = lab.step()
             finally:
                 split.remove()
+                if round_ == 1 and backend == "ray":
+                    for seconds in lab.runtime.on_actors(_collect_actor_split):
+                        for kind in ("chain", "store"):
+                            split.seconds[kind] += seconds[kind]
             steps.append(step_stats(report))
             log.info("%s N=%d: %-9s r%s %7.2f s %4d tx %12s gas", backend, n, report.phase,
                      "-" if report.round is None else report.round, report.seconds, steps[-1]["transactions"],
@@ -347,6 +337,17 @@ def checks(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         else:
             v = res["full_round1"]["seconds"]
             out.append({"check": label, "value": round(v, 2), "unit": "s", "pass": v <= limit})
+    for n, factor in RAY_TARGETS.items():
+        label = f"N = {n:,} round 1 on the Ray runtime (2 actors) <= {factor:g}x the local runtime, both on anvil"
+        ray = next((r for r in results if r["participants"] == n and r["backend"] == "ray" and "error" not in r), None)
+        local = next((r for r in results if r["participants"] == n and r["backend"] == "anvil" and "error" not in r),
+                     None)
+        if ray is None or local is None:
+            out.append({"check": f"(not run) {label}", "value": None, "pass": None})
+        else:
+            v = ray["full_round1"]["seconds"] / local["full_round1"]["seconds"]
+            out.append({"check": label, "value": f"{v:.2f}x ({ray['full_round1']['seconds']:.2f} s vs "
+                        f"{local['full_round1']['seconds']:.2f} s)", "pass": v <= factor})
     res = next((r for r in results if r["participants"] == TARGET_N and r["backend"] == "embedded"
                 and "error" not in r), None)
     label = f"training batched: N = {TARGET_N:,} train phase faster than the one-at-a-time reference loop"
@@ -376,7 +377,8 @@ def _mgas(x: Any) -> str:
 def table(results: list[dict[str, Any]], check_rows: list[dict[str, Any]], info: dict[str, Any],
           full: bool, profiled: bool) -> str:
     col = 17
-    cols = [f"N={r['participants']:,} {r['backend']}" for r in results]
+    cols = [f"N={r['participants']:,} {r['backend']}" + (f"({r['workers']})" if r.get("workers") else "")
+            for r in results]
     width = 34
 
     def get(r: dict[str, Any], *path: str) -> Any:
@@ -468,7 +470,10 @@ def machine_info() -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)), help="participant counts, comma separated")
-    ap.add_argument("--backends", default=",".join(BACKENDS), help="embedded and/or anvil, comma separated")
+    ap.add_argument("--backends", default="embedded,anvil",
+                    help="embedded, anvil and/or ray (anvil, with the agents over --workers Ray actors), comma "
+                         "separated")
+    ap.add_argument("--workers", type=int, default=2, help="Ray actors for the ray backend (default 2)")
     ap.add_argument("--quick", action="store_true", help="N = 10 and 100 on the embedded chain only")
     ap.add_argument("--full", action="store_true", help="also time round 1 and the final phases (score, reward, "
                                                         "claim)")
@@ -503,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 results.append(run(n, backend, seed=args.seed, full=args.full, anvil_gas_limit=args.anvil_gas_limit,
                                    loop_sample=args.loop_sample, profile_dir=args.profile,
-                                   secagg=args.secagg == "on"))
+                                   secagg=args.secagg == "on", workers=args.workers))
             except Exception as e:  # one failed size must not hide the others
                 log.error("%s N=%d failed:\n%s", backend, n, traceback.format_exc())
                 results.append({"participants": n, "backend": backend, "subgroup_size": subgroup_size(n),
@@ -538,7 +543,8 @@ def main(argv: list[str] | None = None) -> int:
                      "relay_batch": RELAY_BATCH, "anvil_gas_limit": args.anvil_gas_limit, "seed": args.seed,
                      "full": args.full, "profiled": args.profile is not None,
                      "timed": "round 1 (steady state): assign .. publish; round 0 too (its assign starts training)"},
-        "targets": {f"round1_seconds_{b}_N{n}": v for (n, b), v in TARGETS.items()},
+        "targets": {**{f"round1_seconds_{b}_N{n}": v for (n, b), v in TARGETS.items()},
+                    **{f"round1_ray_over_local_anvil_N{n}": v for n, v in RAY_TARGETS.items()}},
         "results": results,
         "checks": check_rows,
         "runtime_seconds": round(elapsed, 1),

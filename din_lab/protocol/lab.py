@@ -9,7 +9,10 @@ takes turns (its handler of that name: :mod:`din_lab.roles.model_owner`,
 that waits for a block gets it when everyone is waiting (the clock mines), and one that waits for
 the others' actions gets another turn after them, or a time-out turn once the network is quiet.
 The Lab never decides for an agent and never hands one agent another's secrets: agents see the
-chain, the store and the public board, and their own keys and data.
+chain, the store and the public board, and their own keys and data. Where they run is the
+runtime's business (:mod:`din_lab.protocol.runtime`): in this process, or spread over Ray actors
+(``runtime="ray"``: :meth:`Lab.create` then starts anvil and ``din-lab ipfs daemon`` itself,
+unless given URLs, and :meth:`Lab.close` stops them).
 
 The environment is the Lab's too: with ``dropout`` a seeded fraction of participants loses the
 network in ``submit`` (they trained and advertised, and never submit). And it observes: ``events``
@@ -21,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import secrets
 import time
 import weakref
@@ -38,18 +40,16 @@ from din_lab.cid import Cid
 from din_lab.config import ExperimentConfig
 from din_lab.errors import ConfigError, ProtocolError
 from din_lab.protocol.network import RELAY_BATCH, Network, agents_of, build
-from din_lab.protocol.record import Recorder, RoundRecord
-from din_lab.protocol.runtime import LocalRuntime, RayRuntime, RemoteAgent, import_ray
-from din_lab.protocol.services import ServiceProcess, start_anvil, start_ipfs_daemon
+from din_lab.protocol.record import Recorder, RoundRecord, setup_notes
+from din_lab.protocol.runtime import RayRuntime, RemoteAgent, Runtime, ray_endpoints, shut_down, start_runtime
+from din_lab.protocol.services import ServiceProcess
 from din_lab.roles import codec
-from din_lab.roles import encrypted_evaluation as ee
 from din_lab.roles import secure_aggregation as sa
 from din_lab.roles.agent import Agent
-from din_lab.roles.model_owner import PLAINTEXT_EVALUATION_NOTE
 from din_lab.roles.network import LabEvent
 from din_lab.roles.participant import sealed_topic
 from din_lab.roles.scoring import evaluate_vector
-from din_lab.storage import STORE_ENV, ContentStore, KuboStore, open_store
+from din_lab.storage import ContentStore, KuboStore, open_store
 
 log = logging.getLogger(__name__)
 
@@ -57,26 +57,6 @@ __all__ = ["FINAL_PHASES", "RELAY_BATCH", "ROUND_PHASES", "Lab", "LabEvent", "Ro
 ROUND_PHASES = ("assign", "train", "submit", "aggregate", "commit", "reveal", "finalize", "publish")
 FINAL_PHASES = ("score", "reward", "claim")
 MAX_TURNS = 10_000
-BASELINE_NOTE = ("baseline: updates travel in plaintext (secure aggregation: --secagg on); evaluators screen each "
-                 "update for poisoning before aggregating")
-SECAGG_NOTE = ("secure aggregation: evaluators see only each subgroup's sum of masked updates, never one update; "
-               "they cannot screen individual updates for poisoning while aggregating, and at scoring each "
-               "participant reveals its final-round update to its own committee only, sealed to the members' keys "
-               "(the committee learns it; nobody else does)")
-HE_NOTE = ("encrypted evaluation: the owner's test inputs are published CKKS-encrypted (labels stay with the owner); "
-           "committees evaluate the contributions on them and agree on the outputs by digest; the owner, the key "
-           "holder, decrypts the agreed outputs and publishes the scores, which the contract accepts for the agreed "
-           "digest only. Trust assumption: " + ee.TRUST_NOTE)
-
-
-Runtime = LocalRuntime | RayRuntime
-
-
-def _shut_down(runtime: Runtime | None, services: Sequence[ServiceProcess]) -> None:
-    if runtime is not None:
-        runtime.close()
-    for service in services:
-        service.stop()
 
 
 @dataclass(frozen=True)
@@ -134,8 +114,7 @@ class Lab:
         self._services = list(services)
         started = {s.url: s.name for s in services}
         self.chain_name = f"{started[chain.backend]} (started by the lab)" if chain.backend in started else chain.backend
-        self.notes: list[str] = [SECAGG_NOTE if config.secagg else BASELINE_NOTE,
-                                 HE_NOTE if config.evaluation == "he" else PLAINTEXT_EVALUATION_NOTE]
+        self.notes: list[str] = setup_notes(config)
         self._failed: tuple[str, str] | None = None
         # the experiment's randomness; unseeded, the account keys came from the operating system
         self.seed = config.seed if config.seed is not None else secrets.randbits(32)
@@ -152,7 +131,7 @@ class Lab:
         for agent in agents:
             self._collect(agent.take_events(), round_=None)
         self.runtime = self._start_runtime(agents)
-        self._closer = weakref.finalize(self, _shut_down, self.runtime, self._services)
+        self._closer = weakref.finalize(self, shut_down, self.runtime, self._services)
         self.balances_raw_before = net.balances_raw_before
         self.balances_before = {self._names[a]: v / WAD for a, v in net.balances_raw_before.items()}
         self.record = Recorder(lab=self)
@@ -170,41 +149,23 @@ class Lab:
             raise ProtocolError("give either a config or keyword settings, not both")
         config = config or ExperimentConfig(**overrides)
         check_config(config)
-        services: list[ServiceProcess] = []
-        chain_spec, store_spec = config.chain, config.store
+        chain_spec, store_spec, services = config.chain, config.store, []
         try:
             if config.runtime == "ray":  # the agents' processes reach a node and a store by URL
-                import_ray()
-                if not chain_spec.startswith("http"):
-                    services.append(start_anvil(prune_history=256))
-                    chain_spec = services[-1].url
-                if not store_spec.startswith("http"):
-                    env = os.environ.get(STORE_ENV, "")
-                    if env.startswith("http"):
-                        store_spec = env
-                    else:
-                        services.append(start_ipfs_daemon(store_spec))
-                        store_spec = services[-1].url
+                chain_spec, store_spec, services = ray_endpoints(chain=chain_spec, store=store_spec)
             chain = connect(chain_spec, accounts=3 + config.participants + config.evaluators, seed=config.seed)
             return cls(config=config, chain=chain, store=open_store(store_spec), progress=progress, services=services)
         except BaseException:
-            _shut_down(None, services)
+            shut_down(None, services)
             raise
 
     def _start_runtime(self, agents: list[Agent]) -> Runtime:
-        net = self.network
-        if self.config.runtime == "local":
-            return LocalRuntime(agents, board=net.board, spec=net.spec)
-        self.chain.follow_logs()  # from now on the agents send from their own processes
-        runtime = RayRuntime(agents, board=net.board, spec=net.spec, workers=self.config.workers,
-                             chain_url=self.chain.backend, store_url=self.store.url,  # type: ignore[attr-defined]
-                             contracts={"task": self.task.address, "registry": net.din.registry.address,
-                                        "token": net.din.token.address})
-        # the agents now live in the actors: the Lab keeps the experimenter's handles on them
-        remote = {p.address: p for p in runtime.proxies}
-        self.owner, self.fund = remote[self.owner.address], remote[self.fund.address]
-        self.participants = [remote[p.address] for p in self.participants]
-        self.evaluators = [remote[e.address] for e in self.evaluators]
+        runtime = start_runtime(self.config, agents=agents, network=self.network, chain=self.chain, store=self.store)
+        if isinstance(runtime, RayRuntime):  # the agents live in the actors: the Lab keeps handles on them
+            remote = {p.address: p for p in runtime.proxies}
+            self.owner, self.fund = remote[self.owner.address], remote[self.fund.address]
+            self.participants = [remote[p.address] for p in self.participants]
+            self.evaluators = [remote[e.address] for e in self.evaluators]
         return runtime
 
     def close(self) -> None:

@@ -13,13 +13,34 @@ import numpy as np
 
 from din_lab.chain.din import SubgroupStatus
 from din_lab.cid import Cid
+from din_lab.config import ExperimentConfig
 from din_lab.errors import DinLabError
 from din_lab.roles import codec
+from din_lab.roles import encrypted_evaluation as ee
 from din_lab.roles.auditor import accepted_results
+from din_lab.roles.model_owner import PLAINTEXT_EVALUATION_NOTE
 from din_lab.roles.network import LabEvent
 
 if TYPE_CHECKING:
     from din_lab.protocol.lab import Lab
+
+
+BASELINE_NOTE = ("baseline: updates travel in plaintext (secure aggregation: --secagg on); evaluators screen each "
+                 "update for poisoning before aggregating")
+SECAGG_NOTE = ("secure aggregation: evaluators see only each subgroup's sum of masked updates, never one update; "
+               "they cannot screen individual updates for poisoning while aggregating, and at scoring each "
+               "participant reveals its final-round update to its own committee only, sealed to the members' keys "
+               "(the committee learns it; nobody else does)")
+HE_NOTE = ("encrypted evaluation: the owner's test inputs are published CKKS-encrypted (labels stay with the owner); "
+           "committees evaluate the contributions on them and agree on the outputs by digest; the owner, the key "
+           "holder, decrypts the agreed outputs and publishes the scores, which the contract accepts for the agreed "
+           "digest only. Trust assumption: " + ee.TRUST_NOTE)
+
+
+def setup_notes(config: ExperimentConfig) -> list[str]:
+    """What a task's record says first: which protocol ran (privacy of updates and of the test set)."""
+    return [SECAGG_NOTE if config.secagg else BASELINE_NOTE,
+            HE_NOTE if config.evaluation == "he" else PLAINTEXT_EVALUATION_NOTE]
 
 
 @dataclass

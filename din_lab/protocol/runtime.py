@@ -24,15 +24,17 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from din_lab.chain import join
+from din_lab.chain import Chain, join
+from din_lab.config import ExperimentConfig
 from din_lab.errors import MissingDependencyError, ProtocolError
+from din_lab.protocol.services import ServiceProcess, start_anvil, start_ipfs_daemon
 from din_lab.roles.agent import Agent
 from din_lab.roles.network import Board, LabEvent, PublicView, TaskSpec, Wait
 from din_lab.roles.participant import BatchedTrainer, Participant
-from din_lab.storage import open_store
+from din_lab.storage import STORE_ENV, ContentStore, open_store
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +134,9 @@ class AgentHost:
     def ask(self, method: str, args: tuple, addresses: list[str]) -> dict[str, Any]:
         return {a: getattr(self.agents[a], method)(*args) for a in addresses}
 
+    def execute(self, fn: Callable[..., Any], args: tuple) -> Any:
+        return fn(self, *args)
+
 
 def import_ray() -> Any:
     try:
@@ -139,6 +144,31 @@ def import_ray() -> Any:
     except ImportError:
         raise MissingDependencyError("the ray runtime needs Ray: pip install 'din-lab[ray]'") from None
     return ray
+
+
+def ray_endpoints(*, chain: str, store: str) -> tuple[str, str, list[ServiceProcess]]:
+    """The chain and store URLs the Ray runtime's actors reach: ``chain`` and ``store`` when they
+    are URLs (else ``$DIN_LAB_IPFS`` for the store when it is one), otherwise an anvil and a
+    ``din-lab ipfs daemon`` (over ``store``: ``memory`` or a directory) started here, returned to
+    be stopped by PID. Ray missing: one clear error before anything starts."""
+    import_ray()
+    services: list[ServiceProcess] = []
+    try:
+        if not chain.startswith(("http://", "https://")):
+            services.append(start_anvil(prune_history=256))
+            chain = services[-1].url
+        if not store.startswith(("http://", "https://")):
+            env = os.environ.get(STORE_ENV, "")
+            if env.startswith(("http://", "https://")):
+                store = env
+            else:
+                services.append(start_ipfs_daemon(store))
+                store = services[-1].url
+    except BaseException:
+        for service in services:
+            service.stop()
+        raise
+    return chain, store, services
 
 
 class RemoteAgent:
@@ -236,6 +266,11 @@ class RayRuntime:
             merged.update(part)
         return {a: merged[a] for a in addresses}
 
+    def on_actors(self, fn: Callable[..., Any], *args: Any) -> list[Any]:
+        """``fn(host, *args)`` in every actor (its :class:`AgentHost`), e.g. to instrument the
+        actors' processes in a benchmark; the results in actor order."""
+        return self._get([h.execute.remote(fn, args) for h in self._hosts])
+
     def close(self) -> None:
         for host in self._hosts:
             self._ray.kill(host)
@@ -243,3 +278,27 @@ class RayRuntime:
         if self._started_ray:
             self._ray.shutdown()
             self._started_ray = False
+
+
+Runtime = LocalRuntime | RayRuntime
+
+
+def start_runtime(config: ExperimentConfig, *, agents: list[Agent], network: Any, chain: Chain,
+                  store: ContentStore) -> Runtime:
+    """The runtime ``config`` names, given the network's agents (moved to Ray actors for ``ray``:
+    from then on the chain is read from the node's logs, since the agents send from elsewhere)."""
+    if config.runtime == "local":
+        return LocalRuntime(agents, board=network.board, spec=network.spec)
+    chain.follow_logs()
+    return RayRuntime(agents, board=network.board, spec=network.spec, workers=config.workers,
+                      chain_url=chain.backend, store_url=store.url,  # type: ignore[attr-defined]
+                      contracts={"task": network.task.address, "registry": network.din.registry.address,
+                                 "token": network.din.token.address})
+
+
+def shut_down(runtime: Runtime | None, services: Sequence[ServiceProcess]) -> None:
+    """Stop a runtime's actors, then the servers started for it (by PID)."""
+    if runtime is not None:
+        runtime.close()
+    for service in services:
+        service.stop()

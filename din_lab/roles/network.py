@@ -31,7 +31,7 @@ from din_lab.chain.din import Phase, SubgroupStatus
 from din_lab.cid import Cid
 from din_lab.errors import DinLabError, IntegrityError
 from din_lab.learning import TrainingConfig
-from din_lab.storage import ContentStore
+from din_lab.storage import ContentStore, ImportParams, cid_of
 
 CACHE_BYTES = 512 * 2**20  # verified objects kept in memory by a PublicView
 DECODED_MAX = 20_000  # decoded objects kept (a round of 1,000 participants reads about 2,000)
@@ -139,7 +139,8 @@ class PublicView:
                 self._objects.move_to_end(key)
                 return self._objects[key]
         data = self.store.cat(cid)
-        recomputed = Cid.coerce(self.store.add(data, cid_version=cid.version, only_hash=True))
+        # hashed here, not by the store: a reader trusts no store (nor a round trip to ask it)
+        recomputed = Cid.coerce(cid_of(data, params=ImportParams(cid_version=cid.version)))
         if recomputed != Cid.coerce(cid):
             raise IntegrityError(f"the store returned bytes for {cid} that hash to {recomputed}", cid=str(cid))
         with self._lock:
