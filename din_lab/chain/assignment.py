@@ -24,8 +24,13 @@ def _pivots(seed: bytes, count: int) -> tuple[int, ...]:
     return tuple(int.from_bytes(keccak(seed + bytes([r])), "big") % count for r in range(ROUNDS))
 
 
+@lru_cache(maxsize=4096)
+def _source(seed: bytes, r: int, chunk: int) -> bytes:
+    return keccak(seed + bytes([r]) + chunk.to_bytes(4, "big"))
+
+
 def _bit(seed: bytes, r: int, position: int) -> int:
-    source = keccak(seed + bytes([r]) + (position // 256).to_bytes(4, "big"))
+    source = _source(bytes(seed), r, position // 256)
     return (source[(position % 256) // 8] >> (position % 8)) & 1
 
 

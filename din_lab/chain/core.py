@@ -88,6 +88,11 @@ class Chain:
         self.accounts: list[LocalAccount] = list(accounts)
         self._index = EventIndex()
         self._following: int | None = None  # the last block whose logs were read (follow_logs), else None
+        # hold_head: the head is read once until this object changes the chain or refresh() is
+        # called; for a process that knows nobody else moves the chain in between (a Ray actor
+        # during its turn: the actors take turns)
+        self.hold_head = False
+        self._head: tuple[int, int] | None = None  # (state_version, head)
         self.receipts: list[Receipt] = []
         self._tester = tester
         if rpc is None and tester is None and getattr(w3.provider, "endpoint_uri", None):
@@ -480,7 +485,16 @@ class Chain:
     def block_number(self) -> int:
         if self._tester is not None:
             return int(self.w3.eth.block_number)
-        return int(self._request("eth_blockNumber", [], context="block number"), 16)
+        if self._head is not None and self._head[0] == self.state_version:
+            return self._head[1]
+        head = int(self._request("eth_blockNumber", [], context="block number"), 16)
+        if self.hold_head:
+            self._head = (self.state_version, head)
+        return head
+
+    def refresh(self) -> None:
+        """Forget the head held by ``hold_head`` (the others may have moved the chain)."""
+        self._head = None
 
     def mine(self, blocks: int = 1) -> int:
         """Mine ``blocks`` empty blocks; returns the new block number."""

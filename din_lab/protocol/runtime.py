@@ -101,6 +101,7 @@ class AgentHost:
     def __init__(self, *, chain_url: str, store_url: str, contracts: dict[str, str], spec: TaskSpec,
                  agents: list[Agent]) -> None:
         self.chain = join(chain_url, accounts=())
+        self.chain.hold_head = True  # nobody else moves the chain during this actor's calls: they take turns
         self.store = open_store(store_url)
         task = self.chain.at("DINTask", contracts["task"])
         registry = self.chain.at("EvaluatorRegistry", contracts["registry"])
@@ -117,6 +118,7 @@ class AgentHost:
              posts: list[Post]) -> tuple[Outcomes, list[tuple[str, list[LabEvent]]], list[Post]]:
         """The board's news since this actor's last turn, then each active agent's turn; returns
         the outcomes, the events and this actor's new posts."""
+        self.chain.refresh()
         for topic, sender, cid in posts:
             self.board.post(topic, sender=sender, cid=cid)
         mark = self.board.version
@@ -129,9 +131,11 @@ class AgentHost:
         return outcomes, events, self.board.posts_since(mark)
 
     def train(self, round_: int) -> tuple[int, list[LabEvent]]:
+        self.chain.refresh()
         return train_participants(list(self.agents.values()), self.trainer, round_)
 
     def ask(self, method: str, args: tuple, addresses: list[str]) -> dict[str, Any]:
+        self.chain.refresh()
         return {a: getattr(self.agents[a], method)(*args) for a in addresses}
 
     def execute(self, fn: Callable[..., Any], args: tuple) -> Any:

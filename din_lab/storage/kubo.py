@@ -1,7 +1,8 @@
 """``KuboStore``: the ContentStore interface over a Kubo node's HTTP RPC API.
 
-Plain HTTP (``requests``), not ``ipfshttpclient``: that client's ``connect()`` refuses every Kubo
-since 0.8 (NOTES.md). The commands used (``add``, ``cat``, ``block/get``, ``block/stat``,
+Plain HTTP/1.1 on one kept-alive connection (``http.client``), not ``ipfshttpclient``: that client's
+``connect()`` refuses every Kubo since 0.8 (NOTES.md); and not ``requests``, whose per-request
+preparation cost more than our daemon's answer to a small block. The commands used (``add``, ``cat``, ``block/get``, ``block/stat``,
 ``pin/add``, ``pin/rm``, ``pin/ls``, ``repo/gc``, ``files/stat``, ``dag/stat``, ``version``) have
 had these options and answers since Kubo 0.18, and ``dag/stat`` answers in both its pre-0.26 and
 its current form; ``din-lab ipfs daemon`` serves the same subset over the embedded store.
@@ -14,19 +15,22 @@ fetch from its peers (then ``timeout`` bounds each request).
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import logging
 import os
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 from din_lab.cid import Cid
 from din_lab.errors import (
     ContentNotFoundError,
     IntegrityError,
-    MissingDependencyError,
     NotPinnedError,
     RemoteStoreError,
     UnsupportedContentError,
@@ -37,39 +41,82 @@ from din_lab.storage.unixfs import DEFAULT_MAX_LINKS, ImportParams, read_file
 log = logging.getLogger(__name__)
 
 _PIECE = 1 << 20
+IDLE_SECONDS = 2.0  # a kept-alive connection idle longer is renewed before a streamed upload
+
+
+class _Response:
+    """A whole HTTP answer: status and body."""
+
+    def __init__(self, status: int, content: bytes) -> None:
+        self.status_code, self.content = status, content
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
 
 
 class KuboStore(ContentStore):
     """A Kubo node (or ``din-lab ipfs daemon``) at ``url``, e.g. ``http://127.0.0.1:5001``."""
 
     def __init__(self, url: str = "http://127.0.0.1:5001", *, offline: bool = True, timeout: float = 120.0) -> None:
-        try:
-            import requests
-        except ImportError as e:  # pragma: no cover - requests ships with the lab's stack
-            raise MissingDependencyError("KuboStore needs the 'requests' package: pip install requests") from e
-        self._requests = requests
         self.url = url.rstrip("/")
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise RemoteStoreError(f"not an http(s) URL of a Kubo RPC API: {url!r}")
+        self._https = parts.scheme == "https"
+        self._host, self._port = parts.hostname, parts.port or (443 if self._https else 80)
+        self._base = parts.path.rstrip("/")
         self.offline = offline
         self.timeout = timeout
-        self._session = requests.Session()
+        self._conn: http.client.HTTPConnection | None = None
+        self._used = 0.0  # when the connection last answered
+        self._lock = threading.Lock()
         self.version = str(self._json("version").get("Version", "unknown"))
         self.name = f"kubo ({self.url}, version {self.version})"
 
     def __repr__(self) -> str:
         return f"KuboStore({self.url!r}, version={self.version!r})"
 
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
     # -- HTTP --------------------------------------------------------------------------------
 
-    def _post(self, command: str, *, params: dict[str, Any] | None = None, stream: bool = False,
-              data: Any = None, headers: dict[str, str] | None = None, cid: Cid | None = None) -> Any:
+    def _post(self, command: str, *, params: dict[str, Any] | None = None,
+              data: Any = None, headers: dict[str, str] | None = None, cid: Cid | None = None) -> _Response:
         query = dict(params or {})
         if self.offline and command != "add":
             query.setdefault("offline", "true")
-        try:
-            response = self._session.post(f"{self.url}/api/v0/{command}", params=query, data=data,
-                                          headers=headers, stream=stream, timeout=self.timeout)
-        except self._requests.RequestException as e:
-            raise RemoteStoreError(f"IPFS node at {self.url} is unreachable ({command}): {e}") from e
+        path = f"{self._base}/api/v0/{command}?{urlencode(query)}"
+        replayable = data is None or isinstance(data, bytes | str)
+        with self._lock:
+            # a streamed body cannot be sent twice: never start one on a connection idle long
+            # enough for the node to have closed it
+            if not replayable and self._conn is not None and time.monotonic() - self._used > IDLE_SECONDS:
+                self._conn.close()
+                self._conn = None
+            for attempt in (1, 2):
+                fresh = self._conn is None
+                if fresh:
+                    cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+                    self._conn = cls(self._host, self._port, timeout=self.timeout)
+                try:
+                    self._conn.request("POST", path, body=data, headers=headers or {})
+                    answer = self._conn.getresponse()
+                    response = _Response(answer.status, answer.read())
+                    self._used = time.monotonic()
+                    break
+                except (OSError, http.client.HTTPException) as e:
+                    self._conn.close()
+                    self._conn = None
+                    if attempt == 2 or fresh or not replayable:  # only a kept-alive connection's close is retried
+                        raise RemoteStoreError(f"IPFS node at {self.url} is unreachable ({command}): {e}") from e
         if response.status_code != 200:
             raise self._error(command, response, cid)
         return response
@@ -126,7 +173,10 @@ class KuboStore(ContentStore):
         query = {"cid-version": params.cid_version, "raw-leaves": str(params.leaves_raw).lower(),
                  "chunker": f"size-{params.chunk_size}", "only-hash": str(only_hash).lower(),
                  "pin": str(pin).lower(), "quieter": "true"}
-        lines = self._json_lines("add", params=query, data=body(),
+        parts = body()
+        if isinstance(content, bytes | bytearray | memoryview) and len(content) <= _PIECE:
+            parts = b"".join(parts)  # one send with a length (and safe to resend on a closed connection)
+        lines = self._json_lines("add", params=query, data=parts,
                                  headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
         if not lines or "Hash" not in lines[-1]:
             raise RemoteStoreError(f"add on {self.url} returned no CID: {lines!r}")
@@ -136,18 +186,12 @@ class KuboStore(ContentStore):
         """The content of ``cid``, read block by block with ``block/get`` and every block checked
         against its hash here, so a faulty or lying node cannot hand back wrong bytes."""
         cid = Cid.coerce(cid)
-        self.get_block(cid)  # not-found or corrupted root: raise before the caller starts reading
-        return read_file(cid, self.get_block)
+        root = self.get_block(cid)  # not-found or corrupted root: raise before the caller starts reading
+        return read_file(cid, lambda c: root if c == cid else self.get_block(c))
 
     def get_block(self, cid: CidLike) -> bytes:
         cid = Cid.coerce(cid)
-        response = self._post("block/get", params={"arg": str(cid)}, cid=cid, stream=True)
-        try:
-            block = response.raw.read()  # one read, not requests' 10 kB iteration
-        except Exception as e:
-            raise RemoteStoreError(f"reading block {cid} from {self.url} broke off: {e}") from e
-        finally:
-            response.close()
+        block = self._post("block/get", params={"arg": str(cid)}, cid=cid).content
         if hashlib.sha256(block).digest() != cid.digest:
             raise IntegrityError(f"block {cid} from {self.url} does not hash to its CID", cid=str(cid))
         return block
@@ -196,5 +240,3 @@ class KuboStore(ContentStore):
                 removed.append(Cid.parse(key["/"] if isinstance(key, dict) else key))
         return GcReport(removed=tuple(removed), bytes_freed=None)
 
-    def close(self) -> None:
-        self._session.close()
