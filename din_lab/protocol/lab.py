@@ -36,19 +36,14 @@ from tqdm.auto import tqdm
 
 from din_lab.chain import Chain, connect
 from din_lab.chain.din import WAD, Phase
-from din_lab.cid import Cid
 from din_lab.config import ExperimentConfig
 from din_lab.errors import ConfigError, ProtocolError
 from din_lab.protocol.network import RELAY_BATCH, Network, agents_of, build
-from din_lab.protocol.record import Recorder, RoundRecord, setup_notes
-from din_lab.protocol.runtime import RayRuntime, RemoteAgent, Runtime, ray_endpoints, shut_down, start_runtime
+from din_lab.protocol.record import Readings, Recorder, RoundRecord, setup_notes
+from din_lab.protocol.runtime import RayRuntime, Runtime, ray_endpoints, shut_down, start_runtime
 from din_lab.protocol.services import ServiceProcess
-from din_lab.roles import codec
-from din_lab.roles import secure_aggregation as sa
 from din_lab.roles.agent import Agent
 from din_lab.roles.network import LabEvent
-from din_lab.roles.participant import sealed_topic
-from din_lab.roles.scoring import evaluate_vector
 from din_lab.storage import ContentStore, KuboStore, open_store
 
 log = logging.getLogger(__name__)
@@ -98,7 +93,7 @@ def take_turns(runtime: Runtime, *, phase: str, round_: int | None, chain: Chain
     raise ProtocolError(f"phase {phase!r} did not settle in {MAX_TURNS} turns")
 
 
-class Lab:
+class Lab(Readings):
     """Chain + store + agents for one task. Build with :meth:`Lab.create`; drive with
     :meth:`step` (one phase) or :meth:`run` (the whole task)."""
 
@@ -284,60 +279,3 @@ class Lab:
             if e.tx_hash and e.gas and e.tx_hash not in seen and round_ is not None and round_ < len(self.rounds):
                 seen.add(e.tx_hash)
                 self.rounds[round_].gas += e.gas
-
-    # ------------------------------------------------------------------ reading results
-
-    def verify_round(self, r: int) -> bool:
-        """Recompute round ``r``'s global model from the chain (as any auditor does) and compare its
-        CID with the one the owner published. False (and a note) when the owner published anything else."""
-        ok = self.auditor.verify_round(r)
-        for e in self.auditor.take_events():
-            self.notes.append(f"round {r}: the owner published {e.cid}, {e.detail}")
-        return ok
-
-    def accuracy(self, r: int) -> float:
-        """Test accuracy of round ``r``'s global model."""
-        vector = self.rounds[r].global_model
-        if vector is None:
-            raise ProtocolError(f"round {r} has no global model yet")
-        return evaluate_vector(self.model, vector, self.dataset.X_test, self.dataset.y_test)["accuracy"]
-
-    @property
-    def global_vector(self) -> np.ndarray:
-        """The latest global model (the genesis model before round 0 is published)."""
-        latest = next((rec.global_model for rec in reversed(self.rounds) if rec.global_model is not None), None)
-        return latest if latest is not None else self.owner.global_model(-1)[1]
-
-    def agent(self, address: str) -> Agent | RemoteAgent:
-        """The agent with this account (the experimenter's handle on it, e.g. for its behaviour;
-        under the Ray runtime a :class:`~din_lab.protocol.runtime.RemoteAgent`)."""
-        return next(a for a in (self.owner, *self.participants, *self.evaluators, self.fund) if a.address == address)
-
-    def updates(self, r: int) -> dict[str, codec.Update]:
-        """What each participant trained in round ``r``, for the experimenter (each update is that
-        participant's secret: no agent ever sees another's)."""
-        asked = self.runtime.ask("update", r, addresses=[p.address for p in self.participants])
-        return {a: u for a, u in asked.items() if u is not None}
-
-    def subgroup_view(self, r: int, g: int) -> sa.SubgroupView:
-        """Subgroup ``g`` of round ``r`` under secure aggregation as anyone reads it from the chain."""
-        return self.auditor.subgroup_view(r, g)
-
-    def sealed(self, r: int, g: int) -> dict[str, Cid]:
-        """The sealed contributions subgroup ``g``'s participants revealed to its committee (board)."""
-        return self.network.board.read(sealed_topic(self.task.address, r, g))
-
-    def submitted(self, r: int) -> dict[str, Cid]:
-        """The update CIDs recorded on chain for round ``r``."""
-        return {a: c for a, (c, _) in self.network.view.submitted(r).items()}
-
-    def name_of(self, address: str) -> str:
-        return self._names.get(address, address)
-
-    def balances(self) -> dict[str, float]:
-        token = self.din.token.functions
-        return {self._names[a]: self.chain.call(token.balanceOf(a)) / WAD for a in self.balances_raw_before}
-
-    def stakes(self) -> dict[str, float]:
-        """What is left of each evaluator's bond in this task."""
-        return {e.name: self.chain.call(self.task.functions.bondOf(e.address)) / WAD for e in self.evaluators}

@@ -2,7 +2,8 @@
 for the widgets, the result tables and the notes. It reads the chain's events and the store's
 objects through the public view; it is the experimenter's record, so it also looks at what only the
 experimenter may see: the global model the owner built (a held final model is measured too) and
-which participants dropped out by their own behaviour. No agent reads it."""
+which participants dropped out by their own behaviour. No agent reads it. :class:`Readings` is the
+experimenter's side of the Lab: results, accuracy, balances, and the agents' own state on request."""
 
 from __future__ import annotations
 
@@ -11,18 +12,23 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from din_lab.chain.din import SubgroupStatus
+from din_lab.chain.din import WAD, SubgroupStatus
 from din_lab.cid import Cid
 from din_lab.config import ExperimentConfig
-from din_lab.errors import DinLabError
+from din_lab.errors import DinLabError, ProtocolError
 from din_lab.roles import codec
 from din_lab.roles import encrypted_evaluation as ee
+from din_lab.roles import secure_aggregation as sa
+from din_lab.roles.agent import Agent
 from din_lab.roles.auditor import accepted_results
 from din_lab.roles.model_owner import PLAINTEXT_EVALUATION_NOTE
 from din_lab.roles.network import LabEvent
+from din_lab.roles.participant import sealed_topic
+from din_lab.roles.scoring import evaluate_vector
 
 if TYPE_CHECKING:
     from din_lab.protocol.lab import Lab
+    from din_lab.protocol.runtime import RemoteAgent
 
 
 BASELINE_NOTE = ("baseline: updates travel in plaintext (secure aggregation: --secagg on); evaluators screen each "
@@ -143,3 +149,81 @@ class Recorder:
             lab.notes.append(f"round {r}: secure aggregation of subgroup {g} aborted ({reason}); the committee "
                               "accepted the abort (nobody slashed, no participant paid for it); its participants' "
                               "updates are left out of this round's global model and they train again next round")
+
+
+class Readings:
+    """What the experimenter reads from a :class:`~din_lab.protocol.lab.Lab` (a mixin of it): the
+    record, the chain, and, as only the experimenter may, the agents' own state."""
+
+    # set by the Lab
+    auditor: Any
+    notes: list[str]
+    rounds: list[RoundRecord]
+    model: Any
+    dataset: Any
+    owner: Any
+    participants: list[Any]
+    evaluators: list[Any]
+    fund: Any
+    runtime: Any
+    network: Any
+    task: Any
+    din: Any
+    chain: Any
+    balances_raw_before: dict[str, int]
+    _names: dict[str, str]
+
+    def verify_round(self, r: int) -> bool:
+        """Recompute round ``r``'s global model from the chain (as any auditor does) and compare its
+        CID with the one the owner published. False (and a note) when the owner published anything else."""
+        ok = self.auditor.verify_round(r)
+        for e in self.auditor.take_events():
+            self.notes.append(f"round {r}: the owner published {e.cid}, {e.detail}")
+        return ok
+
+    def accuracy(self, r: int) -> float:
+        """Test accuracy of round ``r``'s global model."""
+        vector = self.rounds[r].global_model
+        if vector is None:
+            raise ProtocolError(f"round {r} has no global model yet")
+        return evaluate_vector(self.model, vector, self.dataset.X_test, self.dataset.y_test)["accuracy"]
+
+    @property
+    def global_vector(self) -> np.ndarray:
+        """The latest global model (the genesis model before round 0 is published)."""
+        latest = next((rec.global_model for rec in reversed(self.rounds) if rec.global_model is not None), None)
+        return latest if latest is not None else self.owner.global_model(-1)[1]
+
+    def agent(self, address: str) -> Agent | RemoteAgent:
+        """The agent with this account (the experimenter's handle on it, e.g. for its behaviour;
+        under the Ray runtime a :class:`~din_lab.protocol.runtime.RemoteAgent`)."""
+        return next(a for a in (self.owner, *self.participants, *self.evaluators, self.fund) if a.address == address)
+
+    def updates(self, r: int) -> dict[str, codec.Update]:
+        """What each participant trained in round ``r``, for the experimenter (each update is that
+        participant's secret: no agent ever sees another's)."""
+        asked = self.runtime.ask("update", r, addresses=[p.address for p in self.participants])
+        return {a: u for a, u in asked.items() if u is not None}
+
+    def subgroup_view(self, r: int, g: int) -> sa.SubgroupView:
+        """Subgroup ``g`` of round ``r`` under secure aggregation as anyone reads it from the chain."""
+        return self.auditor.subgroup_view(r, g)
+
+    def sealed(self, r: int, g: int) -> dict[str, Cid]:
+        """The sealed contributions subgroup ``g``'s participants revealed to its committee (board)."""
+        return self.network.board.read(sealed_topic(self.task.address, r, g))
+
+    def submitted(self, r: int) -> dict[str, Cid]:
+        """The update CIDs recorded on chain for round ``r``."""
+        return {a: c for a, (c, _) in self.network.view.submitted(r).items()}
+
+    def name_of(self, address: str) -> str:
+        return self._names.get(address, address)
+
+    def balances(self) -> dict[str, float]:
+        token = self.din.token.functions
+        return {self._names[a]: self.chain.call(token.balanceOf(a)) / WAD for a in self.balances_raw_before}
+
+    def stakes(self) -> dict[str, float]:
+        """What is left of each evaluator's bond in this task."""
+        return {e.name: self.chain.call(self.task.functions.bondOf(e.address)) / WAD for e in self.evaluators}
