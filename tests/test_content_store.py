@@ -371,3 +371,25 @@ def test_repeated_blocks_are_stored_once(tmp_path):
     stat = store.stat(cid)
     assert stat.links == 10 and stat.blocks == 2  # the root and one distinct leaf
     assert len([p for p in (store.path / "blocks").rglob("*") if p.is_file()]) == 2
+
+
+def test_kubo_store_survives_a_closed_keep_alive_connection(ipfs_daemon, tmp_path):
+    """One kept-alive connection: when the node has closed it, a read or a small add is sent again
+    on a fresh one; a streamed add after a long idle starts on a fresh connection (it cannot be
+    sent twice)."""
+    import socket
+
+    from din_lab.storage import kubo
+
+    with KuboStore(ipfs_daemon["url"]) as store:
+        data = unique(5000, "keepalive")
+        cid = store.add(data, cid_version=1)
+        store._conn.sock.shutdown(socket.SHUT_RDWR)  # what a node's idle timeout does
+        assert store.cat(cid) == data
+        store._conn.sock.shutdown(socket.SHUT_RDWR)
+        assert store.add(data, cid_version=1) == cid
+        big = tmp_path / "big"
+        big.write_bytes(unique(kubo._PIECE + 10, "stream"))
+        store._used -= kubo.IDLE_SECONDS + 1  # long idle: the streamed add opens a fresh connection
+        store._conn.sock.shutdown(socket.SHUT_RDWR)
+        assert store.add(big, cid_version=1) == cid_of(big.read_bytes(), params=ImportParams(cid_version=1))

@@ -196,8 +196,9 @@ class RemoteAgent:
 
 
 class RayRuntime:
-    """The agents spread over ``workers`` Ray actors, round-robin in agent order. ``chain_url`` and
-    ``store_url`` must be reachable from the actors' processes (a node and a Kubo RPC API)."""
+    """The agents spread over ``workers`` Ray actors in contiguous runs of the agent order.
+    ``chain_url`` and ``store_url`` must be reachable from the actors' processes (a node and a Kubo
+    RPC API). Ray is started here (and stopped by :meth:`close`) unless it already runs."""
 
     name = "ray"
 
@@ -215,12 +216,16 @@ class RayRuntime:
         size = -(-len(agents) // workers)  # contiguous: an actor's turn is a run of the agent order
         groups = [list(agents[k:k + size]) for k in range(0, len(agents), size)]
         self._members = [{a.address for a in g} for g in groups]
-        self._host_of = {a.address: k for k, g in enumerate(groups) for a in g}
         self.proxies = [RemoteAgent(a, runtime=self) for a in agents]
-        self._hosts = [host_class.remote(chain_url=chain_url, store_url=store_url, contracts=contracts, spec=spec,
-                                         agents=g) for g in groups]
-        self._sent = [0] * len(self._hosts)  # how much of the board each actor has been sent
-        self._get([h.__ray_ready__.remote() for h in self._hosts])
+        self._hosts: list[Any] = []
+        self._sent = [0] * len(groups)  # how much of the board each actor has been sent
+        try:
+            self._hosts = [host_class.remote(chain_url=chain_url, store_url=store_url, contracts=contracts,
+                                             spec=spec, agents=g) for g in groups]
+            self._get([h.__ray_ready__.remote() for h in self._hosts])
+        except BaseException:
+            self.close()
+            raise
 
     @property
     def addresses(self) -> list[str]:

@@ -132,7 +132,10 @@ class Agent:
         self._journal.append(LabEvent(phase=phase, round=round_, actor=kw.pop("actor", self.name), action=action, **kw))
 
     def _add(self, data: bytes) -> Cid:
-        return Cid.coerce(self.handle.store.add(data, cid_version=1))
+        cid = Cid.coerce(self.handle.store.add(data, cid_version=1))
+        if self.handle.view is not None:  # as an IPFS node keeps what it adds: read back here, not fetched
+            self.handle.view.keep(cid, data)
+        return cid
 
     def _post(self, topic: str, cid: Cid) -> None:
         self.handle.board.post(topic, sender=self.address, cid=cid)

@@ -143,13 +143,27 @@ class PublicView:
         recomputed = Cid.coerce(cid_of(data, params=ImportParams(cid_version=cid.version)))
         if recomputed != Cid.coerce(cid):
             raise IntegrityError(f"the store returned bytes for {cid} that hash to {recomputed}", cid=str(cid))
+        self._remember(key, data)
+        return data
+
+    def keep(self, cid: Cid, data: bytes) -> None:
+        """Cache ``data``, just added to the store by an agent of this process as ``cid`` (checked
+        against it here, like every fetched object), so that readers in this process need not
+        fetch it back."""
+        key = Cid.coerce(cid)
+        if Cid.coerce(cid_of(data, params=ImportParams(cid_version=key.version))) != key:
+            raise IntegrityError(f"the store named {cid} an object that hashes otherwise", cid=str(cid))
+        self._remember(key, data)
+
+    def _remember(self, key: Cid, data: bytes) -> None:
         with self._lock:
+            if key in self._objects:
+                return
             self._objects[key] = data
             self._bytes += len(data)
             while self._bytes > CACHE_BYTES and len(self._objects) > 1:
                 _, old = self._objects.popitem(last=False)
                 self._bytes -= len(old)
-        return data
 
     def decoded(self, cid: Cid, decode: Callable[[bytes], Any], *, kind: str) -> Any:
         """``decode(cat(cid))``, once per CID and kind. A decoding error is cached too (malformed
