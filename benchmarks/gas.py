@@ -23,8 +23,7 @@ For speed, when N > 200 direct submissions and participants' claims are measured
 of 200 (``--direct-sample``, ``--claim-sample``; 0 = everyone), which the table says.
 
 Beside these numbers it prints the per-agent gas BlockFlow's authors measured on geth with
-their own contract (``<shared>/conformance/blockflow/gas_results.csv``; ``<shared>`` is
-``/work/shared`` next to the repository, or ``$DIN_LAB_SHARED``).
+their own contract (``tests/data/blockflow/gas_results.csv``, vendored with its provenance).
 
     cd /work/main && .venv/bin/python benchmarks/gas.py [--sizes 10,100,1000] [--quick] [--out F]
 """
@@ -36,7 +35,6 @@ import csv
 import hashlib
 import json
 import logging
-import os
 import random
 import statistics
 import sys
@@ -68,8 +66,7 @@ from din_lab.cid import Cid
 log = logging.getLogger("benchmarks.gas")
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("DIN_LAB_SHARED") or REPO.parent / "shared")
-BLOCKFLOW_CSV = SHARED / "conformance" / "blockflow" / "gas_results.csv"
+BLOCKFLOW_CSV = REPO / "tests" / "data" / "blockflow" / "gas_results.csv"
 
 SUBGROUP_SIZE = 10
 COMMITTEE = 3
@@ -402,7 +399,7 @@ def provenance() -> dict[str, Any]:
 def blockflow_gas(path: Path = BLOCKFLOW_CSV) -> list[dict[str, Any]]:
     """BlockFlow's measured per-agent gas, mean per (num_rounds, num_agents)."""
     if not path.exists():
-        log.warning("BlockFlow gas results not found at %s (set DIN_LAB_SHARED)", path)
+        log.warning("BlockFlow gas results not found at %s", path)
         return []
     groups: dict[tuple[int, int], list[int]] = defaultdict(list)
     with path.open(newline="") as f:

@@ -1,9 +1,8 @@
-"""Our BlockFlow scoring against BlockFlow's published results (shared/conformance/blockflow),
-and the contract's on-chain reduction against the Python one, in fixed point."""
+"""Our BlockFlow scoring against BlockFlow's published results (tests/data/blockflow, vendored with
+their provenance), and the contract's on-chain reduction against the Python one, in fixed point."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +13,7 @@ from hypothesis.extra.numpy import arrays
 
 from din_lab.scoring import blockflow_scores, blockflow_scores_fixed, to_fixed
 
-SHARED = Path(os.environ.get("DIN_LAB_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-CONFORMANCE = SHARED / "conformance" / "blockflow"
+CONFORMANCE = Path(__file__).resolve().parent / "data" / "blockflow"
 MATRICES = sorted(CONFORMANCE.glob("**/score_matrix_dp_round_*.csv"))
 
 
