@@ -6,13 +6,14 @@ backend (:class:`ChainConfig`) and one whole DIN task (:class:`ExperimentConfig`
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from din_lab.errors import ConfigError
 
 CHAIN_ENV = "DIN_LAB_CHAIN"
+STORE_ENV = "DIN_LAB_IPFS"
 MIN_STAKE = 100.0  # the least bond (DIN tokens) an evaluator deposits to opt in to a task (the factory's minBond)
 TOKEN_DECIMALS_USED = 6  # amounts in a config are whole micro-DIN
 HOME_ENV = "DIN_LAB_HOME"
@@ -105,8 +106,10 @@ class ExperimentConfig:
     dropout: float = 0.0
     malicious_evaluators: tuple[tuple[float, str], ...] = ()
     malicious_participants: tuple[tuple[float, str], ...] = ()
-    chain: str = "embedded"
-    store: str = "memory"
+    # the backends: $DIN_LAB_CHAIN and $DIN_LAB_IPFS when set (read when the config is made), else
+    # the embedded chain and an in-memory store
+    chain: str = field(default_factory=lambda: os.environ.get(CHAIN_ENV) or "embedded")
+    store: str = field(default_factory=lambda: os.environ.get(STORE_ENV) or "memory")
     runtime: str = "local"
     workers: int = 2
     seed: int = 0

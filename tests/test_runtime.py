@@ -212,3 +212,39 @@ def test_the_public_view_keeps_what_its_agents_add_and_checks_it():
     assert view.cat(cid) == data
     with pytest.raises(IntegrityError):
         view.keep(store.add(b"other", cid_version=1), data)  # the store named other bytes
+
+
+@needs_anvil
+def test_din_lab_chain_and_ipfs_name_the_backends_of_a_run(anvil_url, ipfs_daemon, tmp_path):
+    """`DIN_LAB_CHAIN` and `DIN_LAB_IPFS` are what `din-lab run` (and `Lab.create` through the
+    config's defaults) use when no flag names a backend: the task runs on that node and its objects
+    land in that store."""
+    from din_lab.cid import Cid
+    from din_lab.storage import KuboStore
+
+    env = {**os.environ, "DIN_LAB_CHAIN": anvil_url, "DIN_LAB_IPFS": ipfs_daemon["url"]}
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "din_lab.cli", "run", "--participants", "6", "--subgroup-size", "3",
+                           "--evaluators", "3", "--rounds", "1", "--local-epochs", "1", "--no-progress", "--out",
+                           str(out)], capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL, cwd=ROOT,
+                          env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["chain"] == anvil_url and summary["chain"] == anvil_url
+    assert summary["config"]["store"] == ipfs_daemon["url"]
+    assert summary["rounds"][0]["accuracy"] is not None
+    follower = join(anvil_url, accounts=())  # another process's view of the node
+    (event,) = follower.events.where("TaskInitialized", address=summary["task"])
+    with KuboStore(ipfs_daemon["url"]) as store:  # the genesis model the owner published is in that store
+        assert store.has(Cid.from_chain(event.args["genesisModel"]))
+
+
+def test_the_backend_variables_are_the_config_defaults(monkeypatch):
+    monkeypatch.setenv("DIN_LAB_CHAIN", "http://127.0.0.1:9")
+    monkeypatch.setenv("DIN_LAB_IPFS", "http://127.0.0.1:9")
+    config = ExperimentConfig()
+    assert (config.chain, config.store) == ("http://127.0.0.1:9", "http://127.0.0.1:9")
+    assert ExperimentConfig(chain="embedded", store="memory").chain == "embedded"  # an explicit choice wins
+    monkeypatch.delenv("DIN_LAB_CHAIN")
+    monkeypatch.delenv("DIN_LAB_IPFS")
+    assert (ExperimentConfig().chain, ExperimentConfig().store) == ("embedded", "memory")

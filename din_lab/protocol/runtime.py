@@ -34,7 +34,7 @@ from din_lab.protocol.services import ServiceProcess, start_anvil, start_ipfs_da
 from din_lab.roles.agent import Agent
 from din_lab.roles.network import Board, LabEvent, PublicView, TaskSpec, Wait
 from din_lab.roles.participant import BatchedTrainer, Participant
-from din_lab.storage import STORE_ENV, ContentStore, open_store
+from din_lab.storage import ContentStore, open_store
 
 log = logging.getLogger(__name__)
 
@@ -152,9 +152,9 @@ def import_ray() -> Any:
 
 def ray_endpoints(*, chain: str, store: str) -> tuple[str, str, list[ServiceProcess]]:
     """The chain and store URLs the Ray runtime's actors reach: ``chain`` and ``store`` when they
-    are URLs (else ``$DIN_LAB_IPFS`` for the store when it is one), otherwise an anvil and a
-    ``din-lab ipfs daemon`` (over ``store``: ``memory`` or a directory) started here, returned to
-    be stopped by PID. Ray missing: one clear error before anything starts."""
+    are URLs, otherwise an anvil and a ``din-lab ipfs daemon`` (over ``store``: ``memory`` or a
+    directory) started here, returned to be stopped by PID. Ray missing: one clear error before
+    anything starts."""
     import_ray()
     services: list[ServiceProcess] = []
     try:
@@ -162,12 +162,8 @@ def ray_endpoints(*, chain: str, store: str) -> tuple[str, str, list[ServiceProc
             services.append(start_anvil(prune_history=256))
             chain = services[-1].url
         if not store.startswith(("http://", "https://")):
-            env = os.environ.get(STORE_ENV, "")
-            if env.startswith(("http://", "https://")):
-                store = env
-            else:
-                services.append(start_ipfs_daemon(store))
-                store = services[-1].url
+            services.append(start_ipfs_daemon(store))
+            store = services[-1].url
     except BaseException:
         for service in services:
             service.stop()

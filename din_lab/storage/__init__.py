@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import os
 
-from din_lab.config import lab_home
+from din_lab.config import STORE_ENV, lab_home
 from din_lab.storage.base import ContentStat, ContentStore, GcReport
 from din_lab.storage.embedded import EmbeddedStore
 from din_lab.storage.kubo import KuboStore
 from din_lab.storage.unixfs import ImportParams, cid_of
-
-STORE_ENV = "DIN_LAB_IPFS"
 
 __all__ = ["ContentStat", "ContentStore", "EmbeddedStore", "GcReport", "ImportParams", "KuboStore", "cid_of",
            "open_store"]
