@@ -1,5 +1,5 @@
 # DIN Lab: two commands from a bare clone (README.md):
-#   make demo   set up, then run a scripted DIN task lifecycle on the embedded chain
+#   make demo   set up, then run a DIN task end to end with the role agents (din-lab run) and write results/run
 #   make test   set up, then lint (ruff, import-linter, Slither) and run the whole test suite and the notebooks
 # Both are idempotent: set-up steps rerun only when their inputs change.
 SHELL := /bin/bash

@@ -4,6 +4,7 @@ is nbval's job (``make notebooks``, part of ``make test``)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -73,3 +74,17 @@ def test_a_bad_papermill_parameter_fails_at_the_parameters_naming_it(tmp_path: P
     code = [c for c in nb.cells if c.cell_type == "code"]
     failed = next(i for i, c in enumerate(code) if any(o.get("output_type") == "error" for o in c.outputs))
     assert "injected-parameters" in code[failed - 1].metadata.get("tags", [])  # the cell right after them
+
+
+APPS = sorted((NOTEBOOKS.parent / "widgets").glob("*.ipynb"))
+PRIVATE = re.compile(r"\.(_(?!_)\w+)|\b(?:from|import)\s+din_lab[\w.]*\._\w+")
+
+
+@pytest.mark.parametrize("path", ALL + APPS, ids=[p.name for p in ALL + APPS])
+def test_teaches_with_the_public_api_only(path: Path):
+    """No notebook or dashboard app reaches into a private attribute or module (``lab._x``,
+    ``din_lab.x._y``): what it teaches a learner can use, and a refactor cannot break silently."""
+    nb = nbformat.read(path, as_version=4)
+    for i, cell in enumerate(c for c in nb.cells if c.cell_type == "code"):
+        found = [m.group(0) for m in PRIVATE.finditer(cell.source)]
+        assert not found, f"code cell {i} of {path.name} uses private API: {found}"

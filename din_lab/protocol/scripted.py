@@ -1,11 +1,11 @@
 """A scripted DIN task lifecycle on a chain: every contract step of the paper's section 5, in
-order, with stand-in content (``make demo``).
+order, with stand-in content (``din-lab demo``; ``make demo`` runs the real thing, ``din-lab run``).
 
 The updates, aggregates and test set here are short byte strings whose CIDs are real CIDv1
-raw identifiers of those bytes, not trained models: the protocol-core issue replaces them
-with real training, secure aggregation and encrypted evaluation. Everything on chain is real:
-deposits, stakes, committees drawn from the round seed, commit-reveal votes, the BlockFlow
-median reduction, slashing and pull payments.
+raw identifiers of those bytes, not trained models: a walk through the contracts alone (the Lab,
+:mod:`din_lab.protocol.lab`, runs real training, secure aggregation and encrypted evaluation).
+Everything on chain is real: deposits, stakes, committees drawn from the round seed, commit-reveal
+votes, the BlockFlow median reduction, slashing and pull payments.
 """
 
 from __future__ import annotations
