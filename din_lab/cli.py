@@ -62,7 +62,8 @@ def _run(args: argparse.Namespace) -> int:
             print(f"din-lab: error: cannot read --config {args.config}: {e}", file=sys.stderr)
             return 2
     for key in ("participants", "evaluators", "subgroup_size", "evaluators_per_subgroup", "rounds", "dataset",
-                "partition", "model", "local_epochs", "scorer", "chain", "seed", "evaluation", "he_workers", "runtime", "workers"):
+                "partition", "model", "local_epochs", "scorer", "chain", "seed", "evaluation", "he_workers", "runtime", "workers", "target_accuracy",
+                "stop_on_budget"):
         value = getattr(args, key)
         if value is not None:
             settings[key] = value
@@ -90,6 +91,9 @@ def _run(args: argparse.Namespace) -> int:
     for r in s["rounds"]:
         print(f"{r['round']:>5}  {r['accuracy']:>8.3f}  {r['updates']:>7}  {r['accepted_groups']:>8}  "
               f"{r['aborted_groups']:>7}  {r['disputes']:>8}  {', '.join(r['slashed']) or '-'}")
+    stopped = next((r for r in s["rounds"] if r["stopped"]), None)
+    if stopped:
+        print(f"training stopped after round {stopped['round']}: {stopped['stopped']}")
     top = sorted(s["participants"], key=lambda p: -p["reward"])[:5]
     print("\ntop-paid participants: " + ", ".join(f"{p['name']} ({p['behaviour']}) {p['reward']:.1f}" for p in top))
     slashed = [e for e in s["evaluators"] if e["slashed_amount"] > 0]
@@ -216,6 +220,11 @@ def _add_run_parser(sub: argparse._SubParsersAction) -> None:
                      help="mask graph: every pair (full, Bonawitz) or O(log n) neighbours (secagg+, Bell et al.)")
     run.add_argument("--dropout", type=float, metavar="FRACTION",
                      help="fraction of participants that train, then vanish before submitting, each round")
+    run.add_argument("--target-accuracy", dest="target_accuracy", type=float, metavar="ACC",
+                     help="the owner ends training once its global model reaches ACC on its own test set")
+    run.add_argument("--stop-on-budget", dest="stop_on_budget", action="store_true", default=None,
+                     help="the owner ends training when its fee budget cannot pay another round's committees and "
+                          "scoring")
     run.add_argument("--chain", help="embedded (default) or a JSON-RPC URL")
     run.add_argument("--runtime", choices=("local", "ray"),
                      help="where the agents run: local (default, this process) or ray (spread over Ray actors, each "

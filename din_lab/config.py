@@ -122,6 +122,9 @@ class ExperimentConfig:
     owner_tokens: float = 10_000.0
     public_goods_bps: int = 500
     owner_tampers: bool = False
+    # the owner's own criteria for ending training before the last of ``rounds`` (paper 5.1 step 5b-c)
+    target_accuracy: float | None = None  # on its own test set
+    stop_on_budget: bool = False  # when the fee budget cannot pay the committees of another round and scoring
 
     def __post_init__(self) -> None:
         def need(ok: bool, field: str, message: str) -> None:
@@ -158,6 +161,11 @@ class ExperimentConfig:
              f"must be a fraction in [0, 1) of participants that vanish each round, got {self.dropout!r}")
         need(self.seed is None or (isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0),
              "seed", f"must be a non-negative integer, or None (keys from the operating system), got {self.seed!r}")
+        need(self.target_accuracy is None or (isinstance(self.target_accuracy, int | float)
+                                              and not isinstance(self.target_accuracy, bool)
+                                              and 0.0 < self.target_accuracy <= 1.0), "target_accuracy",
+             f"must be an accuracy in (0, 1], or None (train all rounds), got {self.target_accuracy!r}")
+        need(isinstance(self.stop_on_budget, bool), "stop_on_budget", f"must be true or false, got {self.stop_on_budget!r}")
         need(self.runtime in ("local", "ray"), "runtime",
              f"must be local (agents in this process) or ray (agents over Ray actors), got {self.runtime!r}")
         need(isinstance(self.workers, int) and not isinstance(self.workers, bool) and 1 <= self.workers <= 64,

@@ -360,3 +360,34 @@ def test_refusals_mid_round_pay_only_closed_rounds_and_every_claim_succeeds():
             lab.chain.transact(F.withdrawBond(), sender=e.handle.account)
     token = lab.din.token.functions
     assert lab.chain.call(token.balanceOf(lab.task.address)) == lab.chain.call(F.participantPoolRemaining())
+
+
+def test_the_owner_ends_training_at_its_target_accuracy():
+    """Paper 5.1 step 5b-c: the owner measures each global model on its own test set and, once the
+    target is reached, signals the final round instead of publishing: the task moves to scoring,
+    pays out in full, and the round table says why training stopped."""
+    result = run(ExperimentConfig(**{**SMALL, "rounds": 4}, target_accuracy=0.5, local_epochs=2, seed=2))
+    rounds = result.summary["rounds"]
+    assert len(rounds) == 1 and rounds[0]["accuracy"] >= 0.5
+    assert rounds[0]["stopped"].startswith("target accuracy reached") and "on the owner's test set" in rounds[0]["stopped"]
+    assert any(e.action == "signal final round" for e in result.transactions.itertuples())
+    assert result.summary["tokens"]["conserved"] and result.summary["tokens"]["paid_participants"] > 0
+
+
+def test_the_owner_ends_training_when_its_fee_budget_runs_short():
+    """With stop_on_budget the owner does not open a round its fee budget cannot pay the committees
+    of (nor the scoring after it); without it, the task trains every round."""
+    settings = {**SMALL, "rounds": 4, "fee_budget": 40.0, "evaluator_fee": 2.0}  # 3 groups x 3 members: 18 a round
+    stopped = run(ExperimentConfig(**settings, stop_on_budget=True))
+    rounds = stopped.summary["rounds"]
+    assert rounds[-1]["stopped"].startswith("fee budget") and len(rounds) < 4
+    assert stopped.summary["tokens"]["conserved"]
+    full = run(ExperimentConfig(**settings))
+    assert len(full.summary["rounds"]) == 4 and full.summary["rounds"][-1]["stopped"] == "the task's last round (4 rounds)"
+
+
+def test_stopping_criteria_are_checked():
+    with pytest.raises(ConfigError, match="target_accuracy"):
+        ExperimentConfig(target_accuracy=1.5)
+    with pytest.raises(ConfigError, match="stop_on_budget"):
+        ExperimentConfig(stop_on_budget="yes")

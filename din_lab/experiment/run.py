@@ -74,7 +74,7 @@ def tabulate(lab: Lab, *, seconds: float) -> ExperimentResult:
                        "accepted_groups": len(state.accepted),
                        "failed_groups": len(state.failed), "aborted_groups": len(state.aborted),
                        "dropouts": len(state.vanished), "disputes": state.disputes,
-                       "slashed": sorted(set(slashed.actor)), "gas": state.gas,
+                       "slashed": sorted(set(slashed.actor)), "gas": state.gas, "stopped": state.stopped,
                        "seconds": round(_round_seconds(lab, r), 3)})
     participants = []
     for p in lab.participants:

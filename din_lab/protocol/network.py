@@ -99,7 +99,8 @@ def build(config: ExperimentConfig, *, chain: Chain, store: ContentStore, seed: 
 
     board = Board()
     owner = ModelOwner(name="owner", handle=handle(owner_acct), x_test=dataset.X_test, y_test=dataset.y_test,
-                       tampers=cfg.owner_tampers)
+                       tampers=cfg.owner_tampers, target_accuracy=cfg.target_accuracy,
+                       stop_on_budget=cfg.stop_on_budget)
     genesis = owner.genesis(flatten(model), model=cfg.model)
     # evaluators exist before the task: under secure aggregation they publish their keys in the registry
     coalition = frozenset(chain.accounts[3 + i].address for i, b in enumerate(p_beh) if b.malicious)

@@ -69,6 +69,7 @@ class RoundRecord:
     global_cid: Cid | None = None
     started: float = 0.0
     gas: int = 0
+    stopped: str | None = None  # why training ended with this round (the owner's criterion, or the last round)
 
 
 class Recorder:
@@ -129,6 +130,12 @@ class Recorder:
             if not record.accepted:
                 lab.notes.append(f"round {r}: no subgroup result was accepted; the global model does not change")
         elif phase == "publish":
+            ended = [e.detail for e in lab.events if e.phase == "publish" and e.round == r
+                     and e.action == "ends training"]
+            if ended:
+                record.stopped = ended[-1]
+            elif r == lab.config.rounds - 1:
+                record.stopped = f"the task's last round ({lab.config.rounds} rounds)"
             held = lab.owner.global_model(r)  # the experimenter's look at the model the owner built
             if held is not None:
                 record.global_cid, record.global_model = held

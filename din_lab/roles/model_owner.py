@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from din_lab.chain.din import Phase, TaskParams, to_wad
+from din_lab.chain.din import WAD, Phase, TaskParams, to_wad
 from din_lab.cid import Cid
 from din_lab.errors import DinLabError, ProtocolError
 from din_lab.he import OwnerKeys, encrypt_test_set, params_for_depth
@@ -26,6 +26,7 @@ from din_lab.roles.agent import Agent
 from din_lab.roles.auditor import accepted_results
 from din_lab.roles.network import Handle, Wait
 from din_lab.roles.participant import relay_topic, signed_from_bytes
+from din_lab.roles.scoring import evaluate_vector
 from din_lab.storage.serialization import json_to_bytes, tensors_to_bytes
 
 PLAINTEXT_EVALUATION_NOTE = "plaintext evaluation: evaluators receive the owner's test set in plaintext (--evaluation he encrypts it)"
@@ -35,10 +36,12 @@ class ModelOwner(Agent):
     """Creates the task, drives the rounds it owns, publishes global models and the evaluation set."""
 
     def __init__(self, *, name: str, handle: Handle, x_test: np.ndarray, y_test: np.ndarray,
-                 tampers: bool = False) -> None:
+                 tampers: bool = False, target_accuracy: float | None = None, stop_on_budget: bool = False) -> None:
         super().__init__(name=name, handle=handle)
         self._x_test, self._y_test = x_test, y_test
         self.tampers = tampers
+        # its own criteria for ending training (paper 5.1 step 5b-c), besides the task's last round
+        self.target_accuracy, self.stop_on_budget = target_accuracy, stop_on_budget
         self.he_keys: OwnerKeys | None = None  # its CKKS keys once it encrypts its test set
         self._models: dict[int, tuple[Cid, np.ndarray]] = {}  # round -> global model (-1: genesis)
         self._relayed: dict[int, set[str]] = {}
@@ -165,14 +168,34 @@ class ModelOwner(Agent):
         if self.view.phase() != Phase.TRAINING:
             self._note("publish", r, "holds the final model until rewards settle", cid=str(cid))
             return None
-        eligible = self.view.call(F.activeEvaluators())
-        rounds = int(self.view.call(F.params())[6])
-        if r + 1 < rounds and eligible < self.spec.evaluators_per_subgroup:
-            self._note("publish", r, "ends training early",
-                       detail=f"only {eligible} evaluators remain eligible after round {r}")
+        params = self.view.call(F.params())
+        why = self._stop(r, vector) if r + 1 < int(params[6]) else None
+        if why:
+            self._note("publish", r, "ends training", detail=why)
             self._tx("publish", r, F.signalFinalRound(), "signal final round")
             return None
         self._tx("publish", r, F.publishGlobalModel(r, cid.to_chain()), "publish global model", cid=cid)
+        return None
+
+    def _stop(self, r: int, vector: np.ndarray) -> str | None:
+        """Why the owner ends training after round ``r`` (before the task's last round), if it does:
+        too few evaluators left for a committee; its target accuracy reached on its own test set;
+        or its fee budget unable to pay the committees of one more round and of scoring."""
+        F = self.F
+        eligible = self.view.call(F.activeEvaluators())
+        if eligible < self.spec.evaluators_per_subgroup:
+            return f"too few evaluators: only {eligible} remain eligible after round {r}"
+        if self.target_accuracy is not None:
+            accuracy = evaluate_vector(self._module(), vector, self._x_test, self._y_test)["accuracy"]
+            if accuracy >= self.target_accuracy:
+                return f"target accuracy reached: {accuracy:.4f} >= {self.target_accuracy:g} on the owner's test set"
+        if self.stop_on_budget:
+            fee = int(self.view.call(F.params())[3])
+            needed = 2 * self.view.groups(r) * self.spec.evaluators_per_subgroup * fee  # a round's votes, and scoring
+            left = int(self.view.call(F.feeEscrow()))
+            if left < needed:
+                return (f"fee budget: {left / WAD:g} DIN left cannot pay the committees of another round and of "
+                        f"scoring ({needed / WAD:g} DIN)")
         return None
 
     # ---------------------------------------------------------------- score (paper 5.1 step 5, 5.2 steps 1-2)
