@@ -63,7 +63,7 @@ def _run(args: argparse.Namespace) -> int:
             return 2
     for key in ("participants", "evaluators", "subgroup_size", "evaluators_per_subgroup", "rounds", "dataset",
                 "partition", "model", "local_epochs", "scorer", "chain", "seed", "evaluation", "he_workers", "runtime", "workers", "target_accuracy",
-                "stop_on_budget"):
+                "stop_on_budget", "identity"):
         value = getattr(args, key)
         if value is not None:
             settings[key] = value
@@ -213,7 +213,7 @@ def _add_run_parser(sub: argparse._SubParsersAction) -> None:
                      help="honest, random, extreme, lazy, wrong-aggregate, copycat, forged-shares (repeatable)")
     run.add_argument("--malicious-participants", dest="malicious_participants", action="append",
                      metavar="FRACTION:BEHAVIOUR",
-                     help="random-data, inverted-labels, scaled, free-rider, dropout (repeatable)")
+                     help="random-data, inverted-labels, scaled, free-rider, dropout, sybil (repeatable)")
     run.add_argument("--secagg", choices=("on", "off"),
                      help="secure aggregation of updates: masked in subgroups, unmasked as a sum (default off)")
     run.add_argument("--secagg-graph", dest="secagg_graph", choices=("full", "secagg+"),
@@ -225,6 +225,9 @@ def _add_run_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--stop-on-budget", dest="stop_on_budget", action="store_true", default=None,
                      help="the owner ends training when its fee budget cannot pay another round's committees and "
                           "scoring")
+    run.add_argument("--identity", choices=("open", "allowlist"),
+                     help="who may register: anyone (open, default) or only accounts the network's identity "
+                          "registry verified, one per person (allowlist: refuses Sybils)")
     run.add_argument("--chain", help="embedded (default) or a JSON-RPC URL")
     run.add_argument("--runtime", choices=("local", "ray"),
                      help="where the agents run: local (default, this process) or ray (spread over Ray actors, each "

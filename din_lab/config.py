@@ -122,6 +122,7 @@ class ExperimentConfig:
     owner_tokens: float = 10_000.0
     public_goods_bps: int = 500
     owner_tampers: bool = False
+    identity: str = "open"  # "allowlist": only accounts the network's identity registry verified may register
     # the owner's own criteria for ending training before the last of ``rounds`` (paper 5.1 step 5b-c)
     target_accuracy: float | None = None  # on its own test set
     stop_on_budget: bool = False  # when the fee budget cannot pay the committees of another round and scoring
@@ -166,6 +167,8 @@ class ExperimentConfig:
                                               and 0.0 < self.target_accuracy <= 1.0), "target_accuracy",
              f"must be an accuracy in (0, 1], or None (train all rounds), got {self.target_accuracy!r}")
         need(isinstance(self.stop_on_budget, bool), "stop_on_budget", f"must be true or false, got {self.stop_on_budget!r}")
+        need(self.identity in ("open", "allowlist"), "identity",
+             f"must be open (anyone registers) or allowlist (one verified account per person), got {self.identity!r}")
         need(self.runtime in ("local", "ray"), "runtime",
              f"must be local (agents in this process) or ray (agents over Ray actors), got {self.runtime!r}")
         need(isinstance(self.workers, int) and not isinstance(self.workers, bool) and 1 <= self.workers <= 64,

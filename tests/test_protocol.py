@@ -391,3 +391,31 @@ def test_stopping_criteria_are_checked():
         ExperimentConfig(target_accuracy=1.5)
     with pytest.raises(ConfigError, match="stop_on_budget"):
         ExperimentConfig(stop_on_budget="yes")
+
+
+def test_an_allowlist_refuses_sybil_accounts_that_open_registration_pays():
+    """Paper section 6: a Sybil party (one person registering 3 more accounts with the same data)
+    is paid about four times an honest party's reward where registration is open; under
+    identity="allowlist" only the account the network's identity registry verified registers, the
+    others are refused on chain (NotAllowed) and the party earns what an honest one does."""
+    settings = dict(participants=12, subgroup_size=4, evaluators=4, evaluators_per_subgroup=3, rounds=2, seed=4,
+                    malicious_participants=("0.25:sybil",))
+
+    def parties(result) -> tuple[float, list[float], int]:
+        table = result.participants
+        total: dict[str, float] = {}
+        for row in table.itertuples():
+            total[row.name.split(" sybil")[0]] = total.get(row.name.split(" sybil")[0], 0.0) + row.reward
+        kind = {row.name: row.behaviour for row in table.itertuples()}
+        honest = [v for k, v in total.items() if kind[k] == "honest"]
+        return sum(honest) / len(honest), [v for k, v in total.items() if kind[k] == "sybil"], int(table.registered.sum())
+
+    open_run = run(ExperimentConfig(**settings))
+    honest, sybils, registered = parties(open_run)
+    assert registered == 12 + 3 * 3 and len(sybils) == 3 and min(sybils) > 2.5 * honest
+    guarded = run(ExperimentConfig(**settings, identity="allowlist"))
+    honest, sybils, registered = parties(guarded)
+    assert registered == 12 and max(sybils) < 1.5 * honest
+    refused = guarded.participants[~guarded.participants.registered]
+    assert len(refused) == 9 and (refused.behaviour == "sybil").all() and (refused.reward == 0).all()
+    assert guarded.summary["tokens"]["conserved"] and open_run.summary["tokens"]["conserved"]

@@ -78,9 +78,11 @@ def tabulate(lab: Lab, *, seconds: float) -> ExperimentResult:
                        "seconds": round(_round_seconds(lab, r), 3)})
     participants = []
     for p in lab.participants:
-        allocation = lab.chain.call(task.allocationOf(p.address)) / WAD
+        registered = bool(p.registered)  # an identity registry may have refused it (a Sybil's extra account)
+        allocation = lab.chain.call(task.allocationOf(p.address)) / WAD if registered else 0.0
         participants.append({"address": p.address, "name": p.name, "behaviour": p.behaviour.name,
-                             "samples": p.samples, "score": lab.chain.call(task.scoreOf(p.address)) / WAD,
+                             "samples": p.samples, "registered": registered,
+                             "score": lab.chain.call(task.scoreOf(p.address)) / WAD if registered else 0.0,
                              "reward": allocation})
     evaluators = []
     fee_events = events[events.action == "fee paid"] if len(events) else events

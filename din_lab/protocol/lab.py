@@ -38,7 +38,7 @@ from din_lab.chain import Chain, connect
 from din_lab.chain.din import WAD, Phase
 from din_lab.config import ExperimentConfig
 from din_lab.errors import ConfigError, ProtocolError
-from din_lab.protocol.network import RELAY_BATCH, Network, agents_of, build
+from din_lab.protocol.network import RELAY_BATCH, Network, account_count, agents_of, build
 from din_lab.protocol.record import Readings, Recorder, RoundRecord, setup_notes
 from din_lab.protocol.runtime import RayRuntime, Runtime, ray_endpoints, shut_down, start_runtime
 from din_lab.protocol.services import ServiceProcess
@@ -148,7 +148,7 @@ class Lab(Readings):
         try:
             if config.runtime == "ray":  # the agents' processes reach a node and a store by URL
                 chain_spec, store_spec, services = ray_endpoints(chain=chain_spec, store=store_spec)
-            chain = connect(chain_spec, accounts=3 + config.participants + config.evaluators, seed=config.seed)
+            chain = connect(chain_spec, accounts=account_count(config), seed=config.seed)
             return cls(config=config, chain=chain, store=open_store(store_spec), progress=progress, services=services)
         except BaseException:
             shut_down(None, services)

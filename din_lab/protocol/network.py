@@ -16,13 +16,13 @@ from typing import Any
 import numpy as np
 
 from din_lab.chain import Chain
-from din_lab.chain.din import TaskParams, deploy
+from din_lab.chain.din import ZERO_ADDRESS, TaskParams, deploy
 from din_lab.cid import Cid
 from din_lab.config import MIN_STAKE, ExperimentConfig
 from din_lab.learning import TrainingConfig, build_model, flatten, lab_model_spec, load_dataset, partition
 from din_lab.roles.agent import Agent
 from din_lab.roles.auditor import Auditor
-from din_lab.roles.behaviours import assign_behaviours, evaluator_behaviour, participant_behaviour
+from din_lab.roles.behaviours import SYBIL_ACCOUNTS, assign_behaviours, evaluator_behaviour, participant_behaviour
 from din_lab.roles.evaluator import Evaluator
 from din_lab.roles.model_owner import ModelOwner
 from din_lab.roles.network import Board, Handle, LabEvent, PublicView, TaskSpec
@@ -78,7 +78,7 @@ def build(config: ExperimentConfig, *, chain: Chain, store: ContentStore, seed: 
     din = deploy(chain, deployer=deployer, public_goods_fund=fund_acct.address, min_bond=wad(MIN_STAKE))
     token, registry = din.token, din.registry
 
-    def infrastructure(fn: Any, action: str, amount: float) -> None:  # the network's funder
+    def infrastructure(fn: Any, action: str, amount: float | None) -> None:  # the network's funder
         receipt = chain.transact(fn, sender=deployer)
         events.append(LabEvent(phase="setup", round=None, actor="deployer", action=action, tx_hash=receipt.tx_hash,
                                gas=receipt.gas_used, block=receipt.block, amount=amount))
@@ -89,9 +89,15 @@ def build(config: ExperimentConfig, *, chain: Chain, store: ContentStore, seed: 
     for acct in evaluator_accounts:
         infrastructure(token.functions.transfer(acct.address, wad(cfg.evaluator_stake)), "fund evaluator",
                        cfg.evaluator_stake)
-    addresses = [owner_acct.address, fund_acct.address,
-                 *(a.address for a in chain.accounts[3:3 + cfg.participants]), *(a.address for a in evaluator_accounts)]
+    sybil_accounts = chain.accounts[3 + cfg.participants + cfg.evaluators:]
+    addresses = [owner_acct.address, fund_acct.address, *(a.address for a in chain.accounts[3:3 + cfg.participants]),
+                 *(a.address for a in evaluator_accounts), *(a.address for a in sybil_accounts)]
     balances_raw_before = {a: chain.call(token.functions.balanceOf(a)) for a in addresses}
+    identity = None
+    if cfg.identity == "allowlist":  # the network's identity provider verifies one account per person
+        identity = chain.deploy("Allowlist", deployer.address, sender=deployer)
+        for acct in chain.accounts[3:3 + cfg.participants]:
+            infrastructure(identity.functions.setVerified(acct.address, True), "verify identity", None)
 
     def handle(account: Any, view: PublicView | None = None, spec: TaskSpec | None = None) -> Handle:
         return Handle(chain=chain, store=store, account=account, token=token, registry=registry, view=view,
@@ -110,7 +116,8 @@ def build(config: ExperimentConfig, *, chain: Chain, store: ContentStore, seed: 
     if cfg.secagg:
         for e in evaluators:
             e.publish_key(None)
-    params = task_params(cfg, chain=chain, din=din, genesis=genesis)
+    params = task_params(cfg, chain=chain, din=din, genesis=genesis, registrants=cfg.participants + len(sybil_accounts),
+                         identity_registry=identity.address if identity is not None else None)
     task = chain.at("DINTask", owner.create_task(factory=din.factory, params=params,
                                                  amount=cfg.reward_deposit + cfg.fee_budget))
     view = PublicView(chain=chain, store=store, task=task, registry=registry)
@@ -132,6 +139,14 @@ def build(config: ExperimentConfig, *, chain: Chain, store: ContentStore, seed: 
                                         index=i, behaviour=b, x=dataset.X_train[idx].copy(),
                                         y=dataset.y_train[idx].copy()))
         participants[-1].register(None)
+    sybils = iter(sybil_accounts)  # each Sybil party's other accounts, with the same data
+    for p in [p for p in participants if p.behaviour.name == "sybil"]:
+        for j in range(SYBIL_ACCOUNTS):
+            participants.append(Participant(name=f"{p.name} sybil {j + 1}", handle=handle(next(sybils), view, spec),
+                                            index=len(participants), behaviour=p.behaviour,
+                                            x=dataset.X_train[parts[p.index]].copy(),
+                                            y=dataset.y_train[parts[p.index]].copy()))
+            participants[-1].register(None)
     # from here on the training data exists only inside the participants
     dataset = dataclasses.replace(dataset, X_train=dataset.X_train[:0], y_train=dataset.y_train[:0])
     fund = PublicGoodsFund(name="public-goods fund", handle=handle(fund_acct, view, spec))
@@ -144,11 +159,23 @@ def build(config: ExperimentConfig, *, chain: Chain, store: ContentStore, seed: 
                    balances_raw_before=balances_raw_before)
 
 
-def task_params(cfg: ExperimentConfig, *, chain: Chain, din: Any, genesis: Cid) -> TaskParams:
+def sybil_accounts(cfg: ExperimentConfig) -> int:
+    """The extra accounts the configured Sybil parties register (``SYBIL_ACCOUNTS`` each)."""
+    parties = sum(int(round(f * cfg.participants)) for f, name in cfg.malicious_participants if name == "sybil")
+    return parties * SYBIL_ACCOUNTS
+
+
+def account_count(cfg: ExperimentConfig) -> int:
+    """The chain accounts a task needs: deployer, owner, fund, participants, evaluators, Sybils' extras."""
+    return 3 + cfg.participants + cfg.evaluators + sybil_accounts(cfg)
+
+
+def task_params(cfg: ExperimentConfig, *, chain: Chain, din: Any, genesis: Cid, registrants: int | None = None,
+                identity_registry: str | None = None) -> TaskParams:
     """The owner's task: deposit, fees, bonds, and windows in blocks sized to the transactions each
     needs (the embedded chain and anvil mine one block per transaction): every member's vote, plus a
     dispute's finalize and larger committee; never below the factory's minimum window."""
-    n, s, k = cfg.participants, cfg.subgroup_size, cfg.evaluators_per_subgroup
+    n, s, k = registrants or cfg.participants, cfg.subgroup_size, cfg.evaluators_per_subgroup
     groups = n // s
     least = int(chain.call(din.factory.functions.minWindow()))
     votes = max(least, groups * (2 * k + 2) + 4)
@@ -160,8 +187,9 @@ def task_params(cfg: ExperimentConfig, *, chain: Chain, din: Any, genesis: Cid) 
         slash_amount=wad(cfg.slash_amount), rounds=cfg.rounds, subgroup_size=s,
         evaluators_per_subgroup=k, max_participants=n, max_evaluators=cfg.evaluators,
         public_goods_bps=cfg.public_goods_bps, encrypted_scoring=cfg.evaluation == "he",
-        registration_window=n + 2 * cfg.evaluators + 10, submission_window=max(least, batches + 4),
-        share_window=share_reveals, commit_window=votes, reveal_window=votes, publish_window=max(least, 10))
+        registration_window=n + 2 * cfg.evaluators + 10 + (cfg.participants if cfg.identity == "allowlist" else 0), submission_window=max(least, batches + 4),
+        share_window=share_reveals, commit_window=votes, reveal_window=votes, publish_window=max(least, 10),
+        identity_registry=identity_registry or ZERO_ADDRESS)
 
 
 def agents_of(network: Network) -> list[Agent]:

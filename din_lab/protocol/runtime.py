@@ -173,13 +173,15 @@ def ray_endpoints(*, chain: str, store: str) -> tuple[str, str, list[ServiceProc
 
 class RemoteAgent:
     """The experimenter's handle on an agent that lives in a Ray actor: its public particulars
-    (name, address, index, behaviour, number of samples), and its methods, called where it lives."""
+    (name, address, index, behaviour, number of samples, registered), and its methods, called where
+    it lives."""
 
     def __init__(self, agent: Agent, *, runtime: RayRuntime) -> None:
         self.name, self.address = agent.name, agent.address
         self.index = getattr(agent, "index", None)
         self.behaviour = getattr(agent, "behaviour", None)
         self.samples = getattr(agent, "samples", None)
+        self.registered = getattr(agent, "registered", None)  # settled at set-up, before the agent moved
         self._runtime = runtime
 
     def __getattr__(self, name: str) -> Any:

@@ -10,7 +10,10 @@ becomes ``K-1-y``), ``scaled`` (update boosted x10), ``free-rider`` (resubmits t
 model: a zero delta), ``dropout`` (vanishes from the second round on), ``wrong-length`` (an update,
 or masked vector, one parameter short), ``bad-shares`` (secure aggregation: tampered share bundles), ``false-reveal`` (secure
 aggregation: reveals another update at scoring than the one it masked), ``inflated-mask`` (secure
-aggregation: masks its update x2 but commits to and reveals the honest one).
+aggregation: masks its update x2 but commits to and reveals the honest one), ``sybil`` (one party
+registering ``SYBIL_ACCOUNTS`` more accounts, each taking part with the same data: paid several
+times over where registration is open; refused by a task that admits only accounts its identity
+registry verified, one per person).
 
 Evaluators: ``honest``, ``random`` (uniform random scores), ``extreme`` (1.0 for its allies, the
 malicious participants, and 0.0 for everyone else), ``lazy`` (commits, never reveals),
@@ -136,10 +139,17 @@ class Dropout(ParticipantBehaviour):
         return round_ == 0
 
 
+class Sybil(ParticipantBehaviour):
+    """Trains and submits honestly, from each of its accounts (the network sets the extra accounts up)."""
+
+
+SYBIL_ACCOUNTS = 3  # the accounts a Sybil party registers besides its own
+
+
 PARTICIPANT_BEHAVIOURS: dict[str, type[ParticipantBehaviour]] = {
     "honest": ParticipantBehaviour, "random-data": RandomData, "inverted-labels": InvertedLabels,
     "scaled": Scaled, "free-rider": FreeRider, "dropout": Dropout, "wrong-length": WrongLength,
-    "bad-shares": BadShares, "false-reveal": FalseReveal, "inflated-mask": InflatedMask,
+    "bad-shares": BadShares, "false-reveal": FalseReveal, "inflated-mask": InflatedMask, "sybil": Sybil,
 }
 
 

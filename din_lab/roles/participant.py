@@ -88,6 +88,7 @@ class Participant(Agent):
         self.index = index
         self.behaviour = behaviour or ParticipantBehaviour()
         self._x, self._y = x, y
+        self.registered = False  # until its registration is accepted
         self._models: dict[int, tuple[Cid, np.ndarray]] = {}  # round -> the global model it verified
         self._updates: dict[int, codec.Update] = {}
         self._round_secrets: dict[int, sa.RoundSecrets] = {}
@@ -112,14 +113,28 @@ class Participant(Agent):
     # ---------------------------------------------------------------- set-up
 
     def register(self, _: None) -> None:
-        self._tx("setup", None, self.F.register(self.public_key), "register")
+        """Register with its X25519 key; a task with an identity registry refuses an account it has
+        not verified (``NotAllowed``): that account then takes no part."""
+        try:
+            self._tx("setup", None, self.F.register(self.public_key), "register")
+        except ContractRevert as e:
+            if e.error_name != "NotAllowed":
+                raise
+            self._note("setup", None, "registration refused",
+                       detail="not verified by the task's identity registry (one account per person)")
+            return
+        self.registered = True
+
+    def act(self, phase: str, round_: int | None, *, timed_out: bool = False) -> Wait | None:
+        return super().act(phase, round_, timed_out=timed_out) if self.registered else None
 
     # ---------------------------------------------------------------- train (paper 5.1 step 2)
 
     def training_job(self, r: int) -> TrainingJob | None:
         """Fetch the global model this round trains from by its CID on chain, check it (the genesis
         model, or the one the accepted results on chain give), and hand the trainer its data."""
-        if r in self._refused or (self._distrusts_from is not None and r >= self._distrusts_from):
+        if not self.registered or r in self._refused or (self._distrusts_from is not None
+                                                         and r >= self._distrusts_from):
             return None
         start = self._global_model(r - 1)
         if start is None:
