@@ -22,7 +22,7 @@ import pytest
 
 from din_lab.chain import connect, join
 from din_lab.config import ExperimentConfig
-from din_lab.errors import ChainError, ConfigError, IntegrityError, MissingDependencyError, ProtocolError
+from din_lab.errors import ChainError, ConfigError, MissingDependencyError, ProtocolError
 from din_lab.experiment import run
 from din_lab.protocol.services import start_anvil
 from din_lab.roles.network import Board
@@ -187,31 +187,6 @@ def test_a_board_replica_catches_up_in_order():
     assert replica.read("t") == {"0x1": cids[2]} and replica.read("u") == {"0x2": cids[1]}
     assert board.posts_since(2) == [("t", "0x1", cids[2])] and board.version == 3
 
-
-
-def test_the_public_view_keeps_what_its_agents_add_and_checks_it():
-    """Added here, read here without a fetch; a CID that is not the bytes' is refused."""
-    from din_lab.roles.network import PublicView
-    from din_lab.storage import open_store
-
-    class NoFetch:  # a store whose reads fail: the view must answer from what it kept
-        def __init__(self) -> None:
-            self.inner = open_store("memory")
-
-        def add(self, *args, **kwargs):
-            return self.inner.add(*args, **kwargs)
-
-        def cat(self, cid):
-            raise AssertionError("fetched")
-
-    store = NoFetch()
-    view = PublicView(chain=None, store=store, task=None, registry=None)
-    data = b"an aux object"
-    cid = store.add(data, cid_version=1)
-    view.keep(cid, data)
-    assert view.cat(cid) == data
-    with pytest.raises(IntegrityError):
-        view.keep(store.add(b"other", cid_version=1), data)  # the store named other bytes
 
 
 @needs_anvil

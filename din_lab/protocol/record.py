@@ -7,6 +7,7 @@ experimenter's side of the Lab: results, accuracy, balances, and the agents' own
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -60,7 +61,7 @@ class RoundRecord:
     sent: set[str] = field(default_factory=set)  # who submitted (UpdateSubmitted)
     vanished: set[str] = field(default_factory=set)  # who the environment took offline in submit
     share_reveals: dict[int, dict[int, Cid]] = field(default_factory=dict)  # subgroup -> holder -> CID
-    views: dict[int, Any] = field(default_factory=dict)  # secure aggregation: each subgroup as anyone reads it
+    views: Mapping[int, Any] = field(default_factory=dict)  # secure aggregation: each subgroup as anyone reads it
     accepted: dict[int, Cid] = field(default_factory=dict)
     failed: list[int] = field(default_factory=list)
     aborted: dict[int, str] = field(default_factory=dict)
@@ -70,6 +71,27 @@ class RoundRecord:
     started: float = 0.0
     gas: int = 0
     stopped: str | None = None  # why training ended with this round (the owner's criterion, or the last round)
+
+
+class SubgroupViews(Mapping[int, Any]):
+    """Each subgroup's secure-aggregation view (as anyone reads it from the chain and the store),
+    read when first asked for: the record costs nothing until a widget or a notebook looks."""
+
+    def __init__(self, read: Callable[[int], Any], *, groups: int) -> None:
+        self._read, self._groups, self._views = read, groups, {}
+
+    def __getitem__(self, g: int) -> Any:
+        if not (isinstance(g, int) and 0 <= g < self._groups):
+            raise KeyError(g)
+        if g not in self._views:
+            self._views[g] = self._read(g)
+        return self._views[g]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self._groups))
+
+    def __len__(self) -> int:
+        return self._groups
 
 
 class Recorder:
@@ -114,7 +136,7 @@ class Recorder:
                                 if p.address in trained and not p.behaviour.submits(r)}
         elif phase == "aggregate":
             if lab.config.secagg:
-                record.views = {g: lab.auditor.subgroup_view(r, g) for g in range(record.groups)}
+                record.views = SubgroupViews(lambda g, r=r: lab.auditor.subgroup_view(r, g), groups=record.groups)
             for e in view.events("SharesRevealed", round=r):
                 g = int(e.args["subgroup"])
                 record.share_reveals.setdefault(g, {})[record.committees[g].index(e.args["evaluator"])] = \

@@ -132,10 +132,7 @@ class Agent:
         self._journal.append(LabEvent(phase=phase, round=round_, actor=kw.pop("actor", self.name), action=action, **kw))
 
     def _add(self, data: bytes) -> Cid:
-        cid = Cid.coerce(self.handle.store.add(data, cid_version=1))
-        if self.handle.view is not None:  # as an IPFS node keeps what it adds: read back here, not fetched
-            self.handle.view.keep(cid, data)
-        return cid
+        return Cid.coerce(self.handle.store.add(data, cid_version=1))
 
     def _post(self, topic: str, cid: Cid) -> None:
         self.handle.board.post(topic, sender=self.address, cid=cid)

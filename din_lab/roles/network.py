@@ -146,15 +146,6 @@ class PublicView:
         self._remember(key, data)
         return data
 
-    def keep(self, cid: Cid, data: bytes) -> None:
-        """Cache ``data``, just added to the store by an agent of this process as ``cid`` (checked
-        against it here, like every fetched object), so that readers in this process need not
-        fetch it back."""
-        key = Cid.coerce(cid)
-        if Cid.coerce(cid_of(data, params=ImportParams(cid_version=key.version))) != key:
-            raise IntegrityError(f"the store named {cid} an object that hashes otherwise", cid=str(cid))
-        self._remember(key, data)
-
     def _remember(self, key: Cid, data: bytes) -> None:
         with self._lock:
             if key in self._objects:
