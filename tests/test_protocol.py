@@ -419,3 +419,14 @@ def test_an_allowlist_refuses_sybil_accounts_that_open_registration_pays():
     refused = guarded.participants[~guarded.participants.registered]
     assert len(refused) == 9 and (refused.behaviour == "sybil").all() and (refused.reward == 0).all()
     assert guarded.summary["tokens"]["conserved"] and open_run.summary["tokens"]["conserved"]
+
+
+def test_each_reward_is_explained_in_one_line_a_participant_can_check():
+    """The ``why`` column states the settlement rule with the task's own numbers: score over all
+    scores, times the participants' pool; the contract's payouts follow it to the micro-token."""
+    result = run(ExperimentConfig(**SMALL, seed=5))
+    table = result.participants
+    pool, total = table.reward.sum(), table.score.sum()
+    for row in table.itertuples():
+        assert abs(row.reward - row.score / total * pool) < 1e-6
+        assert f"= {row.reward:.2f} DIN" in row.why and f"score {row.score:.3f}" in row.why

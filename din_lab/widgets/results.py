@@ -36,7 +36,7 @@ class ResultsView(w.VBox):
                                                          else "no global model yet")
                             + ("" if lab.done else " (scores and rewards once the task is over)"))
         self.plot.value = self._plot(participants, evaluators)
-        self.table.value = (html_table(participants, ("name", "behaviour", "samples", "score", "reward"),
+        self.table.value = (html_table(participants, ("name", "behaviour", "samples", "score", "reward", "why"),
                                        empty="rewards are settled in the last phases")
                             + html_table(evaluators, ("name", "behaviour", "fees", "slashed_amount", "stake_after"),
                                          empty=""))
