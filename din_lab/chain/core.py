@@ -590,12 +590,7 @@ def join(url: str, *, accounts: Sequence[LocalAccount]) -> Chain:
     genesis on (:meth:`Chain.follow_logs`)."""
     if not url.startswith(("http://", "https://")):
         raise ConfigError(f"join needs a node's http(s):// JSON-RPC URL, got {url!r}")
-    w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 60}))
-    try:
-        _ = w3.client_version
-    except Exception as e:
-        raise ChainError(f"no JSON-RPC node answers at {url}: {e}") from e
-    chain = Chain(w3, backend=url, accounts=accounts, rpc=JsonRpcClient(url, timeout=60))
+    chain, _ = _rpc_chain(url, list(accounts))
     chain.follow_logs(after=-1)
     return chain
 
@@ -654,13 +649,19 @@ def _connect_embedded(keys: list[LocalAccount], *, seed: int, block_gas_limit: i
     return Chain(w3, backend="embedded", accounts=keys, tester=tester)
 
 
-def _connect_rpc(url: str, keys: list[LocalAccount], *, funder_key: str | None, fund_eth: int) -> Chain:
+def _rpc_chain(url: str, keys: list[LocalAccount]) -> tuple[Chain, str]:
+    """A Chain over the node at ``url``, and the node's client version."""
     w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 60}))
     try:
-        client = w3.client_version
+        client = str(w3.client_version)
     except Exception as e:
         raise ChainError(f"no JSON-RPC node answers at {url}: {e}") from e
-    chain = Chain(w3, backend=url, accounts=keys, rpc=JsonRpcClient(url, timeout=60))
+    return Chain(w3, backend=url, accounts=keys, rpc=JsonRpcClient(url, timeout=60)), client
+
+
+def _connect_rpc(url: str, keys: list[LocalAccount], *, funder_key: str | None, fund_eth: int) -> Chain:
+    chain, client = _rpc_chain(url, keys)
+    w3 = chain.w3
     if "anvil" in client.lower():
         amount = hex(GENESIS_ETH * 10**18)
         for a in keys:
