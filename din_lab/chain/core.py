@@ -110,7 +110,7 @@ class Chain:
                 w3.middleware_onion.remove(name)
         if self.accounts:
             w3.eth.default_account = self.accounts[0].address  # calls come from a funded account
-        self._snapshots: dict[Any, tuple[int, int]] = {}
+        self._snapshots: dict[Any, tuple[int, int, int | None]] = {}
 
     # ----------------------------------------------------------- events
     @property
@@ -517,7 +517,9 @@ class Chain:
             sid = self._tester.take_snapshot()
         else:
             sid = self._request("evm_snapshot", [], context="snapshot")
-        self._snapshots[sid] = (len(self._index), len(self.receipts))
+        if self._following is not None:
+            self._read_logs()  # the index complete up to the snapshot's head
+        self._snapshots[sid] = (len(self._index), len(self.receipts), self._following)
         return sid
 
     def revert(self, snapshot_id: Any) -> None:
@@ -531,10 +533,10 @@ class Chain:
             if not ok:
                 raise ChainError(f"the node refused to revert to snapshot {snapshot_id!r}")
         self.state_version += 1
-        n_events, n_receipts = self._snapshots[snapshot_id]
+        n_events, n_receipts, followed = self._snapshots[snapshot_id]
         self._index.truncate(n_events)
-        if self._following is not None:
-            self._following = min(self._following, self.block_number)
+        if self._following is not None:  # read on from the snapshot's head (other followers must be rebuilt)
+            self._following = followed if followed is not None else self.block_number
         del self.receipts[n_receipts:]
         self._nonces.clear()
 

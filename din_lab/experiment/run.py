@@ -84,7 +84,8 @@ def tabulate(lab: Lab, *, seconds: float) -> ExperimentResult:
                              "samples": p.samples, "registered": registered,
                              "score": lab.chain.call(task.scoreOf(p.address)) / WAD if registered else 0.0,
                              "reward": allocation})
-    _explain_rewards(participants, abandoned=bool(lab.chain.events.where("TaskAbandoned", address=lab.task.address)))
+    ended = {e.event for e in lab.chain.events.where(address=lab.task.address)} & {"TaskAbandoned", "TaskCancelled"}
+    _explain_rewards(participants, ended=next(iter(ended), None))
     evaluators = []
     fee_events = events[events.action == "fee paid"] if len(events) else events
     bond = lab.task_params.evaluator_bond / WAD
@@ -121,22 +122,24 @@ def tabulate(lab: Lab, *, seconds: float) -> ExperimentResult:
                             transactions=transactions)
 
 
-def _explain_rewards(participants: list[dict], *, abandoned: bool) -> None:
+def _explain_rewards(participants: list[dict], *, ended: str | None) -> None:
     """Each participant's reward in one line a participant can check by hand (the ``why`` column)."""
     pool = sum(p["reward"] for p in participants)
     total = sum(p["score"] for p in participants)
     for p in participants:
         if not p["registered"]:
             p["why"] = "registration refused by the task's identity registry: no part, no pay"
-        elif abandoned:
+        elif ended == "TaskCancelled":
+            p["why"] = "task cancelled before training: the deposit went back to the owner, nothing to pay"
+        elif ended == "TaskAbandoned":
             p["why"] = (f"task abandoned: paid {p['reward']:.2f} DIN for its accepted contributions in the rounds "
                         "that closed")
         elif total > 0:
             p["why"] = (f"score {p['score']:.3f} of {total:.3f} in all = {p['score'] / total:.1%} of the participants' "
                         f"pool {pool:.2f} = {p['reward']:.2f} DIN")
         else:
-            p["why"] = (f"nobody scored above 0: the pool {pool:.2f} is shared equally among the final round's "
-                        f"contributors = {p['reward']:.2f} DIN")
+            p["why"] = (f"nobody scored above 0: the pool is paid per accepted contribution over all rounds "
+                        f"(the rest to the public-goods fund) = {p['reward']:.2f} DIN")
 
 
 def _round_seconds(lab: Lab, r: int) -> float:

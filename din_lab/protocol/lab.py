@@ -98,7 +98,7 @@ class Lab(Readings):
     :meth:`step` (one phase) or :meth:`run` (the whole task)."""
 
     def __init__(self, *, config: ExperimentConfig, chain: Chain, store: ContentStore, progress: bool = False,
-                 services: Sequence[ServiceProcess] = ()) -> None:
+                 services: Sequence[ServiceProcess] = (), own_store: bool = False) -> None:
         from din_lab.protocol.checks import check_config
 
         check_config(config)
@@ -126,7 +126,9 @@ class Lab(Readings):
         for agent in agents:
             self._collect(agent.take_events(), round_=None)
         self.runtime = self._start_runtime(agents)
-        self._closer = weakref.finalize(self, shut_down, self.runtime, self._services)
+        # close() (or garbage collection) stops what this Lab started: its runtime, the store it
+        # opened (Lab.create), the servers it started
+        self._closer = weakref.finalize(self, shut_down, self.runtime, self._services, store if own_store else None)
         self.balances_raw_before = net.balances_raw_before
         self.balances_before = {self._names[a]: v / WAD for a, v in net.balances_raw_before.items()}
         self.record = Recorder(lab=self)
@@ -149,7 +151,8 @@ class Lab(Readings):
             if config.runtime == "ray":  # the agents' processes reach a node and a store by URL
                 chain_spec, store_spec, services = ray_endpoints(chain=chain_spec, store=store_spec)
             chain = connect(chain_spec, accounts=account_count(config), seed=config.seed)
-            return cls(config=config, chain=chain, store=open_store(store_spec), progress=progress, services=services)
+            return cls(config=config, chain=chain, store=open_store(store_spec), progress=progress, services=services,
+                       own_store=True)
         except BaseException:
             shut_down(None, services)
             raise
@@ -253,7 +256,7 @@ class Lab(Readings):
         per process)."""
         trained, events = self.runtime.train(r)
         self._collect(events, round_=r)
-        where = "" if self.runtime.name == "local" else f" in each of {self.config.workers} Ray actors"
+        where = "" if self.runtime.name == "local" else " in each Ray actor"
         self.events.append(LabEvent(phase="train", round=r, actor="participants", action="trained locally",
                                     detail=f"{trained} participants, one batched computation{where}"))
 

@@ -19,6 +19,7 @@ from din_lab.chain import Chain
 from din_lab.chain.din import ZERO_ADDRESS, TaskParams, deploy
 from din_lab.cid import Cid
 from din_lab.config import MIN_STAKE, ExperimentConfig
+from din_lab.errors import ConfigError
 from din_lab.learning import TrainingConfig, build_model, flatten, lab_model_spec, load_dataset, partition
 from din_lab.roles.agent import Agent
 from din_lab.roles.auditor import Auditor
@@ -89,9 +90,13 @@ def build(config: ExperimentConfig, *, chain: Chain, store: ContentStore, seed: 
     for acct in evaluator_accounts:
         infrastructure(token.functions.transfer(acct.address, wad(cfg.evaluator_stake)), "fund evaluator",
                        cfg.evaluator_stake)
-    sybil_accounts = chain.accounts[3 + cfg.participants + cfg.evaluators:]
+    first = 3 + cfg.participants + cfg.evaluators
+    if len(chain.accounts) < first + sybil_accounts(cfg):
+        raise ConfigError(f"the chain has {len(chain.accounts)} accounts; this task needs {account_count(cfg)} "
+                          "(connect with accounts=account_count(config))")
+    sybil_accounts_ = chain.accounts[first:first + sybil_accounts(cfg)]
     addresses = [owner_acct.address, fund_acct.address, *(a.address for a in chain.accounts[3:3 + cfg.participants]),
-                 *(a.address for a in evaluator_accounts), *(a.address for a in sybil_accounts)]
+                 *(a.address for a in evaluator_accounts), *(a.address for a in sybil_accounts_)]
     balances_raw_before = {a: chain.call(token.functions.balanceOf(a)) for a in addresses}
     identity = None
     if cfg.identity == "allowlist":  # the network's identity provider verifies one account per person
@@ -116,7 +121,7 @@ def build(config: ExperimentConfig, *, chain: Chain, store: ContentStore, seed: 
     if cfg.secagg:
         for e in evaluators:
             e.publish_key(None)
-    params = task_params(cfg, chain=chain, din=din, genesis=genesis, registrants=cfg.participants + len(sybil_accounts),
+    params = task_params(cfg, chain=chain, din=din, genesis=genesis, registrants=cfg.participants + len(sybil_accounts_),
                          identity_registry=identity.address if identity is not None else None)
     task = chain.at("DINTask", owner.create_task(factory=din.factory, params=params,
                                                  amount=cfg.reward_deposit + cfg.fee_budget))
@@ -139,7 +144,7 @@ def build(config: ExperimentConfig, *, chain: Chain, store: ContentStore, seed: 
                                         index=i, behaviour=b, x=dataset.X_train[idx].copy(),
                                         y=dataset.y_train[idx].copy()))
         participants[-1].register(None)
-    sybils = iter(sybil_accounts)  # each Sybil party's other accounts, with the same data
+    sybils = iter(sybil_accounts_)  # each Sybil party's other accounts, with the same data
     for p in [p for p in participants if p.behaviour.name == "sybil"]:
         for j in range(SYBIL_ACCOUNTS):
             participants.append(Participant(name=f"{p.name} sybil {j + 1}", handle=handle(next(sybils), view, spec),

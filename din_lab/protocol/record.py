@@ -7,6 +7,7 @@ experimenter's side of the Lab: results, accuracy, balances, and the agents' own
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -81,8 +82,9 @@ class SubgroupViews(Mapping[int, Any]):
         self._read, self._groups, self._views = read, groups, {}
 
     def __getitem__(self, g: int) -> Any:
-        if not (isinstance(g, int) and 0 <= g < self._groups):
+        if not (isinstance(g, numbers.Integral) and 0 <= g < self._groups):
             raise KeyError(g)
+        g = int(g)
         if g not in self._views:
             self._views[g] = self._read(g)
         return self._views[g]
@@ -131,9 +133,9 @@ class Recorder:
                                  "participants by their accepted contributions" if lab._ended() else ""))
         elif phase == "submit":
             record.sent = set(view.submitted(r))
-            trained = lab.updates(r)  # dropped out by their own behaviour
-            record.vanished |= {p.address for p in lab.participants
-                                if p.address in trained and not p.behaviour.submits(r)}
+            trained = lab.runtime.ask("trained_in", r, addresses=[p.address for p in lab.participants])
+            record.vanished |= {p.address for p in lab.participants  # dropped out by their own behaviour
+                                if trained[p.address] and not p.behaviour.submits(r)}
         elif phase == "aggregate":
             if lab.config.secagg:
                 record.views = SubgroupViews(lambda g, r=r: lab.auditor.subgroup_view(r, g), groups=record.groups)
@@ -226,7 +228,11 @@ class Readings:
     def agent(self, address: str) -> Agent | RemoteAgent:
         """The agent with this account (the experimenter's handle on it, e.g. for its behaviour;
         under the Ray runtime a :class:`~din_lab.protocol.runtime.RemoteAgent`)."""
-        return next(a for a in (self.owner, *self.participants, *self.evaluators, self.fund) if a.address == address)
+        found = next((a for a in (self.owner, *self.participants, *self.evaluators, self.fund) if a.address == address),
+                     None)
+        if found is None:
+            raise ProtocolError(f"no agent of this task has the account {address}")
+        return found
 
     def updates(self, r: int) -> dict[str, codec.Update]:
         """What each participant trained in round ``r``, for the experimenter (each update is that

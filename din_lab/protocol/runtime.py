@@ -39,18 +39,26 @@ from din_lab.storage import ContentStore, open_store
 log = logging.getLogger(__name__)
 
 Outcomes = dict[str, Wait | None]
+READY_SECONDS = 120  # for the actors to start and join the network
 Post = tuple[str, str, Any]  # topic, sender, CID
 
 
-def train_participants(participants: Sequence[Agent], trainer: BatchedTrainer, round_: int) -> tuple[int, list[LabEvent]]:
-    """Each participant hands its data and the model it verified to ``trainer`` and gets its own
-    result back; returns how many trained and what they did."""
+Jobs = list[tuple[Participant, Any]]
+
+
+def training_jobs(participants: Sequence[Agent], round_: int) -> tuple[Jobs, list[LabEvent]]:
+    """Each participant's training job: the model it fetched and verified, and its data (a
+    participant that finds the published model wrong refuses it on chain here, and has no job)."""
     jobs = [(p, job) for p in participants if isinstance(p, Participant) and (job := p.training_job(round_))]
+    return jobs, [e for p in participants for e in p.take_events()]
+
+
+def train_jobs(jobs: Jobs, trainer: BatchedTrainer, round_: int) -> list[LabEvent]:
+    """The jobs trained as one batched computation; each participant gets only its own result."""
     if jobs:
         for (p, _), params in zip(jobs, trainer.train([j for _, j in jobs], round_=round_), strict=True):
             p.trained(round_, params)
-    events = [e for p in participants for e in p.take_events()]
-    return len(jobs), events
+    return [e for p, _ in jobs for e in p.take_events()]
 
 
 class LocalRuntime:
@@ -84,7 +92,8 @@ class LocalRuntime:
     def train(self, round_: int) -> tuple[int, list[LabEvent]]:
         if self._trainer is None:
             self._trainer = BatchedTrainer(self._spec)
-        return train_participants(list(self._agents.values()), self._trainer, round_)
+        jobs, events = training_jobs(list(self._agents.values()), round_)
+        return len(jobs), events + train_jobs(jobs, self._trainer, round_)
 
     def ask(self, method: str, *args: Any, addresses: Sequence[str]) -> dict[str, Any]:
         """``agent.method(*args)`` of each agent in ``addresses``: the experimenter's question."""
@@ -113,6 +122,7 @@ class AgentHost:
             a.connect(chain=self.chain, store=self.store, token=token, registry=registry, view=self.view,
                       board=self.board, spec=spec)
         self.trainer = BatchedTrainer(spec)
+        self._jobs: Jobs = []
 
     def turn(self, phase: str, round_: int | None, active: list[str], timed_out: bool,
              posts: list[Post]) -> tuple[Outcomes, list[tuple[str, list[LabEvent]]], list[Post]]:
@@ -130,9 +140,17 @@ class AgentHost:
             events.append((address, agent.take_events()))
         return outcomes, events, self.board.posts_since(mark)
 
-    def train(self, round_: int) -> tuple[int, list[LabEvent]]:
+    def prepare_training(self, round_: int) -> tuple[int, list[LabEvent]]:
+        """Its participants' jobs (a refusal of the published model is a transaction: the actors
+        do this in turn, in agent order); kept here for :meth:`train`."""
         self.chain.refresh()
-        return train_participants(list(self.agents.values()), self.trainer, round_)
+        self._jobs, events = training_jobs(list(self.agents.values()), round_)
+        return len(self._jobs), events
+
+    def train(self, round_: int) -> list[LabEvent]:
+        """The prepared jobs, trained (no chain, no store: every actor at once)."""
+        jobs, self._jobs = self._jobs, []
+        return train_jobs(jobs, self.trainer, round_)
 
     def ask(self, method: str, args: tuple, addresses: list[str]) -> dict[str, Any]:
         self.chain.refresh()
@@ -183,10 +201,13 @@ class RemoteAgent:
         self.samples = getattr(agent, "samples", None)
         self.registered = getattr(agent, "registered", None)  # settled at set-up, before the agent moved
         self._runtime = runtime
+        self._methods = frozenset(n for n in dir(type(agent))
+                                  if not n.startswith("_") and callable(getattr(type(agent), n, None)))
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
+        if name.startswith("_") or name not in self._methods:
+            raise AttributeError(f"{name!r}: a RemoteAgent forwards the agent's methods only (its data stays in "
+                                 "its actor)")
         return lambda *args: self._runtime.ask(name, *args, addresses=[self.address])[self.address]
 
     def __repr__(self) -> str:
@@ -217,10 +238,18 @@ class RayRuntime:
         self.proxies = [RemoteAgent(a, runtime=self) for a in agents]
         self._hosts: list[Any] = []
         self._sent = [0] * len(groups)  # how much of the board each actor has been sent
+        self.closed = False
         try:
-            self._hosts = [host_class.remote(chain_url=chain_url, store_url=store_url, contracts=contracts,
-                                             spec=spec, agents=g) for g in groups]
-            self._get([h.__ray_ready__.remote() for h in self._hosts])
+            for g in groups:
+                self._hosts.append(host_class.remote(chain_url=chain_url, store_url=store_url, contracts=contracts,
+                                                     spec=spec, agents=g))
+            try:
+                self._ray.get([h.__ray_ready__.remote() for h in self._hosts], timeout=READY_SECONDS)
+            except self._ray.exceptions.GetTimeoutError:
+                raise ProtocolError(f"the {len(groups)} Ray actors did not start within {READY_SECONDS} s (does the "
+                                    f"Ray cluster have {len(groups)} free CPUs?)") from None
+            except self._ray.exceptions.RayActorError as e:
+                raise ProtocolError(f"a Ray actor failed to start its agents: {e}") from e
         except BaseException:
             self.close()
             raise
@@ -228,6 +257,10 @@ class RayRuntime:
     @property
     def addresses(self) -> list[str]:
         return list(self._order)
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ProtocolError("this Lab was closed: its Ray actors are gone (start a new Lab)")
 
     def _get(self, refs: list[Any]) -> list[Any]:
         try:
@@ -243,6 +276,7 @@ class RayRuntime:
         the board: the chain sees the transactions of the local runtime in the same order (the
         contract draws subgroups and committees from block hashes, so any reordering would change
         every later draw)."""
+        self._check_open()
         outcomes: Outcomes = {}
         events: list[LabEvent] = []
         for k, host in enumerate(self._hosts):
@@ -259,10 +293,21 @@ class RayRuntime:
         return outcomes, events
 
     def train(self, round_: int) -> tuple[int, list[LabEvent]]:
-        results = self._get([h.train.remote(round_) for h in self._hosts])
-        return sum(n for n, _ in results), [e for _, events in results for e in events]
+        """Each actor prepares its participants' jobs in turn (checks that may refuse the model on
+        chain), then all train at once."""
+        self._check_open()
+        trained, events = 0, []
+        for host in self._hosts:
+            ((count, prepared),) = self._get([host.prepare_training.remote(round_)])
+            trained, events = trained + count, events + prepared
+        for done in self._get([h.train.remote(round_) for h in self._hosts]):
+            events += done
+        return trained, events
 
     def ask(self, method: str, *args: Any, addresses: Sequence[str]) -> dict[str, Any]:
+        self._check_open()
+        if unknown := [a for a in addresses if a not in self._order]:
+            raise ProtocolError(f"no agent has the account(s) {', '.join(unknown)}")
         calls = []
         for k, host in enumerate(self._hosts):
             mine = [a for a in addresses if a in self._members[k]]
@@ -279,6 +324,7 @@ class RayRuntime:
         return self._get([h.execute.remote(fn, args) for h in self._hosts])
 
     def close(self) -> None:
+        self.closed = True
         for host in self._hosts:
             self._ray.kill(host)
         self._hosts = []
@@ -303,9 +349,11 @@ def start_runtime(config: ExperimentConfig, *, agents: list[Agent], network: Any
                                  "token": network.din.token.address})
 
 
-def shut_down(runtime: Runtime | None, services: Sequence[ServiceProcess]) -> None:
-    """Stop a runtime's actors, then the servers started for it (by PID)."""
+def shut_down(runtime: Runtime | None, services: Sequence[ServiceProcess], store: ContentStore | None = None) -> None:
+    """Stop a runtime's actors, close the store's connection, then stop the servers started for it (by PID)."""
     if runtime is not None:
         runtime.close()
+    if store is not None:
+        store.close()
     for service in services:
         service.stop()

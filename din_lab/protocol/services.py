@@ -9,11 +9,14 @@ anvil is the binary the npm package in ``contracts/`` installs (``make setup``),
 from __future__ import annotations
 
 import os
+import queue
 import re
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,49 +90,72 @@ def start_anvil(*, prune_history: int | None = None, gas_limit: int = GAS_LIMIT,
     port = free_port()
     extra = ["--prune-history", str(prune_history)] if prune_history is not None else []
     extra += ["--timestamp", str(GENESIS_TIMESTAMP)]
-    proc = subprocess.Popen(
-        [anvil_binary(), "--host", "127.0.0.1", "--port", str(port), "--hardfork", "prague", "--accounts", "1",
-         "--gas-limit", str(gas_limit), "--silent", *extra],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-    )
+    binary = anvil_binary()
+    try:
+        proc = subprocess.Popen(
+            [binary, "--host", "127.0.0.1", "--port", str(port), "--hardfork", "prague", "--accounts", "1",
+             "--gas-limit", str(gas_limit), "--silent", *extra],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+        )
+    except OSError as e:
+        raise ChainError(f"cannot run anvil ({binary}): {e}") from e
     node = ServiceProcess(name="anvil", url=f"http://127.0.0.1:{port}", process=proc)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                pass
-        except OSError:
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise ChainError(f"anvil exited with code {proc.returncode} before it listened") from None
-            time.sleep(0.05)
-            continue
-        try:
-            JsonRpcClient(node.url).request("anvil_setBlockTimestampInterval", [BLOCK_TIME])
-            return node
-        except ChainError:  # listening, not answering yet
-            time.sleep(0.05)
-    node.stop()
-    raise ChainError(f"anvil did not listen on 127.0.0.1:{port} within {timeout:g} s")
+                raise ChainError(f"anvil exited with code {proc.returncode} before it served 127.0.0.1:{port}")
+            try:
+                JsonRpcClient(node.url, timeout=1.0).request("anvil_setBlockTimestampInterval", [BLOCK_TIME])
+            except ChainError:  # not listening yet
+                time.sleep(0.05)
+                continue
+            if proc.poll() is None:  # it answered, and it is ours (not another server that took the port)
+                return node
+        raise ChainError(f"anvil did not serve 127.0.0.1:{port} within {timeout:g} s")
+    except BaseException:
+        node.stop()
+        raise
 
 
 def start_ipfs_daemon(repo: str | os.PathLike, *, timeout: float = 30.0) -> ServiceProcess:
     """``din-lab ipfs daemon`` (Kubo's RPC API over an embedded store in ``repo``, a directory or
     ``memory``) on 127.0.0.1 and a free port, started with this Python."""
+    errors = tempfile.TemporaryFile()  # noqa: SIM115 - read if it fails, closed with the process's end
     proc = subprocess.Popen(
         [sys.executable, "-m", "din_lab.cli", "ipfs", "--repo", os.fspath(repo), "daemon", "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True,
+        stdout=subprocess.PIPE, stderr=errors, stdin=subprocess.DEVNULL, text=True,
     )
-    url = None
-    deadline = time.monotonic() + timeout
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if match := re.search(r"listening on /ip4/([\d.]+)/tcp/(\d+)", line):
-            url = f"http://{match.group(1)}:{match.group(2)}"
-        if line.strip() == "Daemon is ready" and url is not None:
-            proc.stdout.close()  # it prints nothing more
-            return ServiceProcess(name="din-lab ipfs daemon", url=url, process=proc)
-    ServiceProcess(name="din-lab ipfs daemon", url=url or "", process=proc).stop()
-    raise StorageError(f"din-lab ipfs daemon (repo {os.fspath(repo)}) did not become ready within {timeout:g} s")
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:  # readline blocks: read on a thread, wait with a deadline here
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    service = ServiceProcess(name="din-lab ipfs daemon", url="", process=proc)
+    try:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:  # it exited
+                proc.wait(timeout=5)
+                errors.seek(0)
+                tail = errors.read().decode(errors="replace").strip().splitlines()[-3:]
+                raise StorageError(f"din-lab ipfs daemon (repo {os.fspath(repo)}) exited with code "
+                                   f"{proc.returncode}: {' / '.join(tail) or 'no message'}")
+            if match := re.search(r"listening on /ip4/([\d.]+)/tcp/(\d+)", line):
+                service.url = f"http://{match.group(1)}:{match.group(2)}"
+            if line.strip() == "Daemon is ready" and service.url:
+                return service
+        raise StorageError(f"din-lab ipfs daemon (repo {os.fspath(repo)}) did not become ready within {timeout:g} s")
+    except BaseException:
+        service.stop()
+        raise
+    finally:
+        errors.close()

@@ -110,6 +110,10 @@ class Participant(Agent):
         """What it trained in round ``r`` (its own secret: the experimenter may look, no agent does)."""
         return self._updates.get(r)
 
+    def trained_in(self, r: int) -> bool:
+        """Whether it trained in round ``r`` (without handing over the update)."""
+        return r in self._updates
+
     # ---------------------------------------------------------------- set-up
 
     def register(self, _: None) -> None:

@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 
 _PIECE = 1 << 20
 IDLE_SECONDS = 2.0  # a kept-alive connection idle longer is renewed before a streamed upload
+# how a node's closing of a kept-alive connection shows (a timeout or a refusal is not one of them)
+CLOSED_BY_PEER = (http.client.RemoteDisconnected, http.client.CannotSendRequest, ConnectionResetError,
+                  BrokenPipeError, ConnectionAbortedError)
 
 
 class _Response:
@@ -82,9 +85,12 @@ class KuboStore(ContentStore):
 
     def close(self) -> None:
         with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            self._drop()
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     # -- HTTP --------------------------------------------------------------------------------
 
@@ -94,7 +100,7 @@ class KuboStore(ContentStore):
         if self.offline and command != "add":
             query.setdefault("offline", "true")
         path = f"{self._base}/api/v0/{command}?{urlencode(query)}"
-        replayable = data is None or isinstance(data, bytes | str)
+        replayable = (data is None or isinstance(data, bytes | str)) and command != "pin/rm"  # pin/rm twice fails
         with self._lock:
             # a streamed body cannot be sent twice: never start one on a connection idle long
             # enough for the node to have closed it
@@ -112,11 +118,16 @@ class KuboStore(ContentStore):
                     response = _Response(answer.status, answer.read())
                     self._used = time.monotonic()
                     break
-                except (OSError, http.client.HTTPException) as e:
-                    self._conn.close()
-                    self._conn = None
-                    if attempt == 2 or fresh or not replayable:  # only a kept-alive connection's close is retried
+                except CLOSED_BY_PEER as e:  # a kept-alive connection the node closed: once more, on a new one
+                    self._drop()
+                    if attempt == 2 or fresh or not replayable:
                         raise RemoteStoreError(f"IPFS node at {self.url} is unreachable ({command}): {e}") from e
+                except (OSError, http.client.HTTPException) as e:  # refused, timed out: not retried
+                    self._drop()
+                    raise RemoteStoreError(f"IPFS node at {self.url} is unreachable ({command}): {e}") from e
+                except BaseException:  # e.g. the content's own error while streaming it: the request is half sent
+                    self._drop()
+                    raise
         if response.status_code != 200:
             raise self._error(command, response, cid)
         return response
