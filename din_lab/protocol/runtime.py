@@ -12,9 +12,9 @@ A runtime gives agents their turns and hands the clock what they did; it never d
   view, and a replica of the public board, which catches up with the others' posts before each of
   its turns. The actors take a turn one after another, so the chain sees the same transactions in
   the same order as under the local runtime: the contract's draws come from block hashes, and a
-  seeded run gives the same summary on both. The participants' local training, which sends
-  nothing, runs in all actors at once, each training its own participants as one batched
-  computation.
+  seeded run gives the same summary on both. In ``train`` the actors in turn have their
+  participants fetch and check the published model (a refusal is a transaction); then all actors
+  train at once, each its own participants as one batched computation.
 
 The clock sees only what agents did (their events), whether they wait, and the public board; the
 experimenter's questions to an agent about its own state (``ask``) are answered where it lives.
