@@ -223,3 +223,18 @@ def test_the_backend_variables_are_the_config_defaults(monkeypatch):
     monkeypatch.delenv("DIN_LAB_CHAIN")
     monkeypatch.delenv("DIN_LAB_IPFS")
     assert (ExperimentConfig().chain, ExperimentConfig().store) == ("embedded", "memory")
+
+
+def test_servers_that_cannot_start_say_why(monkeypatch, tmp_path):
+    """A missing anvil binary is a ChainError naming it; a daemon that exits is a StorageError with
+    its own last words; nothing is left running."""
+    from din_lab.errors import StorageError
+    from din_lab.protocol.services import start_anvil, start_ipfs_daemon
+
+    monkeypatch.setenv("DIN_LAB_ANVIL", str(tmp_path / "no-such-anvil"))
+    with pytest.raises(ChainError, match="no-such-anvil"):
+        start_anvil()
+    not_a_store = tmp_path / "file"
+    not_a_store.write_text("not a store")
+    with pytest.raises(StorageError, match="exited with code"):
+        start_ipfs_daemon(not_a_store, timeout=60)
