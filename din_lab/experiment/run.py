@@ -1,8 +1,9 @@
 """``din_lab.run(config) -> ExperimentResult``: one DIN task, end to end, as tidy tables.
 
 Tables (pandas): ``rounds`` (accuracy, accepted subgroups, secure-aggregation aborts, dropouts,
-disputes, slashes, gas, seconds),
-``participants`` (behaviour, samples, score, reward), ``evaluators`` (behaviour, fees, slashed
+disputes, slashes, gas, seconds, why training stopped),
+``participants`` (behaviour, samples, registered, score, reward, and ``why``: the reward in one
+line a participant can check by hand), ``evaluators`` (behaviour, fees, slashed
 stake), ``transactions`` (every Lab event). ``summary`` is the JSON-ready digest written to
 ``summary.json``; with the same seed and config on the embedded backends it is identical from run
 to run except for its timing fields.
