@@ -62,8 +62,8 @@ def _run(args: argparse.Namespace) -> int:
             print(f"din-lab: error: cannot read --config {args.config}: {e}", file=sys.stderr)
             return 2
     for key in ("participants", "evaluators", "subgroup_size", "evaluators_per_subgroup", "rounds", "dataset",
-                "partition", "model", "local_epochs", "scorer", "chain", "seed", "evaluation", "he_workers", "runtime", "workers", "target_accuracy",
-                "stop_on_budget", "identity"):
+                "partition", "model", "local_epochs", "scorer", "chain", "seed", "evaluation", "he_workers",
+                "runtime", "workers", "target_accuracy", "stop_on_budget", "identity"):
         value = getattr(args, key)
         if value is not None:
             settings[key] = value
@@ -79,8 +79,8 @@ def _run(args: argparse.Namespace) -> int:
     config = ExperimentConfig.from_dict(settings)
     result = run(config, progress=not args.no_progress)
     s = result.summary
-    print(f"DIN task on the {result.summary['chain']} chain"
-          + (f" ({config.workers} Ray actors)" if config.runtime == "ray" else "") + f": {config.participants} participants, {config.evaluators} "
+    actors = f" ({config.workers} Ray actors)" if config.runtime == "ray" else ""
+    print(f"DIN task on the {result.summary['chain']} chain{actors}: {config.participants} participants, {config.evaluators} "
           f"evaluators, {len(s['rounds'])} rounds, {config.dataset} / {config.model}, scorer {config.scorer}, "
           + (f"secure aggregation ({config.secagg_graph} mask graph)" if config.secagg else "plaintext updates")
           + (f", {config.dropout:g} of participants drop out each round" if config.dropout else "")

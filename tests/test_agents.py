@@ -46,7 +46,7 @@ def test_agents_with_only_their_handles_run_a_round_from_chain_state(secagg):
     subgroup accepted, and a fresh reader of the chain recomputes the published global model."""
     config = ExperimentConfig(**SMALL, secagg=secagg, secagg_graph="secagg+")
     chain = connect("embedded", accounts=3 + config.participants + config.evaluators, seed=config.seed)
-    net = build(config, chain=chain, store=open_store("embedded"), seed=config.seed)
+    net = build(config, chain=chain, store=open_store("memory"), seed=config.seed)
     runtime = LocalRuntime(agents_of(net), board=net.board, spec=net.spec)
     for phase in ROUND_PHASES:
         if phase == "train":

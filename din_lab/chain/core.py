@@ -687,15 +687,12 @@ def _receipt_from_json(raw: dict[str, Any]) -> dict[str, Any]:
         "status": int(raw["status"], 16),
         "gasUsed": int(raw["gasUsed"], 16),
         "contractAddress": to_checksum_address(created) if created else None,
-        "logs": [{"address": to_checksum_address(log["address"]),
-                  "topics": [bytes.fromhex(t[2:]) for t in log["topics"]],
-                  "data": bytes.fromhex(log["data"][2:]),
-                  "logIndex": int(log["logIndex"], 16)} for log in raw["logs"]],
+        "logs": [_log_from_json(log) for log in raw["logs"]],
     }
 
 
 def _log_from_json(raw: dict[str, Any]) -> dict[str, Any]:
-    """One ``eth_getLogs`` entry with the fields :meth:`EventIndex.ingest_logs` reads."""
+    """One log (of a receipt, or of ``eth_getLogs``) with the fields the event index reads."""
     return {"address": to_checksum_address(raw["address"]), "topics": [bytes.fromhex(t[2:]) for t in raw["topics"]],
             "data": bytes.fromhex(raw["data"][2:]), "logIndex": int(raw["logIndex"], 16),
             "blockNumber": int(raw["blockNumber"], 16), "transactionHash": bytes.fromhex(raw["transactionHash"][2:])}

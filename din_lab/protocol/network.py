@@ -94,9 +94,9 @@ def build(config: ExperimentConfig, *, chain: Chain, store: ContentStore, seed: 
     if len(chain.accounts) < first + sybil_accounts(cfg):
         raise ConfigError(f"the chain has {len(chain.accounts)} accounts; this task needs {account_count(cfg)} "
                           "(connect with accounts=account_count(config))")
-    sybil_accounts_ = chain.accounts[first:first + sybil_accounts(cfg)]
+    extra_accounts = chain.accounts[first:first + sybil_accounts(cfg)]
     addresses = [owner_acct.address, fund_acct.address, *(a.address for a in chain.accounts[3:3 + cfg.participants]),
-                 *(a.address for a in evaluator_accounts), *(a.address for a in sybil_accounts_)]
+                 *(a.address for a in evaluator_accounts), *(a.address for a in extra_accounts)]
     balances_raw_before = {a: chain.call(token.functions.balanceOf(a)) for a in addresses}
     identity = None
     if cfg.identity == "allowlist":  # the network's identity provider verifies one account per person
@@ -121,7 +121,7 @@ def build(config: ExperimentConfig, *, chain: Chain, store: ContentStore, seed: 
     if cfg.secagg:
         for e in evaluators:
             e.publish_key(None)
-    params = task_params(cfg, chain=chain, din=din, genesis=genesis, registrants=cfg.participants + len(sybil_accounts_),
+    params = task_params(cfg, chain=chain, din=din, genesis=genesis, registrants=cfg.participants + len(extra_accounts),
                          identity_registry=identity.address if identity is not None else None)
     task = chain.at("DINTask", owner.create_task(factory=din.factory, params=params,
                                                  amount=cfg.reward_deposit + cfg.fee_budget))
@@ -144,7 +144,7 @@ def build(config: ExperimentConfig, *, chain: Chain, store: ContentStore, seed: 
                                         index=i, behaviour=b, x=dataset.X_train[idx].copy(),
                                         y=dataset.y_train[idx].copy()))
         participants[-1].register(None)
-    sybils = iter(sybil_accounts_)  # each Sybil party's other accounts, with the same data
+    sybils = iter(extra_accounts)  # each Sybil party's other accounts, with the same data
     for p in [p for p in participants if p.behaviour.name == "sybil"]:
         for j in range(SYBIL_ACCOUNTS):
             participants.append(Participant(name=f"{p.name} sybil {j + 1}", handle=handle(next(sybils), view, spec),

@@ -36,14 +36,27 @@ from din_lab.roles.network import Board, LabEvent, PublicView, TaskSpec, Wait
 from din_lab.roles.participant import BatchedTrainer, Participant
 from din_lab.storage import ContentStore, open_store
 
-log = logging.getLogger(__name__)
-
 Outcomes = dict[str, Wait | None]
-READY_SECONDS = 120  # for the actors to start and join the network
 Post = tuple[str, str, Any]  # topic, sender, CID
-
-
 Jobs = list[tuple[Participant, Any]]
+READY_SECONDS = 120  # for the actors to start and join the network
+
+
+def take_turn(agents: dict[str, Agent], active: Sequence[str], phase: str, round_: int | None,
+              timed_out: bool) -> tuple[Outcomes, list[LabEvent]]:
+    """One turn of the ``active`` agents, in order: each one's outcome, and what they did."""
+    outcomes: Outcomes = {}
+    events: list[LabEvent] = []
+    for address in active:
+        agent = agents[address]
+        outcomes[address] = agent.act(phase, round_, timed_out=timed_out)
+        events += agent.take_events()
+    return outcomes, events
+
+
+def ask_agents(agents: dict[str, Agent], method: str, args: tuple, addresses: Sequence[str]) -> dict[str, Any]:
+    """``agent.method(*args)`` of each agent in ``addresses``: the experimenter's question."""
+    return {a: getattr(agents[a], method)(*args) for a in addresses}
 
 
 def training_jobs(participants: Sequence[Agent], round_: int) -> tuple[Jobs, list[LabEvent]]:
@@ -76,18 +89,9 @@ class LocalRuntime:
     def addresses(self) -> list[str]:
         return list(self._agents)
 
-    def agent(self, address: str) -> Agent:
-        return self._agents[address]
-
     def turn(self, phase: str, round_: int | None, *, active: Sequence[str],
              timed_out: bool) -> tuple[Outcomes, list[LabEvent]]:
-        outcomes: Outcomes = {}
-        events: list[LabEvent] = []
-        for address in active:
-            agent = self._agents[address]
-            outcomes[address] = agent.act(phase, round_, timed_out=timed_out)
-            events += agent.take_events()
-        return outcomes, events
+        return take_turn(self._agents, active, phase, round_, timed_out)
 
     def train(self, round_: int) -> tuple[int, list[LabEvent]]:
         if self._trainer is None:
@@ -96,8 +100,7 @@ class LocalRuntime:
         return len(jobs), events + train_jobs(jobs, self._trainer, round_)
 
     def ask(self, method: str, *args: Any, addresses: Sequence[str]) -> dict[str, Any]:
-        """``agent.method(*args)`` of each agent in ``addresses``: the experimenter's question."""
-        return {a: getattr(self._agents[a], method)(*args) for a in addresses}
+        return ask_agents(self._agents, method, args, addresses)
 
     def close(self) -> None:
         pass
@@ -125,19 +128,14 @@ class AgentHost:
         self._jobs: Jobs = []
 
     def turn(self, phase: str, round_: int | None, active: list[str], timed_out: bool,
-             posts: list[Post]) -> tuple[Outcomes, list[tuple[str, list[LabEvent]]], list[Post]]:
+             posts: list[Post]) -> tuple[Outcomes, list[LabEvent], list[Post]]:
         """The board's news since this actor's last turn, then each active agent's turn; returns
         the outcomes, the events and this actor's new posts."""
         self.chain.refresh()
         for topic, sender, cid in posts:
             self.board.post(topic, sender=sender, cid=cid)
         mark = self.board.version
-        outcomes: Outcomes = {}
-        events: list[tuple[str, list[LabEvent]]] = []
-        for address in active:
-            agent = self.agents[address]
-            outcomes[address] = agent.act(phase, round_, timed_out=timed_out)
-            events.append((address, agent.take_events()))
+        outcomes, events = take_turn(self.agents, active, phase, round_, timed_out)
         return outcomes, events, self.board.posts_since(mark)
 
     def prepare_training(self, round_: int) -> tuple[int, list[LabEvent]]:
@@ -154,7 +152,7 @@ class AgentHost:
 
     def ask(self, method: str, args: tuple, addresses: list[str]) -> dict[str, Any]:
         self.chain.refresh()
-        return {a: getattr(self.agents[a], method)(*args) for a in addresses}
+        return ask_agents(self.agents, method, args, addresses)
 
     def execute(self, fn: Callable[..., Any], args: tuple) -> Any:
         return fn(self, *args)
@@ -286,7 +284,7 @@ class RayRuntime:
             news = self.board.posts_since(self._sent[k])
             (result,) = self._get([host.turn.remote(phase, round_, mine, timed_out, news)])
             outcomes.update(result[0])
-            events += [e for _, agent_events in result[1] for e in agent_events]
+            events += result[1]
             for topic, sender, cid in result[2]:
                 self.board.post(topic, sender=sender, cid=cid)
             self._sent[k] = self.board.version  # its own posts it has

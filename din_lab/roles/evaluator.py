@@ -231,7 +231,7 @@ class Evaluator(Agent):
             cid = Cid.from_chain(event.args["shares"])
             try:
                 parsed = self.view.decoded(cid, sa.parse_share_reveal, kind="share reveal")  # public, parsed once
-                pool += sa.decode_share_reveal(b"", holder=holder, view=view, parsed=parsed)
+                pool += sa.check_share_reveal(parsed, holder=holder, view=view)
             except DinLabError as e:
                 self._note("aggregate", r, f"share reveal for subgroup {g} refused", actor=event.args["evaluator"],
                            detail=f"by {self.name}: {e}")

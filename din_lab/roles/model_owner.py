@@ -169,7 +169,7 @@ class ModelOwner(Agent):
             self._note("publish", r, "holds the final model until rewards settle", cid=str(cid))
             return None
         params = self.view.call(F.params())
-        why = self._stop(r, vector) if r + 1 < int(params[6]) else None
+        why = self._stop(r, vector, fee=int(params[3])) if r + 1 < int(params[6]) else None
         if why:
             self._note("publish", r, "ends training", detail=why)
             self._tx("publish", r, F.signalFinalRound(), "signal final round")
@@ -177,7 +177,7 @@ class ModelOwner(Agent):
         self._tx("publish", r, F.publishGlobalModel(r, cid.to_chain()), "publish global model", cid=cid)
         return None
 
-    def _stop(self, r: int, vector: np.ndarray) -> str | None:
+    def _stop(self, r: int, vector: np.ndarray, *, fee: int) -> str | None:
         """Why the owner ends training after round ``r`` (before the task's last round), if it does:
         too few evaluators left for a committee; its target accuracy reached on its own test set;
         or its fee budget unable to pay the committees of one more round and of scoring."""
@@ -190,7 +190,6 @@ class ModelOwner(Agent):
             if accuracy >= self.target_accuracy:
                 return f"target accuracy reached: {accuracy:.4f} >= {self.target_accuracy:g} on the owner's test set"
         if self.stop_on_budget:
-            fee = int(self.view.call(F.params())[3])
             needed = 2 * self.view.groups(r) * self.spec.evaluators_per_subgroup * fee  # a round's votes, and scoring
             left = int(self.view.call(F.feeEscrow()))
             if left < needed:

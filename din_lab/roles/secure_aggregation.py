@@ -224,20 +224,25 @@ def encode_share_reveal(shares: Sequence[Share], *, holder: int, evaluator: str,
 
 def parse_share_reveal(data: bytes) -> tuple[str | None, tuple[Share, ...]]:
     """A share reveal object's holder field and shares, parsed but not yet checked (a reader may
-    cache this per CID; :func:`decode_share_reveal` checks it for its own view)."""
+    cache this per CID; :func:`check_share_reveal` checks it for its own view)."""
     meta, tensors = _read(data, REVEAL_KIND)
     return meta.get("holder"), tuple(Share.from_bytes(tensors[k].tobytes()) for k in sorted(tensors))
 
 
-def decode_share_reveal(data: bytes, *, holder: int, view: SubgroupView,
-                        parsed: tuple[str | None, tuple[Share, ...]] | None = None) -> list[Share]:
-    """The shares committee member ``holder`` revealed for ``view``'s round, checked against
-    Bonawitz's rule before they are pooled: for this round and subgroup, from this holder only (a
-    member speaks only for itself), of participants of the mask graph, each survivor's self seed and
-    each dropout's mask key, at most one per participant. Anything else is a
-    :class:`~din_lab.secagg.ShareError` and the caller drops the holder's whole reveal.
-    ``parsed``: :func:`parse_share_reveal` of ``data``, when the caller has it."""
-    meta_holder, shares_parsed = parsed if parsed is not None else parse_share_reveal(data)
+def decode_share_reveal(data: bytes, *, holder: int, view: SubgroupView) -> list[Share]:
+    """A share reveal object's shares, checked (:func:`check_share_reveal`)."""
+    return check_share_reveal(parse_share_reveal(data), holder=holder, view=view)
+
+
+def check_share_reveal(parsed: tuple[str | None, tuple[Share, ...]], *, holder: int,
+                       view: SubgroupView) -> list[Share]:
+    """The shares committee member ``holder`` revealed for ``view``'s round (as
+    :func:`parse_share_reveal` read them), checked against Bonawitz's rule before they are pooled:
+    for this round and subgroup, from this holder only (a member speaks only for itself), of
+    participants of the mask graph, each survivor's self seed and each dropout's mask key, at most
+    one per participant. Anything else is a :class:`~din_lab.secagg.ShareError` and the caller
+    drops the holder's whole reveal."""
+    meta_holder, shares_parsed = parsed
     if meta_holder != str(holder):
         raise ShareError(f"a share reveal of holder {meta_holder} offered as holder {holder}'s")
     shares = list(shares_parsed)

@@ -104,9 +104,8 @@ class KuboStore(ContentStore):
         with self._lock:
             # a streamed body cannot be sent twice: never start one on a connection idle long
             # enough for the node to have closed it
-            if not replayable and self._conn is not None and time.monotonic() - self._used > IDLE_SECONDS:
-                self._conn.close()
-                self._conn = None
+            if not replayable and time.monotonic() - self._used > IDLE_SECONDS:
+                self._drop()
             for attempt in (1, 2):
                 fresh = self._conn is None
                 if fresh:
