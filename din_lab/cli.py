@@ -82,9 +82,11 @@ def _run(args: argparse.Namespace) -> int:
     actors = f" ({config.workers} Ray actors)" if config.runtime == "ray" else ""
     print(f"DIN task on the {result.summary['chain']} chain{actors}: {config.participants} participants, {config.evaluators} "
           f"evaluators, {len(s['rounds'])} rounds, {config.dataset} / {config.model}, scorer {config.scorer}, "
-          + (f"secure aggregation ({config.secagg_graph} mask graph)" if config.secagg else "plaintext updates")
+          + (f"secure aggregation ({config.secagg_graph} mask graph)" if config.secagg
+             else "plaintext updates (baseline: no secure aggregation)")
           + (f", {config.dropout:g} of participants drop out each round" if config.dropout else "")
-          + (", encrypted evaluation (CKKS)" if config.evaluation == "he" else ", plaintext evaluation"))
+          + (", encrypted evaluation (CKKS)" if config.evaluation == "he"
+             else ", plaintext evaluation (baseline: the test set in the clear)"))
     for note in s["notes"]:
         print(f"note: {note}")
     print("\nround  accuracy  updates  accepted  aborted  disputes  slashed")
@@ -204,8 +206,9 @@ def _add_run_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--local-epochs", dest="local_epochs", type=int)
     run.add_argument("--scorer", help="shapley, loo or accuracy")
     run.add_argument("--evaluation", choices=("plaintext", "he"),
-                     help="how evaluators score: on the owner's test set in plaintext, or CKKS-encrypted (he: the "
-                          "owner decrypts the committee-agreed outputs; needs --model logreg or mlp-square)")
+                     help="how evaluators score: on the owner's CKKS-encrypted test set (he, the default: the owner "
+                          "decrypts the committee-agreed outputs; needs --model logreg or mlp-square), or on it in "
+                          "plaintext (the baseline: the test set is published in the clear)")
     run.add_argument("--he-workers", dest="he_workers", type=int, metavar="N",
                      help="worker processes for encrypted evaluation (default 1: in this process); the outputs "
                           "are byte-identical whatever N")
@@ -215,9 +218,10 @@ def _add_run_parser(sub: argparse._SubParsersAction) -> None:
                      metavar="FRACTION:BEHAVIOUR",
                      help="random-data, inverted-labels, scaled, free-rider, dropout, sybil (repeatable)")
     run.add_argument("--secagg", choices=("on", "off"),
-                     help="secure aggregation of updates: masked in subgroups, unmasked as a sum (default off)")
+                     help="secure aggregation of updates: masked in subgroups, unmasked as a sum (default on; off is the "
+                          "plaintext baseline, where evaluators see and screen each update)")
     run.add_argument("--secagg-graph", dest="secagg_graph", choices=("full", "secagg+"),
-                     help="mask graph: every pair (full, Bonawitz) or O(log n) neighbours (secagg+, Bell et al.)")
+                     help="mask graph: O(log n) neighbours (secagg+, Bell et al., the default) or every pair (full, Bonawitz)")
     run.add_argument("--dropout", type=float, metavar="FRACTION",
                      help="fraction of participants that train, then vanish before submitting, each round")
     run.add_argument("--target-accuracy", dest="target_accuracy", type=float, metavar="ACC",

@@ -6,8 +6,10 @@ backend (:class:`ChainConfig`) and one whole DIN task (:class:`ExperimentConfig`
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from din_lab.errors import ConfigError
@@ -77,6 +79,12 @@ def parse_share(text: str, *, field: str) -> tuple[float, str]:
     return value, behaviour
 
 
+PLAINTEXT_BASELINE: Mapping[str, Any] = MappingProxyType({"secagg": False, "evaluation": "plaintext"})
+"""The settings that turn the paper's protocol into its plaintext baseline: updates travel in the
+clear (evaluators can screen each one) and the owner's test set is published in the clear.
+``ExperimentConfig(**PLAINTEXT_BASELINE, ...)``; on the CLI ``--secagg off --evaluation plaintext``."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class ExperimentConfig:
     """One DIN task, fully specified: who takes part, what is learned, how the chain is paid.
@@ -99,10 +107,12 @@ class ExperimentConfig:
     learning_rate: float = 0.01
     optimizer: str = "adam"
     scorer: str = "shapley"
-    evaluation: str = "plaintext"
+    # the paper's protocol by default: CKKS-encrypted evaluation and secure aggregation over the
+    # SecAgg+ graph; PLAINTEXT_BASELINE names the protocol without its privacy, for comparison
+    evaluation: str = "he"
     he_workers: int = 1
-    secagg: bool = False
-    secagg_graph: str = "full"
+    secagg: bool = True
+    secagg_graph: str = "secagg+"
     dropout: float = 0.0
     malicious_evaluators: tuple[tuple[float, str], ...] = ()
     malicious_participants: tuple[tuple[float, str], ...] = ()

@@ -7,6 +7,8 @@ import subprocess
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from eth_utils import keccak
+
 from din_lab.chain import Chain
 from din_lab.chain import assignment as assign
 from din_lab.chain.din import (
@@ -16,6 +18,7 @@ from din_lab.chain.din import (
     cid_arg,
     create_task,
     deploy,
+    held_envelope,
     mine_past_seed,
     opt_in,
     result_commitment,
@@ -176,6 +179,9 @@ class Net:
         """Every committee member commits and reveals its subgroup's result; ``silent``
         evaluators never reveal, ``wrong`` ones reveal another result."""
         groups = self.round_info(task, r)[4]
+        if results is None and r == self.call(task.functions.finalRound()):  # held: envelopes (release_all)
+            self.held = {g: (cid(f"sealed r{r}g{g}"), keccak(f"key r{r} g{g}".encode())) for g in range(groups)}
+            results = {g: Cid.of_raw_block(held_envelope(*self.held[g])) for g in range(groups)}
         results = results or {g: cid(f"r{r}g{g}") for g in range(groups)}
         votes = []
         self.to_commit(task, r)
@@ -250,10 +256,20 @@ class Net:
     def finalize_scores(self, task, g):
         return self.tx(task.functions.finalizeScores(g, self.reports(task, g)), self.stranger)
 
-    def run_to_finished(self, task, **score_kw):
+    def run_to_finished(self, task, *, release=True, **score_kw):
+        """Train, score and settle; then (``release``) a backer of each held final-round result
+        releases its key, which frees the bonds."""
         self.train_to_scoring(task)
         self.publish_evaluation_set(task)
         self.score_all(task, **score_kw)
+        if release:
+            self.release_all(task)
+
+    def release_all(self, task):
+        final = self.call(task.functions.finalRound())
+        for g, (sealed, key) in getattr(self, "held", {}).items():
+            if self.call(task.functions.subgroupInfo(final, g))[9] and not any(self.call(task.functions.finalKeys(g))):
+                self.tx(task.functions.releaseFinalModel(g, sealed.to_chain(), key), self.committee(task, final, g)[0])
 
     def members(self, task, r, g):
         info = self.round_info(task, r)

@@ -73,7 +73,11 @@ def test_run_prints_a_report_and_writes_tables(tmp_path):
             "--malicious-evaluators", "0.25:lazy", "--no-progress", "--out", str(tmp_path / "out"))
     assert r.returncode == 0, r.stderr
     assert "accuracy" in r.stdout and "slashed evaluators:" in r.stdout and "conserved: True" in r.stdout
-    assert "plaintext" in r.stdout  # says it is the baseline
+    # the paper's protocol by default, said so in the header
+    assert "secure aggregation (secagg+ mask graph), encrypted evaluation (CKKS)" in r.stdout
+    assert "baseline" not in r.stdout
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["config"]["secagg"] is True and summary["config"]["evaluation"] == "he"
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["tokens"]["conserved"] is True
     assert [e["behaviour"] for e in summary["evaluators"]].count("lazy") == 1
@@ -93,7 +97,8 @@ def test_run_with_secure_aggregation_and_dropouts_matches_plaintext(tmp_path):
     accuracy = {}
     for mode in ("on", "off"):
         out = tmp_path / mode
-        r = run("run", "--secagg", mode, "--dropout", "0.2", "--no-progress", "--out", str(out))
+        r = run("run", "--secagg", mode, "--secagg-graph", "full", "--evaluation", "plaintext", "--dropout", "0.2",
+                "--no-progress", "--out", str(out))
         assert r.returncode == 0, r.stderr
         summary = json.loads((out / "summary.json").read_text())
         assert summary["tokens"]["conserved"] is True
@@ -103,6 +108,10 @@ def test_run_with_secure_aggregation_and_dropouts_matches_plaintext(tmp_path):
             assert "secure aggregation (full mask graph)" in r.stdout
             assert "reveals its final-round update to its own committee only" in r.stdout  # the trade-off
             assert summary["config"]["secagg"] is True
+        else:  # every output names the baseline as such
+            assert "plaintext updates (baseline: no secure aggregation)" in r.stdout
+            assert "plaintext evaluation (baseline: the test set in the clear)" in r.stdout
+            assert any(n.startswith("plaintext baseline") for n in summary["notes"])
     assert abs(accuracy["on"] - accuracy["off"]) <= 0.005
 
 
@@ -123,7 +132,7 @@ def test_run_with_encrypted_evaluation_pays_as_plaintext(tmp_path):
     for mode in ("he", "plaintext"):
         out = tmp_path / mode
         workers = ["--he-workers", "2"] if mode == "he" else []
-        r = run("run", "--evaluation", mode, *workers, "--no-progress", "--out", str(out))
+        r = run("run", "--evaluation", mode, "--secagg", "off", *workers, "--no-progress", "--out", str(out))
         assert r.returncode == 0, r.stderr
         summary = json.loads((out / "summary.json").read_text())
         assert summary["tokens"]["conserved"] is True
@@ -136,8 +145,9 @@ def test_run_with_encrypted_evaluation_pays_as_plaintext(tmp_path):
 
 
 def test_run_refuses_models_he_cannot_evaluate():
-    r = run("run", "--evaluation", "he", "--model", "cnn", "--no-progress")
-    assert r.returncode == 2 and "mlp-square" in r.stderr
+    for flags in (("--evaluation", "he"), ()):  # encrypted evaluation is the default
+        r = run("run", *flags, "--model", "cnn", "--no-progress")
+        assert r.returncode == 2 and "mlp-square" in r.stderr and "--evaluation plaintext" in r.stderr
     r = run("run", "--evaluation", "rot13", "--no-progress")
     assert r.returncode == 2 and "invalid choice" in r.stderr
     r = run("run", "--evaluation", "he", "--he-workers", "0", "--no-progress")

@@ -29,7 +29,7 @@ SMALL = dict(participants=12, subgroup_size=4, evaluators=7, evaluators_per_subg
 
 @pytest.fixture(scope="module")
 def plaintext():
-    return finished(ExperimentConfig(participants=20, seed=3))
+    return finished(ExperimentConfig(participants=20, seed=3, evaluation="plaintext"))
 
 
 @pytest.fixture(scope="module")
@@ -143,15 +143,21 @@ def test_square_mlp_task_runs_encrypted():
     published = lab.chain.events.where("EncryptedEvaluationSetPublished", address=lab.task.address)[0].args
     assert HEParams.from_json(published["params"]).poly_modulus_degree == 16384
     plain, p = finished(ExperimentConfig(participants=6, subgroup_size=3, evaluators=3, evaluators_per_subgroup=3,
-                                         rounds=1, dataset="breast_cancer", model="mlp-square", scorer="accuracy"))
+                                         rounds=1, dataset="breast_cancer", model="mlp-square", scorer="accuracy",
+                                         evaluation="plaintext"))
     e_scores, p_scores = _by_address(s, "score"), _by_address(p, "score")
     assert e_scores == pytest.approx(p_scores, abs=1e-9)  # accuracy: identical predictions
 
 
 @pytest.mark.parametrize("model", ["mlp", "cnn"])
 def test_models_he_cannot_evaluate_are_refused_at_configuration(model):
-    with pytest.raises(ConfigError, match="mlp-square"):
-        Lab.create(ExperimentConfig(model=model, evaluation="he"))
+    """Encrypted evaluation is the default: a model it cannot evaluate is refused before anything is
+    deployed, naming the HE-ready models and the plaintext baseline."""
+    for config in (ExperimentConfig(model=model), ExperimentConfig(model=model, evaluation="he")):
+        with pytest.raises(ConfigError, match="mlp-square") as refused:
+            Lab.create(config)
+        assert "--evaluation plaintext" in str(refused.value)
+    Lab.create(ExperimentConfig(model=model, evaluation="plaintext", rounds=1)).close()
 
 
 @pytest.mark.parametrize("workers", [0, -2, 65, True, 1.5, "2"])

@@ -93,7 +93,7 @@ REACHABLE = {R: {R, T, S, FIN, C, A_}, T: {T, S, FIN, A_}, S: {S, FIN, A_}, FIN:
 
 # roundInfo / subgroupInfo tuple positions
 SUBMISSION_DEADLINE, NUM_SUBGROUPS, PENDING, GLOBAL_MODEL = 3, 4, 5, 7
-COMMIT_START, COMMIT_DEADLINE, REVEAL_DEADLINE, STATUS, COHORT, _RESULT, SEED_BLOCK = range(7)
+COMMIT_START, COMMIT_DEADLINE, REVEAL_DEADLINE, STATUS, COHORT, _RESULT, SEED_BLOCK, _OPENED, _ABORTED, HELD = range(10)
 
 
 # what the examples did, for the fuzz report (benchmarks/fuzz.py): examples, steps, transactions,
@@ -1032,10 +1032,28 @@ class DinTaskMachine(RuleBasedStateMachine):
                 break
         assert self.phase(t) in ENDED, f"task {t.name} still in phase {self.phase(t)} after 200 stranger steps"
 
+    def _settle_holds(self, t: TaskState) -> None:
+        """The machine's committees reveal arbitrary CIDs, never a sealed result's envelope, so no key
+        can open a held final-round result: past the release deadline anyone slashes its backers,
+        which frees what is left of their bonds (a task always ends for its evaluators too)."""
+        F = t.F
+        if self.phase(t) not in (Phase.FINISHED, Phase.ABANDONED):
+            return
+        final = self.v(F.finalRound())
+        for g in range(self.v(F.roundInfo(final))[NUM_SUBGROUPS]):
+            if not self.v(F.subgroupInfo(final, g))[HELD]:
+                continue
+            self._mine_past(self.v(F.releaseDeadline()))
+            rc, err = self.send(F.slashWithholders(g), DRIVER)
+            assert rc is not None, f"a held result nobody released cannot be settled past the deadline: {err}"
+            self._sync_events()
+            assert not self.v(F.subgroupInfo(final, g))[HELD]
+
     def _drain(self, t: TaskState) -> None:
         """After the end everyone takes what it is owed; the task keeps only tokens sent to it directly."""
         assert self.phase(t) in ENDED
         self._sync_events()
+        self._settle_holds(t)
         accounts = set(t.ledger) | set(t.credits) | set(self.registered(t)) | {self.addr(t.owner)}
         for a in sorted(accounts):
             who = self.index_of[a]

@@ -11,8 +11,8 @@ import pytest
 
 from din_lab.chain.din import Phase, SubgroupStatus
 from din_lab.cid import Cid
-from din_lab.config import ExperimentConfig
-from din_lab.errors import ConfigError, ContractRevert, ProtocolError
+from din_lab.config import PLAINTEXT_BASELINE, ExperimentConfig
+from din_lab.errors import ConfigError, ContractRevert, CryptoError, ProtocolError
 from din_lab.experiment import run, tabulate
 from din_lab.protocol import lab as lab_module
 from din_lab.protocol.lab import FINAL_PHASES, ROUND_PHASES, Lab
@@ -21,7 +21,10 @@ from din_lab.roles.participant import BatchedTrainer
 
 warnings.filterwarnings("ignore", category=UserWarning)
 
-SMALL = dict(participants=12, subgroup_size=4, evaluators=7, evaluators_per_subgroup=3, rounds=2)
+# The mechanics these tests check (consensus, slashing, disputes, stopping, payouts) are the same with
+# and without the paper's privacy layers; they run the plaintext baseline, named, for speed and
+# bit-for-bit runs. test_secagg_lab and test_he_lab run them under secure aggregation and CKKS.
+SMALL = dict(participants=12, subgroup_size=4, evaluators=7, evaluators_per_subgroup=3, rounds=2, **PLAINTEXT_BASELINE)
 
 
 def without_timing(summary: dict) -> dict:
@@ -48,16 +51,35 @@ def test_default_task_learns_pays_and_conserves_tokens(default_run):
     assert sum(p["reward"] for p in s["participants"]) == pytest.approx(950.0, abs=1e-9)
     assert all(0.0 <= p["score"] <= 1.0 for p in s["participants"])
     assert s["gas"]["per_participant_round"] > 0 and s["timing"]["total_seconds"] > 0
-    assert any("plaintext" in note for note in s["notes"])  # the output says it is the baseline
+    # the default is the paper's protocol: secure aggregation over the SecAgg+ graph, encrypted evaluation
+    assert s["config"]["secagg"] is True and s["config"]["secagg_graph"] == "secagg+"
+    assert s["config"]["evaluation"] == "he"
+    assert s["notes"][0].startswith("secure aggregation") and s["notes"][1].startswith("encrypted evaluation")
+    assert not any("baseline" in note for note in s["notes"])
     for key in ("address", "behaviour", "samples", "score", "reward"):
         assert key in s["participants"][0]
     for key in ("address", "behaviour", "fees", "slashed_amount"):
         assert key in s["evaluators"][0]
 
 
-def test_same_seed_same_summary(default_run):
-    again = run(ExperimentConfig())
-    assert without_timing(again.summary) == without_timing(default_run.summary)
+def test_same_seed_same_task_under_encryption(default_run):
+    """CKKS encryption draws fresh noise from the operating system (TenSEAL takes no seed), so two
+    runs of the paper's protocol decrypt slightly different outputs: the same accuracy and draws,
+    scores within 1e-6 and rewards within 1e-4 tokens, not the same bits."""
+    again = run(ExperimentConfig()).summary
+    first = default_run.summary
+    assert again["final_accuracy"] == first["final_accuracy"]
+    assert [r["accuracy"] for r in again["rounds"]] == [r["accuracy"] for r in first["rounds"]]
+    for a, b in zip(again["participants"], first["participants"], strict=True):
+        assert a["address"] == b["address"]
+        assert a["score"] == pytest.approx(b["score"], abs=1e-6)
+        assert a["reward"] == pytest.approx(b["reward"], abs=1e-4)
+    assert again["tokens"]["conserved"] and again["tokens"]["public_goods"] == first["tokens"]["public_goods"]
+
+
+def test_same_seed_same_summary_bit_for_bit_in_the_plaintext_baseline():
+    config = ExperimentConfig(**PLAINTEXT_BASELINE, rounds=2)
+    assert without_timing(run(config).summary) == without_timing(run(config).summary)
 
 
 def test_tables_and_summary_are_written(default_run, tmp_path):
@@ -278,13 +300,15 @@ def test_several_disputes_in_one_round_each_get_their_own_windows():
 
 @pytest.fixture(scope="module")
 def honest_only():
-    return run(ExperimentConfig(seed=1)).summary
+    return run(ExperimentConfig(seed=1, **PLAINTEXT_BASELINE)).summary
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("behaviour", ["random-data", "inverted-labels", "scaled", "free-rider", "dropout"])
 def test_thirty_percent_poisoners_earn_little_and_do_not_hurt_accuracy(honest_only, behaviour):
-    s = run(ExperimentConfig(seed=1, malicious_participants=(f"0.3:{behaviour}",))).summary
+    """The plaintext baseline, where evaluators screen each update before aggregating (under secure
+    aggregation they cannot: test_secagg_lab measures that case)."""
+    s = run(ExperimentConfig(seed=1, **PLAINTEXT_BASELINE, malicious_participants=(f"0.3:{behaviour}",))).summary
     bad = [p for p in s["participants"] if p["behaviour"] == behaviour]
     assert len(bad) == 6
     pool = sum(p["reward"] for p in s["participants"])
@@ -364,13 +388,16 @@ def test_refusals_mid_round_pay_only_closed_rounds_and_every_claim_succeeds():
 
 def test_the_owner_ends_training_at_its_target_accuracy():
     """Paper 5.1 step 5b-c: the owner measures each global model on its own test set and, once the
-    target is reached, signals the final round instead of publishing: the task moves to scoring,
-    pays out in full, and the round table says why training stopped."""
+    target is reached, signals that the next round is the last (the final round's model is sealed
+    until rewards settle, so it decides one round ahead): the task then moves to scoring, pays out
+    in full, and the round table says why training stopped."""
     result = run(ExperimentConfig(**{**SMALL, "rounds": 4}, target_accuracy=0.5, local_epochs=2, seed=2))
     rounds = result.summary["rounds"]
-    assert len(rounds) == 1 and rounds[0]["accuracy"] >= 0.5
-    assert rounds[0]["stopped"].startswith("target accuracy reached") and "on the owner's test set" in rounds[0]["stopped"]
-    assert any(e.action == "signal final round" for e in result.transactions.itertuples())
+    assert len(rounds) == 2 and rounds[0]["accuracy"] >= 0.5 and rounds[0]["stopped"] is None
+    assert rounds[1]["stopped"].startswith("target accuracy reached") and "on the owner's test set" in rounds[1]["stopped"]
+    assert "round 1 is the last" in rounds[1]["stopped"]
+    signal = next(e for e in result.transactions.itertuples() if e.action == "signal final round")
+    assert signal.round == 0
     assert result.summary["tokens"]["conserved"] and result.summary["tokens"]["paid_participants"] > 0
 
 
@@ -430,3 +457,67 @@ def test_each_reward_is_explained_in_one_line_a_participant_can_check():
     for row in table.itertuples():
         assert abs(row.reward - row.score / total * pool) < 1e-6
         assert f"= {row.reward:.2f} DIN" in row.why and f"score {row.score:.3f}" in row.why
+
+
+# ---------------------------------------------------------------------------------------------
+# the final model's hold (paper 5.1 step 5d, 5.2 step 6b)
+
+HOLD = dict(participants=8, subgroup_size=4, evaluators=4, evaluators_per_subgroup=3, rounds=2, local_epochs=2,
+            seed=3)
+
+
+def test_the_owner_reads_the_final_model_only_after_rewards_settle():
+    """The paper's protocol: until rewards settle, what is on chain and IPFS for the final round is
+    sealed (the owner's own view opens none of it, the contract refuses even the right key); after
+    settlement the committees' keys are on chain and anyone rebuilds the model the owner published."""
+    from din_lab.chain import reverts
+    from din_lab.roles import final_model as fm
+    from din_lab.roles.auditor import HELD, accepted_results, held_header
+
+    lab = Lab.create(ExperimentConfig(**HOLD))
+    while lab.next_phase != ("score", None):
+        lab.step()
+    final, F, view = len(lab.rounds) - 1, lab.task.functions, lab.owner.view
+    assert lab.owner.global_model(final) is None  # the owner has not built it: it cannot
+    results, unusable = accepted_results(view, final, spec=lab.spec)
+    assert not results and len(unusable) == lab.rounds[final].groups
+    assert all(why.endswith(HELD) for why in unusable.values())
+    for g, cid in lab.rounds[final].accepted.items():
+        assert len(lab.store.cat(cid)) == 128  # an envelope: the sealed object's CID and the key's hash
+        header = held_header(view, final, g)  # who is in the sum is public; the sum is not
+        assert set(header.included) == set(lab.rounds[final].members[g]) & set(lab.rounds[final].sent)
+        assert not any(lab.chain.call(F.finalKeys(g)))
+    backer = next(e for e in lab.evaluators if e._held)
+    envelope, (sealed, key) = next(iter(backer._held.items()))
+    g = next(g for g, c in lab.rounds[final].accepted.items() if c == envelope)
+    with pytest.raises(CryptoError):  # a guessed key opens nothing
+        fm.open_sealed(lab.store.cat(sealed), bytes(32))
+    assert fm.open_sealed(lab.store.cat(sealed), key)  # the backer's own key does (it computed the sum)
+    with pytest.raises(reverts.WrongPhase):  # not even the right key is accepted before settlement
+        lab.chain.transact(F.releaseFinalModel(g, sealed.to_chain(), key), sender=lab.owner.handle.account)
+
+    lab.run()
+    assert lab.chain.call(F.phase()) == Phase.FINISHED
+    results, unusable = accepted_results(view, final, spec=lab.spec)  # the same view, after the release
+    assert len(results) == lab.rounds[final].groups and not unusable
+    assert all(any(lab.chain.call(F.finalKeys(g))) for g in lab.rounds[final].accepted)
+    assert lab.verify_round(final)  # anyone's rebuild equals the owner's published final model
+    assert lab.owner.global_model(final)[0] == lab.network.view.global_model_cid(final)
+    releases = [e for e in lab.events if e.action.startswith("release the final model's key")]
+    assert releases and all(e.phase == "release" for e in releases)
+    assert tabulate(lab, seconds=1.0).summary["final_accuracy"] > 0.5
+
+
+def test_committees_that_withhold_the_final_models_keys_are_slashed():
+    """Every evaluator withholds: past the release deadline the owner slashes the backers of each
+    sealed result, leaves those subgroups out of the final model, and the tokens still balance."""
+    lab = Lab.create(ExperimentConfig(**HOLD, malicious_evaluators=("1.0:withholder",)))
+    lab.run()
+    final = len(lab.rounds) - 1
+    reasons = [e.args["reason"] for e in lab.chain.events.where("EvaluatorSlashed", address=lab.task.address)]
+    assert reasons and set(reasons) == {"withheld final-model key"}
+    withheld = lab.chain.events.where("FinalModelWithheld", address=lab.task.address)
+    assert len(withheld) == lab.rounds[final].groups
+    np.testing.assert_array_equal(lab.rounds[final].global_model, lab.rounds[final - 1].global_model)
+    summary = tabulate(lab, seconds=1.0).summary
+    assert summary["tokens"]["conserved"] is True and summary["tokens"]["left_in_task"] == 0

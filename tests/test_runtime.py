@@ -29,7 +29,7 @@ from din_lab.roles.network import Board
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = dict(participants=8, subgroup_size=4, evaluators=4, evaluators_per_subgroup=3, rounds=2, seed=3,
-             secagg=True, secagg_graph="secagg+", local_epochs=2)
+             secagg=True, secagg_graph="secagg+", evaluation="plaintext", local_epochs=2)
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
                                reason="the ray runtime needs Ray: pip install 'din-lab[ray]' (make test installs it)")
 needs_anvil = pytest.mark.skipif("anvil" not in os.environ.get("DIN_LAB_TEST_BACKENDS", "embedded,anvil"),

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from din_lab.cid import Cid
-from din_lab.config import ExperimentConfig
+from din_lab.config import PLAINTEXT_BASELINE, ExperimentConfig
 from din_lab.errors import ConfigError, IntegrityError, ProtocolError
 from din_lab.experiment import tabulate
 from din_lab.protocol.lab import Lab
@@ -23,16 +23,25 @@ from tests.helpers import finished
 warnings.filterwarnings("ignore", category=UserWarning)
 
 SMALL = dict(participants=12, subgroup_size=4, evaluators=7, evaluators_per_subgroup=3, rounds=2)
+# secure aggregation on its own, against the plaintext baseline: evaluation stays in plaintext here
+# (test_he_lab and the default task run both layers together)
+SECURE = dict(secagg=True, secagg_graph="full", evaluation="plaintext")
 
 
 @pytest.fixture(scope="module")
 def plaintext():
-    return finished(ExperimentConfig())
+    return finished(ExperimentConfig(**PLAINTEXT_BASELINE))
 
 
 @pytest.fixture(scope="module")
 def secure():
-    return finished(ExperimentConfig(secagg=True))
+    return finished(ExperimentConfig(**SECURE))
+
+
+def _result(lab: Lab, state, g: int) -> codec.SubgroupResult:
+    """The accepted result of subgroup ``g`` in the round ``state`` records, as anyone reads it (the
+    final round's once its key is released after settlement)."""
+    return lab.result(next(r for r, s in enumerate(lab.rounds) if s is state), g)
 
 
 def _result_cids(lab: Lab, r: int, g: int) -> set[Cid]:
@@ -88,7 +97,7 @@ def test_no_individual_update_is_ever_stored_in_the_clear(secure):
             assert np.count_nonzero(masked.masked == clear) <= 1
         # what the committee published is the sum, and it equals the plain fixed-point sum
         for g, members in state.members.items():
-            result = codec.decode_result(lab.store.cat(state.accepted[g]))
+            result = _result(lab, state, g)
             expected = np.zeros(lab.global_vector.shape[0] + 1, dtype=np.uint64)
             for m in members:
                 np.add(expected, sa.encode_contribution(lab.updates(r)[m]), out=expected)
@@ -119,8 +128,8 @@ def test_sealed_contributions_open_only_for_their_committee(secure):
 
 @pytest.mark.slow
 def test_dropouts_are_recovered_and_the_task_matches_plaintext():
-    plain_lab, plain = finished(ExperimentConfig(dropout=0.3))
-    lab, s = finished(ExperimentConfig(secagg=True, dropout=0.3))
+    plain_lab, plain = finished(ExperimentConfig(**PLAINTEXT_BASELINE, dropout=0.3))
+    lab, s = finished(ExperimentConfig(**SECURE, dropout=0.3))
     assert abs(s["final_accuracy"] - plain["final_accuracy"]) <= 0.005
     assert s["tokens"]["conserved"] is True
     assert all(r["dropouts"] == 6 for r in s["rounds"])
@@ -129,7 +138,7 @@ def test_dropouts_are_recovered_and_the_task_matches_plaintext():
     assert recovered  # subgroups with dropouts were unmasked from the committee's shares
     for r, g in recovered:
         state = lab.rounds[r]
-        result = codec.decode_result(lab.store.cat(state.accepted[g]))
+        result = _result(lab, state, g)
         survivors = [state.members[g][p] for p in lab.rounds[r].views[g].survivors]
         expected = np.zeros(lab.global_vector.shape[0] + 1, dtype=np.uint64)
         for m in survivors:
@@ -142,7 +151,7 @@ def test_a_subgroup_left_with_two_survivors_aborts_cleanly():
     """Half of 12 participants vanish each round: some subgroup of 4 keeps at most 2 (pigeonhole),
     and a sum of 2 would expose them. Its committee accepts the aborted result: nobody is slashed,
     no share is revealed, the round goes on with the other subgroups, tokens are conserved."""
-    lab, s = finished(ExperimentConfig(**SMALL, secagg=True, dropout=0.5))
+    lab, s = finished(ExperimentConfig(**SMALL, **SECURE, dropout=0.5))
     assert s["tokens"]["conserved"] is True
     assert all(not r["slashed"] for r in s["rounds"])
     for r, state in enumerate(lab.rounds):
@@ -153,7 +162,7 @@ def test_a_subgroup_left_with_two_survivors_aborts_cleanly():
             assert "survived" in state.aborted[g] or "no well-formed masked update" in state.aborted[g]
             assert not [e for e in lab.chain.events.where("SharesRevealed", address=lab.task.address, round=r,
                                                          subgroup=g)]  # nothing revealed for it
-            result = codec.decode_result(lab.store.cat(state.accepted[g]))
+            result = _result(lab, state, g)
             assert result.samples == 0 and not result.included and not np.any(result.weighted_sum)
         assert lab.verify_round(r)
     participants = {p["address"]: p for p in s["participants"]}
@@ -171,12 +180,12 @@ def test_a_subgroup_left_with_two_survivors_aborts_cleanly():
 
 def test_secagg_plus_masks_with_a_sparse_graph_and_sums_exactly():
     lab, s = finished(ExperimentConfig(participants=24, subgroup_size=12, evaluators=4, rounds=1,
-                                       secagg=True, secagg_graph="secagg+", dropout=0.1))
+                                       secagg=True, secagg_graph="secagg+", evaluation="plaintext", dropout=0.1))
     assert s["tokens"]["conserved"] is True
     state = lab.rounds[0]
     for g, view in state.views.items():
         assert view.graph.degree == 8 < len(view.members) - 1  # 2 * ceil(log2 12)
-        result = codec.decode_result(lab.store.cat(state.accepted[g]))
+        result = _result(lab, state, g)
         assert not result.aborted
         expected = np.zeros(lab.global_vector.shape[0] + 1, dtype=np.uint64)
         for p in view.survivors:
@@ -185,7 +194,7 @@ def test_secagg_plus_masks_with_a_sparse_graph_and_sums_exactly():
 
 
 def test_a_masked_vector_of_the_wrong_length_is_a_dropout_and_earns_nothing():
-    lab = Lab.create(ExperimentConfig(**SMALL, secagg=True, malicious_participants=("0.09:wrong-length",)))
+    lab = Lab.create(ExperimentConfig(**SMALL, **SECURE, malicious_participants=("0.09:wrong-length",)))
     bad = next(p for p in lab.participants if p.behaviour.name == "wrong-length")
     lab.run()
     for r, state in enumerate(lab.rounds):
@@ -193,7 +202,7 @@ def test_a_masked_vector_of_the_wrong_length_is_a_dropout_and_earns_nothing():
         g = next(g for g, ms in state.members.items() if bad.address in ms)
         view = state.views[g]
         assert "shape" in view.rejected[state.members[g].index(bad.address)]  # ... and was refused
-        result = codec.decode_result(lab.store.cat(state.accepted[g]))
+        result = _result(lab, state, g)
         assert not result.aborted and bad.address in result.rejected and bad.address not in result.included
         assert lab.verify_round(r)
     row = tabulate(lab, seconds=1.0).participants.set_index("address").loc[bad.address]
@@ -201,7 +210,7 @@ def test_a_masked_vector_of_the_wrong_length_is_a_dropout_and_earns_nothing():
 
 
 def test_tampered_share_bundles_abort_the_subgroup_cleanly():
-    lab = Lab.create(ExperimentConfig(**SMALL, secagg=True, malicious_participants=("0.09:bad-shares",)))
+    lab = Lab.create(ExperimentConfig(**SMALL, **SECURE, malicious_participants=("0.09:bad-shares",)))
     bad = next(p for p in lab.participants if p.behaviour.name == "bad-shares")
     lab.run()
     summary = tabulate(lab, seconds=1.0).summary
@@ -218,7 +227,7 @@ def test_tampered_share_bundles_abort_the_subgroup_cleanly():
 
 
 def test_a_reveal_that_does_not_open_the_commitment_scores_zero():
-    lab = Lab.create(ExperimentConfig(**SMALL, secagg=True, malicious_participants=("0.09:false-reveal",)))
+    lab = Lab.create(ExperimentConfig(**SMALL, **SECURE, malicious_participants=("0.09:false-reveal",)))
     bad = next(p for p in lab.participants if p.behaviour.name == "false-reveal")
     lab.run()
     refused = [e for e in lab.events if e.actor == bad.name and e.action.startswith("reveal refused")]
@@ -233,7 +242,7 @@ def test_masking_one_update_and_revealing_another_is_named_and_costs_its_sender(
     masked vector from the revealed update and round secrets: it does not match the vector on
     chain, so every member names that participant, it scores 0 and earns nothing, and the honest
     members of its subgroup are still scored."""
-    lab = Lab.create(ExperimentConfig(**SMALL, secagg=True, malicious_participants=("0.09:inflated-mask",)))
+    lab = Lab.create(ExperimentConfig(**SMALL, **SECURE, malicious_participants=("0.09:inflated-mask",)))
     bad = next(p for p in lab.participants if p.behaviour.name == "inflated-mask")
     lab.run()
     final = len(lab.rounds) - 1
@@ -242,7 +251,7 @@ def test_masking_one_update_and_revealing_another_is_named_and_costs_its_sender(
     assert len(refused) == len(lab.rounds[final].committees[g])  # every member, each on its own
     assert all("rebuild its masked update" in e.detail for e in refused)
     # the agreed sum is the masked one: it is not the sum of the honest reveals
-    result = codec.decode_result(lab.store.cat(lab.rounds[final].accepted[g]))
+    result = _result(lab, lab.rounds[final], g)
     expected = np.zeros(lab.global_vector.shape[0] + 1, dtype=np.uint64)
     for m in result.included:
         np.add(expected, sa.encode_contribution(lab.updates(final)[m]), out=expected)
@@ -258,7 +267,7 @@ def test_masking_one_update_and_revealing_another_is_named_and_costs_its_sender(
 def test_content_that_does_not_hash_to_its_cid_is_refused():
     """A participant cannot show different evaluators different masked vectors: its CID is on
     chain and the store refuses bytes that do not hash to it. The lab treats it as a dropout."""
-    lab = Lab.create(ExperimentConfig(**{**SMALL, "rounds": 1}, secagg=True))
+    lab = Lab.create(ExperimentConfig(**{**SMALL, "rounds": 1}, **SECURE))
     while lab.next_phase[0] != "aggregate":
         lab.step()
     state = lab.rounds[0]
@@ -275,7 +284,7 @@ def test_content_that_does_not_hash_to_its_cid_is_refused():
     lab.run()
     view = state.views[0]
     assert 1 not in view.survivors and "hash" in view.rejected[1].lower()
-    result = codec.decode_result(lab.store.cat(state.accepted[0]))
+    result = _result(lab, state, 0)
     assert victim in result.rejected and not result.aborted
     expected = np.zeros(lab.global_vector.shape[0] + 1, dtype=np.uint64)
     for m in result.included:
@@ -315,7 +324,7 @@ def test_share_reveals_are_checked_before_they_are_pooled(secure):
 
 
 def test_a_silent_member_reveals_no_shares_and_t_others_suffice():
-    lab = Lab.create(ExperimentConfig(**SMALL, secagg=True, malicious_evaluators=("0.15:lazy",)))
+    lab = Lab.create(ExperimentConfig(**SMALL, **SECURE, malicious_evaluators=("0.15:lazy",)))
     lazy = next(e for e in lab.evaluators if e.behaviour.name == "lazy")
     lab.run()
     s = tabulate(lab, seconds=1.0).summary
@@ -331,7 +340,7 @@ def test_a_silent_member_reveals_no_shares_and_t_others_suffice():
 
 
 def test_forged_share_reveals_are_refused_and_the_round_survives():
-    lab = Lab.create(ExperimentConfig(**SMALL, secagg=True, malicious_evaluators=("0.15:forged-shares",)))
+    lab = Lab.create(ExperimentConfig(**SMALL, **SECURE, malicious_evaluators=("0.15:forged-shares",)))
     forger = next(e for e in lab.evaluators if e.behaviour.name == "forged-shares")
     lab.run()
     seats = [(r, g) for r, state in enumerate(lab.rounds) for g, c in state.committees.items() if forger.address in c]

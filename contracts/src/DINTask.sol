@@ -118,21 +118,6 @@ contract DINTask is DINTaskBase, EIP712 {
         emit EvaluatorOptedOut(msg.sender, amount);
     }
 
-    /// @notice Once the task is over (finished, cancelled or abandoned) an evaluator takes back what
-    /// is left of its bond.
-    function withdrawBond() external nonReentrant {
-        if (phase != Phase.Finished && phase != Phase.Cancelled && phase != Phase.Abandoned) {
-            revert WrongPhase(Phase.Finished, phase);
-        }
-        Bond storage b = _bonds[msg.sender];
-        uint256 amount = b.amount;
-        if (amount == 0) revert NothingToClaim(msg.sender);
-        b.amount = 0;
-        bondEscrow -= amount;
-        token.safeTransfer(msg.sender, amount);
-        emit BondWithdrawn(msg.sender, amount);
-    }
-
     /// @notice The owner may cancel during registration; after the registration deadline anyone may,
     /// when the task cannot start (too few participants or evaluators). Everything is refunded.
     function cancel() external inPhase(Phase.Registration) {
@@ -414,6 +399,7 @@ contract DINTask is DINTaskBase, EIP712 {
         if (found) {
             s.status = SubgroupStatus.Accepted;
             s.result = winner;
+            s.held = round == finalRound && !aborted; // sealed until rewards settle (releaseFinalModel)
             _settleCohort(round, subgroup, cohort, winner, aborted, true);
             if (cohort == 1) _settleCohort(round, subgroup, 0, winner, aborted, false);
             if (aborted) {
@@ -521,6 +507,7 @@ contract DINTask is DINTaskBase, EIP712 {
             if (v.state == REVEALED) {
                 if (v.aborted == aborted && v.result.digest == winner.digest && v.result.kind == winner.kind) {
                     if (pay) _payFee(c[i]);
+                    if (round == finalRound && !aborted) ++_bonds[c[i]].heldSeats; // it holds the key
                 } else {
                     _slash(c[i], round, "minority result");
                 }
@@ -584,12 +571,14 @@ contract DINTask is DINTaskBase, EIP712 {
         _schedule(round + 1);
     }
 
-    /// @notice The owner ends training with the current round.
+    /// @notice The owner makes the current round the last. Only while the round's submissions are
+    /// open (or its draw pending): every committee that aggregates it knows it is the final round,
+    /// whose results are held until rewards settle.
     function signalFinalRound() external onlyOwner inPhase(Phase.Training) {
-        if (seedBlock != 0) revert DrawPending(seedBlock);
+        uint64 closes = _rounds[currentRound].submissionDeadline;
+        if (seedBlock == 0 && block.number > closes) revert WindowClosed(closes);
         finalRound = currentRound;
         emit FinalRoundSignalled(currentRound);
-        if (_rounds[currentRound].pendingSubgroups == 0) _completeTraining();
     }
 
     function _completeTraining() private {

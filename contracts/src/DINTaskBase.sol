@@ -71,6 +71,9 @@ abstract contract DINTaskBase is ReentrancyGuard {
     uint8 internal constant REVEALED = 3;
     /// @notice Blocks between the transaction that schedules a draw and the block whose hash seeds it.
     uint64 public constant SEED_DELAY = 4;
+    /// @notice The first word of a held result's envelope, a 128-byte raw IPFS block
+    /// abi.encode(HOLD_TAG, ciphertext.digest, ciphertext.kind, keccak256(abi.encode(key))).
+    bytes32 public constant HOLD_TAG = keccak256("din-lab/held-final-result/v1");
 
     bytes32 public constant UPDATE_TYPEHASH = keccak256(
         "Update(uint256 round,bytes32 updateDigest,uint16 updateKind,bytes32 auxDigest,uint16 auxKind)"
@@ -117,6 +120,10 @@ abstract contract DINTaskBase is ReentrancyGuard {
     error OutputsNotAgreed(uint256 subgroup, bytes32 digest);
     error OutputsAgreed(uint256 subgroup, bytes32 digest);
     error NothingToClaim(address account);
+    error NotHeld(uint256 subgroup);
+    error AlreadyReleased(uint256 subgroup);
+    error WrongFinalKey(uint256 subgroup);
+    error FinalKeyPending(address evaluator, uint256 heldSeats);
     error AlreadyRejected(address participant, uint256 round);
 
     event TaskInitialized(address indexed owner, Cid genesisModel, uint256 rewardDeposit, uint256 feeBudget);
@@ -148,6 +155,8 @@ abstract contract DINTaskBase is ReentrancyGuard {
     event ScoresUnresolved(uint256 indexed subgroup, bytes32 majorityDigest);
     event ParticipantScored(address indexed participant, uint256 score);
     event EvaluatorScored(address indexed evaluator, uint256 indexed subgroup, uint256 score);
+    event FinalModelReleased(uint256 indexed subgroup, Cid ciphertext, bytes32 key, address by);
+    event FinalModelWithheld(uint256 indexed subgroup, uint256 slashed);
     event RewardsSettled(uint256 participantPool, uint256 totalScore, uint256 publicGoods, uint256 ownerRefund);
     event Claimed(address indexed account, uint256 amount);
     event TaskCancelled();
@@ -178,6 +187,7 @@ abstract contract DINTaskBase is ReentrancyGuard {
         uint64 seedBlock; // a dispute: the block whose hash draws its committee (0 once drawn)
         uint64 openedAt; // a dispute: the block it was opened in
         bool aborted; // accepted as a secure-aggregation abort: nobody's update is in it
+        bool held; // the final round's accepted result: sealed until rewards settle (`releaseFinalModel`)
     }
 
     struct Vote {
@@ -202,6 +212,7 @@ abstract contract DINTaskBase is ReentrancyGuard {
         uint128 amount;
         uint64 bannedAt; // block of its first slash in this task (0: never)
         uint32 indexPlusOne; // position in `_evaluators`, 0 when not opted in
+        uint32 heldSeats; // held final-round results it backed whose key nobody has released yet
     }
 
     struct SignedUpdate {
@@ -272,6 +283,13 @@ abstract contract DINTaskBase is ReentrancyGuard {
     /// weighted mean of that round's accepted results), and how many did.
     mapping(uint256 => mapping(address => bool)) public rejectedModel;
     mapping(uint256 => uint256) public modelRejections;
+
+    /// @notice The final model's hold (paper 5.1 step 5d, 5.2 step 6b): each accepted result of the
+    /// final round is stored sealed, and released here after rewards settle. `finalKeys[g]` is the
+    /// key released for subgroup g (0: not yet); the backers of a result whose key is still unreleased
+    /// after `releaseDeadline` are slashed.
+    mapping(uint256 => bytes32) public finalKeys;
+    uint64 public releaseDeadline;
 
     modifier onlyOwner() {
         if (msg.sender != owner) revert NotOwner(msg.sender);

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.37;
 
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {Cid, CidLib} from "./lib/CidLib.sol";
 import {Shuffle} from "./lib/Shuffle.sol";
 import {BlockFlowScoring} from "./lib/BlockFlowScoring.sol";
@@ -13,6 +15,7 @@ import {DINTaskBase} from "./DINTaskBase.sol";
 /// outputs a committee majority agreed on.
 contract DINTaskScoring is DINTaskBase {
     using CidLib for Cid;
+    using SafeERC20 for IERC20;
 
     constructor() {
         _initialized = true;
@@ -112,7 +115,7 @@ contract DINTaskScoring is DINTaskBase {
             }
         }
         uint256[] memory model = new uint256[](end - start);
-        bool decided = 2 * counted > c.length;
+        bool decided = 2 * counted > _scoringSeats(c);
         uint256[] memory quality;
         if (decided) {
             uint256[][] memory rows = new uint256[][](counted);
@@ -205,14 +208,26 @@ contract DINTaskScoring is DINTaskBase {
         _recordScores(subgroup, start, model);
     }
 
-    /// @dev The digest that more than half of the committee's members revealed, or zero.
+    /// @dev The digest that more than half of the committee's voting seats revealed, or zero.
     function _majorityOutputs(uint256 subgroup) private view returns (bytes32) {
         address[] storage c = _committees[finalRound][subgroup][0];
+        uint256 seats = _scoringSeats(c);
         for (uint256 k = 0; k < c.length; ++k) {
             ScoreVote storage v = _scoreVotes[subgroup][c[k]];
-            if (v.state == REVEALED && 2 * _outputBackers[subgroup][v.reportHash] > c.length) return v.reportHash;
+            if (v.state == REVEALED && 2 * _outputBackers[subgroup][v.reportHash] > seats) return v.reportHash;
         }
         return bytes32(0);
+    }
+
+    /// @dev The committee's voting seats: a member slashed before scoring opened cannot vote, so it
+    /// does not count towards a majority (as in training's votes); otherwise a committee whose other
+    /// members were banned could never decide, and its one honest member would stand alone.
+    function _scoringSeats(address[] storage c) private view returns (uint256 n) {
+        uint64 opened = scoreCommitStart;
+        for (uint256 k = 0; k < c.length; ++k) {
+            uint64 banned = _bonds[c[k]].bannedAt;
+            if (banned == 0 || banned > opened) ++n;
+        }
     }
 
     /// @dev Pays the fee to members who revealed `majority` and slashes the others (silent, or
@@ -291,6 +306,7 @@ contract DINTaskScoring is DINTaskBase {
 
     function _settle() private {
         phase = Phase.Finished;
+        releaseDeadline = uint64(block.number) + _params.publishWindow;
         uint256 reward = rewardEscrow;
         uint256 publicGoods = (reward * _params.publicGoodsBps) / 10_000;
         uint256 pool = reward - publicGoods;
@@ -313,6 +329,83 @@ contract DINTaskScoring is DINTaskBase {
         participantPoolRemaining = pool;
         _credit(owner, refund);
         emit RewardsSettled(pool, totalScore, publicGoods, refund);
+    }
+
+    // ------------------------------------------------------------------ release (paper 5.1 step 5d)
+
+    /// @notice Once rewards are settled (finished, or abandoned with its payout fixed) anyone who
+    /// holds the key of a held final-round result releases it: the key must open the accepted
+    /// envelope, sha256(abi.encode(HOLD_TAG, ciphertext.digest, ciphertext.kind, keccak256(key)))
+    /// being its raw block's digest. Then anyone decrypts the ciphertext from IPFS and rebuilds the
+    /// final model. Every committee member computed the same key from the same sum (convergent
+    /// encryption), so one release frees all of the result's backers.
+    function releaseFinalModel(uint256 subgroup, Cid calldata ciphertext, bytes32 key) external {
+        _settled();
+        Subgroup storage s = _heldSubgroup(subgroup);
+        ciphertext.check();
+        bytes32 envelope = sha256(abi.encode(HOLD_TAG, ciphertext.digest, ciphertext.kind, keccak256(abi.encode(key))));
+        if (s.result.kind != CidLib.V1_RAW || envelope != s.result.digest) revert WrongFinalKey(subgroup);
+        finalKeys[subgroup] = key;
+        s.held = false;
+        _releaseBackers(subgroup, s, false);
+        emit FinalModelReleased(subgroup, ciphertext, key, msg.sender);
+    }
+
+    /// @notice After `releaseDeadline` anyone slashes the backers of a held result whose key nobody
+    /// released: each of them could have (the key is the sum's hash), none did.
+    function slashWithholders(uint256 subgroup) external {
+        _settled();
+        if (block.number <= releaseDeadline) revert DeadlineNotPassed(releaseDeadline);
+        Subgroup storage s = _heldSubgroup(subgroup);
+        s.held = false;
+        emit FinalModelWithheld(subgroup, _releaseBackers(subgroup, s, true));
+    }
+
+    /// @notice Once the task is over (finished, cancelled or abandoned) an evaluator takes back what
+    /// is left of its bond; not while a final-round result it backed is still held (see
+    /// `releaseFinalModel`: it could release the key itself).
+    function withdrawBond() external nonReentrant {
+        if (phase != Phase.Finished && phase != Phase.Cancelled && phase != Phase.Abandoned) {
+            revert WrongPhase(Phase.Finished, phase);
+        }
+        Bond storage b = _bonds[msg.sender];
+        if (b.heldSeats != 0) revert FinalKeyPending(msg.sender, b.heldSeats);
+        uint256 amount = b.amount;
+        if (amount == 0) revert NothingToClaim(msg.sender);
+        b.amount = 0;
+        bondEscrow -= amount;
+        token.safeTransfer(msg.sender, amount);
+        emit BondWithdrawn(msg.sender, amount);
+    }
+
+    function _settled() private view {
+        if (phase != Phase.Finished && phase != Phase.Abandoned) revert WrongPhase(Phase.Finished, phase);
+    }
+
+    function _heldSubgroup(uint256 subgroup) private view returns (Subgroup storage s) {
+        if (subgroup >= _rounds[finalRound].numSubgroups) revert UnknownSubgroup(finalRound, subgroup);
+        s = _subgroups[finalRound][subgroup];
+        if (finalKeys[subgroup] != bytes32(0)) revert AlreadyReleased(subgroup);
+        if (!s.held) revert NotHeld(subgroup);
+    }
+
+    /// @dev The result's backers (members of either cohort who revealed it) no longer hold a pending
+    /// key; with `slash`, each is slashed for withholding it. Returns how many were slashed.
+    function _releaseBackers(uint256 subgroup, Subgroup storage s, bool slash) private returns (uint256 slashed) {
+        for (uint8 cohort = 0; cohort <= s.cohort; ++cohort) {
+            address[] storage c = _committees[finalRound][subgroup][cohort];
+            for (uint256 k = 0; k < c.length; ++k) {
+                Vote storage v = _votes[finalRound][subgroup][cohort][c[k]];
+                if (v.state != REVEALED || v.aborted || v.result.digest != s.result.digest || v.result.kind != s.result.kind) {
+                    continue;
+                }
+                _bonds[c[k]].heldSeats -= 1;
+                if (slash) {
+                    _slash(c[k], finalRound, "withheld final-model key");
+                    ++slashed;
+                }
+            }
+        }
     }
 
     // ------------------------------------------------------------------ ending a task early
@@ -359,6 +452,7 @@ contract DINTaskScoring is DINTaskBase {
     /// cut to the closed rounds' share and nothing of the reward deposit returns to the owner.
     function _abandon(bool refused) private {
         phase = Phase.Abandoned;
+        releaseDeadline = uint64(block.number) + _params.publishWindow;
         uint256 reward = rewardEscrow;
         uint256 publicGoods = (reward * _params.publicGoodsBps) / 10_000;
         uint256 pool = reward - publicGoods;

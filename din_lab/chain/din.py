@@ -19,7 +19,7 @@ from web3.contract import Contract
 
 from din_lab.chain.core import Chain
 from din_lab.cid import EMPTY_CHAIN_CID, Cid
-from din_lab.errors import ConfigError
+from din_lab.errors import ConfigError, MalformedCidError
 
 WAD = 10**18
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
@@ -158,6 +158,29 @@ def result_commitment(result: Cid, salt: bytes, evaluator: str, *, aborted: bool
         return keccak(abi_encode(["bytes32", "uint16", "bytes32", "address", "bool"],
                                  [digest, kind, salt, evaluator, True]))
     return keccak(abi_encode(["bytes32", "uint16", "bytes32", "address"], [digest, kind, salt, evaluator]))
+
+
+HOLD_TAG = keccak(b"din-lab/held-final-result/v1")  # DINTaskBase.HOLD_TAG
+
+
+def held_envelope(ciphertext: Cid, key: bytes) -> bytes:
+    """The 128-byte envelope a held final-round result is voted on as (a raw IPFS block):
+    abi.encode(HOLD_TAG, ciphertext.digest, ciphertext.kind, keccak256(key)). Its CID commits to the
+    sealed result and to the key's hash, which is what ``releaseFinalModel`` checks a key against."""
+    if len(key) != 32:
+        raise ConfigError(f"a final-model key is 32 bytes, got {len(key)}")
+    digest, kind = ciphertext.to_chain()
+    return abi_encode(["bytes32", "bytes32", "uint16", "bytes32"], [HOLD_TAG, digest, kind, keccak(key)])
+
+
+def parse_held_envelope(data: bytes) -> tuple[Cid, bytes] | None:
+    """The sealed result's CID and the key's hash in a held envelope, or None when ``data`` is not one."""
+    if len(data) != 128 or data[:32] != HOLD_TAG:
+        return None
+    try:
+        return Cid(digest=data[32:64], kind=int.from_bytes(data[64:96], "big")), data[96:128]
+    except MalformedCidError:  # not an envelope
+        return None
 
 
 def scores_commitment(scores: Sequence[int], salt: bytes, evaluator: str) -> bytes:

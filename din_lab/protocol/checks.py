@@ -28,7 +28,8 @@ def check_config(config: ExperimentConfig) -> None:
         if not lab_model_spec(config.model).he_ready:
             raise ConfigError(f"model: {config.model!r} has no CKKS evaluation (ReLU and convolutions are not "
                               f"polynomials); encrypted evaluation needs {HE_READY}: --model logreg or "
-                              "--model mlp-square, trained that way from the start of the task")
+                              "--model mlp-square, trained that way from the start of the task; or run the plaintext "
+                              "baseline (--evaluation plaintext), which publishes the test set in the clear")
         largest = config.subgroup_size + config.participants % config.subgroup_size  # the last takes the rest
         if config.model != "logreg" and config.scorer == "shapley" and largest > EXACT_THRESHOLD:
             raise ConfigError(f"subgroup_size: the square MLP under encrypted evaluation computes Shapley values "

@@ -3,7 +3,7 @@
 It sets up the network (:mod:`din_lab.protocol.network`: chain, store, contracts, funding, agents)
 and then only keeps time. A round is a sequence of phases with the paper's names (section 5.1):
 ``assign`` ``train`` ``submit`` ``aggregate`` ``commit`` ``reveal`` ``finalize`` ``publish``, then
-after the last round ``score`` ``reward`` ``claim``. :meth:`Lab.step` runs one phase: every agent
+after the last round ``score`` ``reward`` ``release`` ``claim``. :meth:`Lab.step` runs one phase: every agent
 takes turns (its handler of that name: :mod:`din_lab.roles.model_owner`,
 :mod:`~din_lab.roles.participant`, :mod:`~din_lab.roles.evaluator`) until each is done; an agent
 that waits for a block gets it when everyone is waiting (the clock mines), and one that waits for
@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["FINAL_PHASES", "RELAY_BATCH", "ROUND_PHASES", "Lab", "LabEvent", "RoundRecord", "StepReport"]
 ROUND_PHASES = ("assign", "train", "submit", "aggregate", "commit", "reveal", "finalize", "publish")
-FINAL_PHASES = ("score", "reward", "claim")
+FINAL_PHASES = ("score", "reward", "release", "claim")
 MAX_TURNS = 10_000
 
 
@@ -184,15 +184,15 @@ class Lab(Readings):
             for phase in ROUND_PHASES:
                 yield phase, r
                 if self._ended():  # e.g. the participants refused the owner's model: everyone claims
-                    yield "claim", None
+                    yield from (("release", None), ("claim", None))
                     return
             if self.network.view.phase() != Phase.TRAINING:
                 break
             r += 1
         for phase in FINAL_PHASES:
             yield phase, None
-            if phase != "claim" and self._ended():
-                yield "claim", None
+            if phase in ("score", "reward") and self._ended():
+                yield from (("release", None), ("claim", None))
                 return
 
     def _ended(self) -> bool:

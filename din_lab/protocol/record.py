@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from din_lab.chain.din import WAD, SubgroupStatus
+from din_lab.chain.din import WAD, Phase, SubgroupStatus
 from din_lab.cid import Cid
 from din_lab.config import ExperimentConfig
 from din_lab.errors import DinLabError, ProtocolError
@@ -22,7 +22,7 @@ from din_lab.roles import codec
 from din_lab.roles import encrypted_evaluation as ee
 from din_lab.roles import secure_aggregation as sa
 from din_lab.roles.agent import Agent
-from din_lab.roles.auditor import accepted_results
+from din_lab.roles.auditor import accepted_result, accepted_results
 from din_lab.roles.model_owner import PLAINTEXT_EVALUATION_NOTE
 from din_lab.roles.network import LabEvent
 from din_lab.roles.participant import sealed_topic
@@ -33,8 +33,9 @@ if TYPE_CHECKING:
     from din_lab.protocol.runtime import RemoteAgent
 
 
-BASELINE_NOTE = ("baseline: updates travel in plaintext (secure aggregation: --secagg on); evaluators screen each "
-                 "update for poisoning before aggregating")
+BASELINE_NOTE = ("plaintext baseline, not the paper's protocol: updates travel in plaintext, so evaluators (and "
+                 "anyone reading IPFS) see each one and screen it for poisoning before aggregating (the paper's "
+                 "secure aggregation: --secagg on, the default)")
 SECAGG_NOTE = ("secure aggregation: evaluators see only each subgroup's sum of masked updates, never one update; "
                "they cannot screen individual updates for poisoning while aggregating, and at scoring each "
                "participant reveals its final-round update to its own committee only, sealed to the members' keys "
@@ -45,10 +46,22 @@ HE_NOTE = ("encrypted evaluation: the owner's test inputs are published CKKS-enc
            "digest only. Trust assumption: " + ee.TRUST_NOTE)
 
 
+HOLD_NOTE = ("final model hold: each committee of the final round stores its subgroup's sum sealed (convergent "
+             "encryption: the key is the sum's hash, its keccak on chain in the voted envelope); the keys are released "
+             "on chain only after rewards settle (backers who all withhold one are slashed), then anyone rebuilds the "
+             "final model and checks the owner's")
+HOLD_BASELINE_NOTE = " (in the plaintext baseline every update is public, so the hold hides nothing)"
+HOLD_HE_NOTE = (" (under encrypted evaluation the owner decrypts the coalitions' outputs on its own test set during the "
+                "reward phase; for a linear model enough outputs determine a subgroup model's weights, so the hold "
+                "lasts until the reward phase, not through it)")
+
+
 def setup_notes(config: ExperimentConfig) -> list[str]:
-    """What a task's record says first: which protocol ran (privacy of updates and of the test set)."""
+    """What a task's record says first: which protocol ran (privacy of updates and of the test set,
+    and the final model's hold)."""
+    hold = HOLD_NOTE + (HOLD_BASELINE_NOTE if not config.secagg else HOLD_HE_NOTE if config.evaluation == "he" else "")
     return [SECAGG_NOTE if config.secagg else BASELINE_NOTE,
-            HE_NOTE if config.evaluation == "he" else PLAINTEXT_EVALUATION_NOTE]
+            HE_NOTE if config.evaluation == "he" else PLAINTEXT_EVALUATION_NOTE, hold]
 
 
 @dataclass
@@ -115,7 +128,9 @@ class Recorder:
                     "is paid on its scores" if not any(bytes(e.args["majorityDigest"])) else
                     f"subgroup {g}: the owner did not score the outputs its committee agreed on; after the publish "
                     "deadline the subgroup was closed and its submitters score 1")
-        if r is None:
+        if phase == "release" and self.rounds:
+            r = int(view.call(lab.task.functions.finalRound()))
+        if r is None or r >= len(self.rounds):
             return
         record = self.rounds[r]
         if phase == "assign":
@@ -154,16 +169,21 @@ class Recorder:
             if not record.accepted:
                 lab.notes.append(f"round {r}: no subgroup result was accepted; the global model does not change")
         elif phase == "publish":
-            ended = [e.detail for e in lab.events if e.phase == "publish" and e.round == r
-                     and e.action == "ends training"]
-            if ended:
-                record.stopped = ended[-1]
-            elif r == lab.config.rounds - 1:
-                record.stopped = f"the task's last round ({lab.config.rounds} rounds)"
-            held = lab.owner.global_model(r)  # the experimenter's look at the model the owner built
-            if held is not None:
-                record.global_cid, record.global_model = held
-            for g, why in accepted_results(view, r, spec=lab.spec)[1].items():
+            if view.phase() != Phase.TRAINING and int(view.call(lab.task.functions.finalRound())) == r:
+                ended = [e.detail for e in lab.events if e.phase == "publish" and e.action == "ends training"]
+                record.stopped = (ended[-1] if ended else f"the task's last round ({lab.config.rounds} rounds)"
+                                  if r == lab.config.rounds - 1 else "too few evaluators left to draw another round")
+            self._observe_model(r)
+        elif phase == "release":
+            self._observe_model(r)
+
+    def _observe_model(self, r: int) -> None:
+        lab = self.lab
+        built = lab.owner.global_model(r)  # the experimenter's look at the model the owner built
+        if built is not None:
+            record = self.rounds[r]
+            record.global_cid, record.global_model = built
+            for g, why in accepted_results(lab.network.view, r, spec=lab.spec)[1].items():
                 lab.notes.append(f"round {r}: accepted result {why} of subgroup {g} is unusable; it is left out of "
                                  "the global model")
 
@@ -243,6 +263,15 @@ class Readings:
     def subgroup_view(self, r: int, g: int) -> sa.SubgroupView:
         """Subgroup ``g`` of round ``r`` under secure aggregation as anyone reads it from the chain."""
         return self.auditor.subgroup_view(r, g)
+
+    def result(self, r: int, g: int) -> codec.SubgroupResult:
+        """Subgroup ``g``'s accepted result in round ``r``, as anyone reads it from the chain and the
+        store: the final round's only once its key is released (after rewards settle)."""
+        result = accepted_result(self.network.view, r, g)
+        if result is None:
+            raise ProtocolError(f"round {r} subgroup {g} has no readable accepted result "
+                                "(not accepted, or the final round's, sealed until rewards settle)")
+        return result
 
     def sealed(self, r: int, g: int) -> dict[str, Cid]:
         """The sealed contributions subgroup ``g``'s participants revealed to its committee (board)."""

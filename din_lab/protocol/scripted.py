@@ -26,6 +26,7 @@ from din_lab.chain.din import (
     cid_arg,
     create_task,
     deploy,
+    held_envelope,
     mine_past_seed,
     new_salt,
     opt_in,
@@ -118,9 +119,14 @@ def run_lifecycle(
     chain.transact(F.startTraining(), sender=owner)
     lazy = evals[-1] if lazy_evaluator else None
 
+    held: dict[int, tuple[Cid, bytes, LocalAccount]] = {}
     for r in range(rounds):
-        _training_round(chain, task, r, parts, evals, lazy=lazy, relayed=relayed, owner=owner)
+        held = _training_round(chain, task, r, parts, evals, lazy=lazy, relayed=relayed, owner=owner)
     _scoring(chain, din, task, parts, evals, lazy=lazy, owner=owner)
+    # 7. rewards settled: a backer of each sealed final-round result releases its key (bonds stay
+    # locked until then), and the owner publishes the final model it can now rebuild
+    for g, (sealed, key, backer) in held.items():
+        chain.transact(F.releaseFinalModel(g, sealed.to_chain(), key), sender=backer)
 
     claimants = [owner, fund, *parts, *evals]
     for a in claimants:
@@ -145,7 +151,9 @@ def run_lifecycle(
 
 
 def _training_round(chain: Chain, task, r: int, parts: list[LocalAccount], evals: list[LocalAccount], *,
-                    lazy: LocalAccount | None, relayed: bool, owner: LocalAccount) -> None:
+                    lazy: LocalAccount | None, relayed: bool, owner: LocalAccount
+                    ) -> dict[int, tuple[Cid, bytes, LocalAccount]]:
+    """One round; for the final round, each subgroup's sealed result, its key and a backer."""
     F = task.functions
     # 1b. the round is drawn from the hash of a block mined after it was scheduled (anyone may draw)
     mine_past_seed(chain, task)
@@ -167,10 +175,17 @@ def _training_round(chain: Chain, task, r: int, parts: list[LocalAccount], evals
     by_address = {e.address: e for e in evals}
     params = chain.call(F.params())  # TaskParams tuple: [6] rounds, [7] subgroupSize
     votes = []
+    held = {}
     for g in range(groups):
         members = assign.subgroup_members(g, seed=seed, participants=len(parts), subgroup_size=params[7])
         result = stand_in_cid(f"round {r} subgroup {g} sum of {members}")
-        for addr in chain.call(F.committee(r, g, 0)):
+        committee = chain.call(F.committee(r, g, 0))
+        if r == chain.call(F.finalRound()):  # the final round's result is voted on sealed (an envelope)
+            key = hashlib.sha256(f"key of round {r} subgroup {g} sum of {members}".encode()).digest()
+            sealed = stand_in_cid(f"sealed round {r} subgroup {g} sum of {members}")
+            result = Cid.of_raw_block(held_envelope(sealed, key))
+            held[g] = (sealed, key, by_address[committee[0]])
+        for addr in committee:
             ev = by_address[addr]
             salt = new_salt()
             chain.transact(F.commitResult(r, g, result_commitment(result, salt, ev.address)), sender=ev)
@@ -188,6 +203,7 @@ def _training_round(chain: Chain, task, r: int, parts: list[LocalAccount], evals
     if r + 1 < params[6]:
         chain.transact(F.publishGlobalModel(r, stand_in_cid(f"global model after round {r}").to_chain()),
                        sender=owner)
+    return held
 
 
 def _scoring(chain: Chain, din: DinDeployment, task, parts: list[LocalAccount], evals: list[LocalAccount], *,

@@ -6,27 +6,35 @@ on a model (:func:`verified_global_model`).
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Mapping
 
-from din_lab.chain.din import SubgroupStatus
-from din_lab.cid import Cid
+import numpy as np
+from eth_utils import keccak
+
+from din_lab.chain.din import SubgroupStatus, parse_held_envelope
+from din_lab.cid import V1_RAW, Cid
 from din_lab.errors import DinLabError, ProtocolError
 from din_lab.roles import codec
+from din_lab.roles import final_model as fm
 from din_lab.roles import secure_aggregation as sa
 from din_lab.roles.agent import Agent
 from din_lab.roles.network import PublicView, TaskSpec
 
+HELD = "held until rewards settle: no key released for it yet"
 
-def accepted_results(view: PublicView, r: int, *, spec: TaskSpec) -> tuple[list[codec.SubgroupResult],
-                                                                               dict[int, str]]:
-    """Round ``r``'s accepted subgroup results that are usable, and why the others are not."""
+
+def accepted_results(view: PublicView, r: int, *, spec: TaskSpec, keys: Mapping[Cid, bytes] | None = None
+                     ) -> tuple[list[codec.SubgroupResult], dict[int, str]]:
+    """Round ``r``'s accepted subgroup results that are usable, and why the others are not. A held
+    final-round result opens with the key released on chain, or one of ``keys`` (a backer's own)."""
     results, unusable = [], {}
     for g, (status, cid) in sorted(view.finalized(r).items()):
         if status != SubgroupStatus.ACCEPTED or cid is None:
             continue
         try:
-            result = view.decoded(cid, codec.decode_result, kind="result")
-            reason = codec.check_result(result, dimension=spec.dimension, round_=r, subgroup=g)
+            result = _open(view, r, g, cid, keys)
+            reason = HELD if result is None else codec.check_result(result, dimension=spec.dimension, round_=r,
+                                                                    subgroup=g)
         except DinLabError as e:
             reason = str(e)
         if reason is None:
@@ -36,15 +44,54 @@ def accepted_results(view: PublicView, r: int, *, spec: TaskSpec) -> tuple[list[
     return results, unusable
 
 
-def accepted_result(view: PublicView, r: int, g: int) -> codec.SubgroupResult | None:
-    """Subgroup ``g``'s accepted result in round ``r`` as stored (None: not accepted, or not decodable)."""
+def accepted_result(view: PublicView, r: int, g: int, *, keys: Mapping[Cid, bytes] | None = None
+                    ) -> codec.SubgroupResult | None:
+    """Subgroup ``g``'s accepted result in round ``r`` as stored (None: not accepted, not
+    decodable, or held with no key at hand)."""
     status = view.finalized(r).get(g)
     if status is None or status[1] is None:
         return None
     try:
-        return view.decoded(status[1], codec.decode_result, kind="result")
+        return _open(view, r, g, status[1], keys)
     except DinLabError:
         return None
+
+
+def held_result(view: PublicView, r: int, g: int) -> tuple[Cid, bytes] | None:
+    """``(sealed object's CID, key hash)`` when subgroup ``g``'s accepted result in round ``r`` is
+    held (the final round's, sealed until rewards settle), else None."""
+    status = view.finalized(r).get(g)
+    if status is None or status[1] is None or status[1].kind != V1_RAW:  # an envelope is a raw block
+        return None
+    return view.decoded(status[1], lambda data: parse_held_envelope(data) or False, kind="held envelope") or None
+
+
+def held_header(view: PublicView, r: int, g: int) -> fm.HeldHeader | None:
+    """The public header of a held result (who is in the sum), or None when it is not held."""
+    held = held_result(view, r, g)
+    if held is None:
+        return None
+    try:
+        return view.decoded(held[0], fm.held_header, kind="held header")
+    except DinLabError:
+        return None
+
+
+def released_key(view: PublicView, g: int) -> bytes | None:
+    """The key released on chain for the final round's subgroup ``g`` (None: not yet)."""
+    key = bytes(view.call(view.task.functions.finalKeys(g)))
+    return key if any(key) else None
+
+
+def _open(view: PublicView, r: int, g: int, cid: Cid, keys: Mapping[Cid, bytes] | None) -> codec.SubgroupResult | None:
+    held = held_result(view, r, g)
+    if held is None:
+        return view.decoded(cid, codec.decode_result, kind="result")
+    sealed, key_hash = held
+    key = (keys or {}).get(cid) or released_key(view, g)
+    if key is None or keccak(key) != key_hash:
+        return None
+    return view.decoded(sealed, lambda data: codec.decode_result(fm.open_sealed(data, key)), kind=f"opened {key.hex()}")
 
 
 def model_cid(view: PublicView, vector: np.ndarray, *, r: int, spec: TaskSpec) -> Cid:

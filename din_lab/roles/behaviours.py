@@ -163,6 +163,7 @@ class EvaluatorBehaviour:
 
     reveals: bool = True  # lazy: False
     copies: bool = False  # copycat: True
+    withholds: bool = False  # withholder: never releases the final model's key after settlement
     # under encrypted evaluation evaluators report encrypted outputs, not scores: the deviating
     # scorers and aggregators publish tampered outputs instead
     tampers_outputs = False
@@ -217,6 +218,7 @@ EVALUATOR_BEHAVIOURS: dict[str, Callable[[], EvaluatorBehaviour]] = {
     "wrong-aggregate": lambda: WrongAggregate(name="wrong-aggregate"),
     "copycat": lambda: EvaluatorBehaviour(name="copycat", copies=True),
     "forged-shares": lambda: ForgedShares(name="forged-shares"),
+    "withholder": lambda: EvaluatorBehaviour(name="withholder", withholds=True),
 }
 
 

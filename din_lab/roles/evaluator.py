@@ -22,6 +22,9 @@ import numpy as np
 
 from din_lab.chain.din import (
     WAD,
+    Phase,
+    SubgroupStatus,
+    held_envelope,
     outputs_commitment,
     result_commitment,
     scores_commitment,
@@ -33,9 +36,10 @@ from din_lab.he import EncryptedTable, EvaluationPool, HEParams, load_public_con
 from din_lab.learning import build_model, lab_model_spec
 from din_lab.roles import codec
 from din_lab.roles import encrypted_evaluation as ee
+from din_lab.roles import final_model as fm
 from din_lab.roles import secure_aggregation as sa
 from din_lab.roles.agent import Agent
-from din_lab.roles.auditor import accepted_result, read_subgroup
+from din_lab.roles.auditor import accepted_result, read_subgroup, released_key
 from din_lab.roles.behaviours import EvaluatorBehaviour
 from din_lab.roles.network import Handle, Wait
 from din_lab.roles.participant import sealed_topic
@@ -72,6 +76,8 @@ class Evaluator(Agent):
         self._scores: dict[int, tuple] = {}  # subgroup -> what it committed at scoring
         self._scoring_done = False
         self._model = None
+        self._held: dict[Cid, tuple[Cid, bytes]] = {}  # envelope -> (sealed result, key): its final-round keys
+        self._released = False
 
     # ---------------------------------------------------------------- set-up
 
@@ -131,7 +137,17 @@ class Evaluator(Agent):
         corrupted = self.behaviour.result(result.weighted_sum, rng=rng)
         if corrupted is not result.weighted_sum:
             result = dataclasses.replace(result, weighted_sum=corrupted)
-        duty.result = self._add(codec.encode_result(result))
+        data = codec.encode_result(result)
+        if not result.aborted and r == int(self.view.call(self.F.finalRound())):
+            # the final round: sealed until rewards settle; every honest member seals the same bytes
+            header = fm.HeldHeader(round=r, subgroup=g, samples=result.samples, included=result.included,
+                                   rejected=result.rejected)
+            sealed, key = fm.seal_result(data, header=header)
+            sealed_cid = self._add(sealed)
+            duty.result = self._add(held_envelope(sealed_cid, key))
+            self._held[duty.result] = (sealed_cid, key)
+        else:
+            duty.result = self._add(data)
         duty.salt = self._salt(f"result {r}/{g}/{cohort}")
         duty.aborted = self.spec.secagg and bool(result.aborted)
         phase = "aggregate" if cohort == 0 else "finalize"
@@ -441,7 +457,7 @@ class Evaluator(Agent):
     def _secure_result(self, r: int, g: int) -> codec.SubgroupResult | None:
         """Subgroup ``g``'s accepted sum, if its participants may reveal to this committee: not
         aborted, and including exactly the survivors this member reads from the chain."""
-        result = accepted_result(self.view, r, g)
+        result = accepted_result(self.view, r, g, keys={e: k for e, (_, k) in self._held.items()})
         if result is None or result.aborted or result.included != sa.included(self.subgroup_view(r, g)):
             return None
         return result
@@ -546,6 +562,27 @@ class Evaluator(Agent):
                     raise
                 self._note("reward", None, f"reveal refused ({e.error_name})", detail=str(e))
         return Wait() if waiting else None
+
+    # ---------------------------------------------------------------- release (paper 5.1 step 5d)
+
+    def release(self, _: None) -> None:
+        """Rewards have settled: release the key of each held final-round result it backed (one
+        backer's release is enough; the others see the key on chain and need not)."""
+        if self._released or self.view.phase() not in (Phase.FINISHED, Phase.ABANDONED):
+            return None
+        self._released = True
+        if self.behaviour.withholds:
+            if self._held:
+                self._note("release", None, "withholds the final model's key")
+            return None
+        final = int(self.view.call(self.F.finalRound()))
+        for g, (status, cid) in sorted(self.view.finalized(final).items()):
+            if status != SubgroupStatus.ACCEPTED or cid not in self._held or released_key(self.view, g) is not None:
+                continue
+            sealed, key = self._held[cid]
+            self._tx("release", None, self.F.releaseFinalModel(g, sealed.to_chain(), key),
+                     f"release the final model's key for subgroup {g}", cid=sealed)
+        return None
 
     # ---------------------------------------------------------------- claim (paper 5.1 step 6)
 

@@ -29,7 +29,9 @@ from din_lab.roles.participant import relay_topic, signed_from_bytes
 from din_lab.roles.scoring import evaluate_vector
 from din_lab.storage.serialization import json_to_bytes, tensors_to_bytes
 
-PLAINTEXT_EVALUATION_NOTE = "plaintext evaluation: evaluators receive the owner's test set in plaintext (--evaluation he encrypts it)"
+PLAINTEXT_EVALUATION_NOTE = ("plaintext baseline, not the paper's protocol: the owner's test set and labels are "
+                             "published to IPFS in the clear for the evaluators (the paper's encrypted evaluation: "
+                             "--evaluation he, the default)")
 
 
 class ModelOwner(Agent):
@@ -44,6 +46,7 @@ class ModelOwner(Agent):
         self.target_accuracy, self.stop_on_budget = target_accuracy, stop_on_budget
         self.he_keys: OwnerKeys | None = None  # its CKKS keys once it encrypts its test set
         self._models: dict[int, tuple[Cid, np.ndarray]] = {}  # round -> global model (-1: genesis)
+        self._held_rounds: set[int] = set()  # the final round, whose results it cannot open yet
         self._relayed: dict[int, set[str]] = {}
         self._started: set[str] = set()
         self._rows: set[int] = set()
@@ -152,10 +155,15 @@ class ModelOwner(Agent):
 
     def publish(self, r: int) -> None:
         """The next global model: the weighted mean of the accepted results on chain, from the
-        previous model. Published, unless this was the final round (held until rewards settle)
-        or too few evaluators remain for another round (the owner ends training)."""
+        previous model, published. The final round's results are sealed until rewards settle: the
+        owner, like everyone, rebuilds the final model only then (:meth:`release`)."""
         F = self.F
-        if r in self._models:
+        if r in self._models or r in self._held_rounds:
+            return None
+        if self.view.phase() != Phase.TRAINING:
+            self._held_rounds.add(r)
+            self._note("publish", r, "cannot build the final model yet",
+                       detail="the final round's results are sealed by their committees until rewards settle")
             return None
         results, unusable = accepted_results(self.view, r, spec=self.spec)
         for g, why in unusable.items():
@@ -165,22 +173,20 @@ class ModelOwner(Agent):
             vector = (vector + np.float32(0.5)).astype(np.float32)
         cid = self._add(codec.encode_model(vector, round_=r, model=self.spec.model))
         self._models[r] = (cid, vector)
-        if self.view.phase() != Phase.TRAINING:
-            self._note("publish", r, "holds the final model until rewards settle", cid=str(cid))
-            return None
         params = self.view.call(F.params())
-        why = self._stop(r, vector, fee=int(params[3])) if r + 1 < int(params[6]) else None
-        if why:
-            self._note("publish", r, "ends training", detail=why)
-            self._tx("publish", r, F.signalFinalRound(), "signal final round")
-            return None
+        last = int(params[6]) - 1
+        why = self._stop(r, vector, fee=int(params[3])) if r + 1 < last else None
         self._tx("publish", r, F.publishGlobalModel(r, cid.to_chain()), "publish global model", cid=cid)
+        if why:  # the next round is the last: its committees will seal its results
+            self._note("publish", r, "ends training", detail=f"{why}; round {r + 1} is the last")
+            self._tx("publish", r, F.signalFinalRound(), "signal final round", detail=f"round {r + 1} is the last")
         return None
 
     def _stop(self, r: int, vector: np.ndarray, *, fee: int) -> str | None:
-        """Why the owner ends training after round ``r`` (before the task's last round), if it does:
-        too few evaluators left for a committee; its target accuracy reached on its own test set;
-        or its fee budget unable to pay the committees of one more round and of scoring."""
+        """Why the owner makes round ``r + 1`` the last, if it does, judging round ``r``'s model (the
+        final round's own model is sealed until rewards settle, so the decision is taken one round
+        ahead): too few evaluators left for a committee; its target accuracy reached on its own test
+        set; or its fee budget unable to pay the committees of two more rounds and of scoring."""
         F = self.F
         eligible = self.view.call(F.activeEvaluators())
         if eligible < self.spec.evaluators_per_subgroup:
@@ -190,10 +196,10 @@ class ModelOwner(Agent):
             if accuracy >= self.target_accuracy:
                 return f"target accuracy reached: {accuracy:.4f} >= {self.target_accuracy:g} on the owner's test set"
         if self.stop_on_budget:
-            needed = 2 * self.view.groups(r) * self.spec.evaluators_per_subgroup * fee  # a round's votes, and scoring
+            needed = 3 * self.view.groups(r) * self.spec.evaluators_per_subgroup * fee  # two rounds' votes, scoring
             left = int(self.view.call(F.feeEscrow()))
             if left < needed:
-                return (f"fee budget: {left / WAD:g} DIN left cannot pay the committees of another round and of "
+                return (f"fee budget: {left / WAD:g} DIN left cannot pay the committees of two more rounds and of "
                         f"scoring ({needed / WAD:g} DIN)")
         return None
 
@@ -268,7 +274,9 @@ class ModelOwner(Agent):
         counts: dict[bytes, int] = {}
         for digest, _ in votes:
             counts[digest] = counts.get(digest, 0) + 1
-        majority = next((d for d, n in counts.items() if 2 * n > len(committee)), None)
+        opened = int(self.view.call(F.scoreCommitStart()))  # a member slashed before scoring opened has no vote
+        seats = sum(1 for a in committee if not (banned := int(self.view.call(F.bannedAt(a)))) or banned > opened)
+        majority = next((d for d, n in counts.items() if 2 * n > seats), None)
         if majority is None:
             self._note("reward", None, f"subgroup {g}: no majority of its committee agrees on the encrypted outputs",
                        detail=f"{len(counts)} different digests: a dispute, nothing is paid on its scores")
@@ -288,7 +296,7 @@ class ModelOwner(Agent):
         wads = [to_wad(float(np.clip(v, 0.0, 1.0))) for v in scoring.scores]
         self._tx("reward", None, F.publishScores(g, wads, majority, audit.to_chain()),
                  f"publish decrypted scores of subgroup {g}", cid=audit,
-                 detail=f"for outputs digest {majority.hex()[:16]}... ({counts[majority]} of {len(committee)})")
+                 detail=f"for outputs digest {majority.hex()[:16]}... ({counts[majority]} of {seats} voting seats)")
         return None
 
     def _decrypt_and_score(self, final: int, g: int, digest: bytes, cids: list[Cid]) -> ee.OwnerScoring:
@@ -310,15 +318,43 @@ class ModelOwner(Agent):
                                 scorer=self.spec.scorer, seed=int.from_bytes(self.view.seed(final)[:8], "big") ^ g,
                                 digest=digest)
 
+    # ---------------------------------------------------------------- release (paper 5.1 step 5d)
+
+    def release(self, _: None) -> Wait | None:
+        """Rewards have settled: the committees release the keys of the final round's sealed results.
+        Once every key is out (or, past the release deadline, the withholders are slashed), the owner
+        rebuilds the final model from the opened results, as anyone can, and publishes its CID."""
+        F = self.F
+        final = int(self.view.call(F.finalRound()))
+        if final in self._models or self.view.phase() not in (Phase.FINISHED, Phase.ABANDONED) \
+                or not self.view.events("TrainingComplete"):  # abandoned while training: no final round
+            return None
+        pending = [g for g in range(self.view.groups(final)) if self.view.call(F.subgroupInfo(final, g))[9]]
+        if pending:
+            deadline = int(self.view.call(F.releaseDeadline()))
+            if self.handle.chain.block_number <= deadline:
+                return Wait(deadline + 1)
+            for g in pending:
+                self._tx("release", None, F.slashWithholders(g), f"slash the withholders of subgroup {g}'s key",
+                         detail="nobody released it by the deadline: the subgroup is left out of the final model")
+        results, unusable = accepted_results(self.view, final, spec=self.spec)
+        for g, why in unusable.items():
+            self.unusable[(final, g)] = why
+        vector = codec.next_global_model(self._models[final - 1][1], results)
+        cid = self._add(codec.encode_model(vector, round_=final, model=self.spec.model))
+        self._models[final] = (cid, vector)
+        if self.view.phase() == Phase.FINISHED:
+            self._tx("release", None, F.publishGlobalModel(final, cid.to_chain()), "publish final global model",
+                     cid=cid, detail=f"from {len(results)} opened results")
+        else:
+            self._note("release", None, "rebuilt the final model", cid=str(cid),
+                       detail="the task was abandoned: nothing to publish on chain")
+        return None
+
     # ---------------------------------------------------------------- claim (paper 5.1 step 6)
 
     def claim(self, _: None) -> None:
         F = self.F
         if self.view.call(F.claimable(self.address)) or self.view.call(F.rewardOf(self.address)):
             self._tx("claim", None, F.claim(), "claim")
-        final = int(self.view.call(F.finalRound()))
-        if self.view.phase() == Phase.FINISHED and self.view.global_model_cid(final) is None \
-                and final in self._models:  # the hold ends now
-            cid = self._models[final][0]
-            self._tx("claim", None, F.publishGlobalModel(final, cid.to_chain()), "publish final global model", cid=cid)
         return None

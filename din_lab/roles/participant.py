@@ -22,7 +22,7 @@ from din_lab.learning import build_model, lab_model_spec, train_local_batched
 from din_lab.roles import codec
 from din_lab.roles import secure_aggregation as sa
 from din_lab.roles.agent import Agent
-from din_lab.roles.auditor import accepted_result, aux_object, verified_global_model
+from din_lab.roles.auditor import accepted_result, aux_object, held_header, verified_global_model
 from din_lab.roles.behaviours import ParticipantBehaviour
 from din_lab.roles.network import Handle, TaskSpec, Wait
 from din_lab.secagg import Committee, SecAggError
@@ -300,8 +300,9 @@ class Participant(Agent):
         if update is None or not self.submitted(final) or where is None or final not in self._round_secrets:
             return None
         g, pos = where
-        result = accepted_result(self.view, final, g)
-        if result is None or result.aborted or self.address not in result.included:
+        held = held_header(self.view, final, g)  # the final round's sum is sealed; who is in it is not
+        result = held or accepted_result(self.view, final, g)
+        if result is None or (held is None and result.aborted) or self.address not in result.included:
             return None
         secrets = self._round_secrets[final]
         sealed = sa.seal_contribution(self.behaviour.revealed(update), position=pos, secrets=secrets,

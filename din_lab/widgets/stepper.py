@@ -25,7 +25,9 @@ PHASE_HELP = {
     "commit": "members commit to the result's CID", "reveal": "members reveal their votes",
     "finalize": "majority accepted, minority slashed", "publish": "the owner publishes the global model",
     "score": "the owner publishes the evaluation set; committees evaluate",
-    "reward": "scores on chain, the deposit is split", "claim": "everyone pulls what it is owed",
+    "reward": "scores on chain, the deposit is split",
+    "release": "committees release the final model's keys; the owner rebuilds it",
+    "claim": "everyone pulls what it is owed",
 }
 
 
