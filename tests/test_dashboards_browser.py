@@ -1,7 +1,9 @@
 """The Voila dashboards in a real browser (issue 7): a fixture serves widgets/ with Voila on
 127.0.0.1 and a free port (stopped by its PID), Playwright drives Debian's Chromium (no browser
 download), waits for the widgets to render, clicks "next phase" in the round explorer and sees the
-ledger gain that phase's transactions, and saves a screenshot of every dashboard under
+ledger gain that phase's transactions and the network tab draw the round, runs a task in the
+rewards dashboard and sees each participant's reward explained in one line, and saves a screenshot
+of every dashboard (and of the network picture and the rewards table) under
 test-artifacts/dashboards/.
 
 Without Chromium these tests are skipped with the reason (pytest -ra prints it); `.ci/run`
@@ -134,6 +136,14 @@ def test_round_explorer_next_phase_adds_the_phases_transactions(voila, browser):
     assert page.get_by_text("start training").first.is_visible()
     assert page.get_by_text("draw round").first.is_visible()
     page.screenshot(path=str(ARTIFACTS / "round_explorer.png"), full_page=True)
+    # the network tab draws round 0 as a picture: subgroups, their committees, the legend
+    page.get_by_role("tab", name="network").click()
+    picture = page.locator("img.din-network-plot").first
+    picture.wait_for(state="visible", timeout=60_000)
+    page.wait_for_function("() => document.querySelector('img.din-network-plot')?.naturalWidth > 0",
+                           timeout=60_000)
+    assert page.get_by_text(re.compile("Network: round 0 of")).first.is_visible()
+    picture.screenshot(path=str(ARTIFACTS / "network.png"))
     page.close()
 
 
@@ -142,10 +152,21 @@ def test_rewards_dashboard_runs_a_task(voila, browser):
     run = page.get_by_role("button", name="run task")
     run.wait_for(timeout=180_000)
     run.click()
-    page.get_by_text("task over").wait_for(timeout=300_000)
+    # the paper's protocol (secure aggregation, CKKS-encrypted evaluation) takes minutes in a browser
+    page.wait_for_function("() => /task over|error:/.test(document.body.innerText)", timeout=600_000)
+    failed = page.get_by_text("error:")
+    assert not failed.count(), f"the task stopped: {failed.first.locator('xpath=..').inner_text()}"
+    page.get_by_text("task over").wait_for(timeout=10_000)
     page.get_by_text(re.compile("final accuracy 0\\.")).first.wait_for(timeout=60_000)
     assert page.get_by_text("participant 0").first.is_visible()
     page.screenshot(path=str(ARTIFACTS / "rewards.png"), full_page=True)
+    # every participant's reward explained in one line (experiment.run's `why` column)
+    why = page.get_by_text(re.compile(r"score [\d.]+ of [\d.]+ in all = [\d.]+% of the participants' pool "
+                                      r"[\d.]+ = [\d.]+ DIN"))
+    why.first.wait_for(timeout=60_000)
+    assert why.first.is_visible() and why.count() >= 2
+    page.locator("table", has=page.get_by_text("of the participants' pool")).first.screenshot(
+        path=str(ARTIFACTS / "rewards_why.png"))
     page.close()
 
 

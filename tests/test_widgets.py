@@ -14,6 +14,7 @@ from din_lab.widgets import (
     ExperimentDashboard,
     IpfsBrowser,
     Ledger,
+    NetworkView,
     RewardsDashboard,
     RoundExplorer,
     RoundStepper,
@@ -63,23 +64,37 @@ def test_run_round_stops_at_the_next_round_and_the_ledger_gains_its_transactions
     assert sum(r["gas"] for r in explorer.ledger.rows) > 0
     # the IPFS browser lists the round's objects and every one re-hashes to its CID
     holds = {o["holds"] for o in explorer.ipfs.objects}
-    assert {"genesis model", "update", "model"} <= holds
+    assert {"genesis model", "masked update" if lab.config.secagg else "update", "model"} <= holds
     assert all(o["verified"] == "yes" for o in explorer.ipfs.objects)
 
 
 def test_run_task_to_the_end_shows_slashes_payments_and_results(lab_with_a_lazy_evaluator):
     lab = lab_with_a_lazy_evaluator
     dashboard = RewardsDashboard(lab)
+    network = NetworkView(lab)  # the round explorer's picture, stepped by this dashboard's stepper
+    pictures = [bytes(network.plot.value)]
+    dashboard.stepper.on_step(network.update)
+    dashboard.stepper.on_step(lambda report: pictures.append(bytes(network.plot.value)))
     dashboard.stepper.task_button.click()
     assert lab.done and dashboard.stepper.next_button.disabled
     assert [r.phase for r in dashboard.stepper.reports][-len(FINAL_PHASES):] == list(FINAL_PHASES)
     assert "task over" in dashboard.stepper.timeline.value
+    # the picture is a PNG that changes when the owner assigns the round and when the money moves
+    assert all(p[:4] == PNG for p in pictures)
+    assert pictures[1] != pictures[0] and pictures[-1] != pictures[1]
+    state = network_state(lab)
     lazy = next(e.name for e in lab.evaluators if e.behaviour.name == "lazy")
-    assert lazy in network_state(lab).slashed
-    assert network_state(lab).paid  # fees and claimed rewards
+    assert lazy in state.slashed and f"slashed: {lazy}" in network.title.value
+    names = {p.name for p in lab.participants}
+    paid = {name: amount for name, amount in state.paid.items() if name in names}
+    assert paid and all(amount > 0 for amount in paid.values())  # claimed rewards
+    assert any(amount > 0 for name, amount in state.paid.items() if name not in names)  # evaluators' fees
+    assert "task over" in network.title.value
     assert dashboard.results.accuracy and bytes(dashboard.results.plot.value[:4]) == PNG
     assert "reward" in dashboard.results.table.value and "participant 0" in dashboard.results.table.value
-    assert any(o["holds"] == "test set" for o in dashboard.ipfs.objects)  # plaintext evaluation, the default
+    assert "of the participants&#x27; pool" in dashboard.results.table.value  # each reward in one line
+    test_set = "encrypted test set" if lab.config.evaluation == "he" else "test set"
+    assert any(o["holds"] == test_set for o in dashboard.ipfs.objects)
     assert all(o["verified"] == "yes" for o in dashboard.ipfs.objects)
 
 
