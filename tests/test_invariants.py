@@ -42,7 +42,7 @@ from pathlib import Path
 
 import eth  # noqa: F401 - py-evm raises the recursion limit on import: let it before hypothesis runs
 import pytest
-from eth_utils import to_checksum_address
+from eth_utils import keccak, to_checksum_address
 from hypothesis import HealthCheck, event, settings
 from hypothesis import Phase as HPhase
 from hypothesis import strategies as st
@@ -765,6 +765,39 @@ class DinTaskMachine(RuleBasedStateMachine):
         rc, _ = self.send(t.F.sweepExcess(), who)
         if rc is not None:
             assert self.v(self.din.token.functions.balanceOf(t.address)) == self.v(t.F.liabilities())
+
+    # ------------------------------------------------------------------ the final model's hold
+    @rule(t=TASK, who=st.sampled_from(EVERYONE), g=st.integers(0, 2), guess=st.booleans())
+    def release_final_model(self, t, who, g, guess):
+        """The machine's committees reveal arbitrary CIDs, never a sealed result's envelope, so no
+        key opens any accepted result: every release is refused, by name, whoever sends it."""
+        t = self.tasks[t]
+        ph, final = self.phase(t), self.v(t.F.finalRound())
+        groups = self.v(t.F.roundInfo(final))[NUM_SUBGROUPS]
+        held = g < groups and self.v(t.F.subgroupInfo(final, g))[HELD]
+        key = keccak(b"a guessed key") if guess else bytes(32)
+        rc, err = self.send(t.F.releaseFinalModel(g, cid("sealed").to_chain(), key), who)
+        assert rc is None, f"{t.name}: a key that opens no envelope was accepted for subgroup {g}"
+        expected = ("WrongPhase" if ph not in (FIN, A_) else "UnknownSubgroup" if g >= groups
+                    else "WrongFinalKey" if held else "NotHeld")
+        assert err.error_name == expected, f"release in {Phase.NAMES[ph]}: {err} (expected {expected})"
+
+    @rule(t=TASK, who=st.sampled_from(EVERYONE), g=st.integers(0, 2))
+    def slash_withholders(self, t, who, g):
+        """Only past the release deadline of an ended task, only a result still sealed, only once:
+        then its backers are slashed (replayed from the events like any slash) and may leave."""
+        t = self.tasks[t]
+        ph, final = self.phase(t), self.v(t.F.finalRound())
+        groups = self.v(t.F.roundInfo(final))[NUM_SUBGROUPS]
+        held = g < groups and self.v(t.F.subgroupInfo(final, g))[HELD]
+        deadline = self.v(t.F.releaseDeadline())
+        rc, err = self.send(t.F.slashWithholders(g), who)
+        landed = self.chain.block_number + (0 if rc else 1)
+        allowed = ph in (FIN, A_) and landed > deadline and held
+        assert (rc is not None) == allowed, f"slashWithholders({g}) in {Phase.NAMES[ph]}, deadline {deadline}: {err}"
+        if rc is not None:
+            assert not self.v(t.F.subgroupInfo(final, g))[HELD]
+            note(f"{t.name} subgroup {g}: withholders slashed")
 
     # ------------------------------------------------------------------ protocol macro steps
     def _mine_until(self, boundaries: list[int]) -> bool:
