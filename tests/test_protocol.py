@@ -487,6 +487,16 @@ def test_the_owner_reads_the_final_model_only_after_rewards_settle():
         header = held_header(view, final, g)  # who is in the sum is public; the sum is not
         assert set(header.included) == set(lab.rounds[final].members[g]) & set(lab.rounds[final].sent)
         assert not any(lab.chain.call(F.finalKeys(g)))
+    from din_lab.roles import secure_aggregation as sa
+
+    for r, record in enumerate(lab.rounds):  # the shares that unmask the final sums went to its committees only
+        for cid in (c for reveals in record.share_reveals.values() for c in reveals.values()):
+            data = lab.store.cat(cid)
+            assert sa.is_sealed_share_reveal(data) == (r == final)
+            if r == final:
+                with pytest.raises(ProtocolError):
+                    sa.parse_share_reveal(data)
+    assert lab.rounds[final].share_reveals
     backer = next(e for e in lab.evaluators if e._held)
     envelope, (sealed, key) = next(iter(backer._held.items()))
     g = next(g for g, c in lab.rounds[final].accepted.items() if c == envelope)

@@ -47,7 +47,9 @@ HE_NOTE = ("encrypted evaluation: the owner's test inputs are published CKKS-enc
 
 
 HOLD_NOTE = ("final model hold: each committee of the final round stores its subgroup's sum sealed (convergent "
-             "encryption: the key is the sum's hash, its keccak on chain in the voted envelope); the keys are released "
+             "encryption: the key is the sum's hash, its keccak on chain in the voted envelope), and under secure "
+             "aggregation its members' share reveals, which unmask the sum, are sealed to the committee (re-sealed to a "
+             "dispute committee); the keys are released "
              "on chain only after rewards settle (backers who all withhold one are slashed), then anyone rebuilds the "
              "final model and checks the owner's")
 HOLD_BASELINE_NOTE = " (in the plaintext baseline every update is public, so the hold hides nothing)"

@@ -31,7 +31,7 @@ from din_lab.chain.din import (
     to_wad,
 )
 from din_lab.cid import Cid
-from din_lab.errors import ContractRevert, DinLabError
+from din_lab.errors import ContractRevert, DinLabError, ProtocolError
 from din_lab.he import EncryptedTable, EvaluationPool, HEParams, load_public_context
 from din_lab.learning import build_model, lab_model_spec
 from din_lab.roles import codec
@@ -42,7 +42,7 @@ from din_lab.roles.agent import Agent
 from din_lab.roles.auditor import accepted_result, read_subgroup, released_key
 from din_lab.roles.behaviours import EvaluatorBehaviour
 from din_lab.roles.network import Handle, Wait
-from din_lab.roles.participant import sealed_topic
+from din_lab.roles.participant import reseal_topic, sealed_topic
 from din_lab.roles.scoring import contribution_scores
 from din_lab.secagg import Committee, Share
 from din_lab.storage.serialization import tensors_from_bytes
@@ -56,6 +56,8 @@ class _Duty:
     salt: bytes = b""
     aborted: bool = False
     shares_revealed: bool = False
+    share_reveal: bytes = b""  # its own reveal (the final round's is sealed: re-sealed for a dispute committee)
+    resealed: bool = False
     committed: bool = False
     revealed: bool = False
 
@@ -231,27 +233,82 @@ class Evaluator(Agent):
         shares = self.behaviour.shares(shares)
         for pos, why in sorted(problems.items()):
             self._note("aggregate", r, f"cannot open the shares of {members[pos]}", detail=why)
-        cid = self._add(sa.encode_share_reveal(shares, holder=holder, evaluator=self.address, context=view.context))
+        data = sa.encode_share_reveal(shares, holder=holder, evaluator=self.address, context=view.context)
+        self._duty(r, g, 0).share_reveal = data
+        if self._final(r):  # with the shares anyone could unmask the sum: they go to the committee only
+            try:
+                data = sa.seal_share_reveal(data, context=view.context, holder=holder, long_term_key=self._key,
+                                            recipients=self._committee(r, g).public_keys,
+                                            rng=self._secret_rng(f"share reveal {r}/{g}"))
+            except DinLabError as e:
+                self._note("aggregate", r, f"cannot seal its shares for subgroup {g}", detail=str(e))
+                return
+        cid = self._add(data)
         self._tx("aggregate", r, self.F.revealShares(r, g, cid.to_chain()),
-                 f"reveal {len(shares)} shares for subgroup {g}", cid=cid)
+                 f"reveal {len(shares)} shares for subgroup {g}" + (" (sealed to the committee)" if self._final(r) else ""),
+                 cid=cid)
+
+    def _final(self, r: int) -> bool:
+        return r == int(self.view.call(self.F.finalRound()))
+
+    def _reseal_for_dispute(self, r: int, g: int) -> None:
+        """A dispute committee was drawn for a subgroup of the final round: re-seal this member's
+        share reveal to the dispute committee's keys and post it (the chain holds the copy sealed to
+        the first committee, which the dispute committee cannot open)."""
+        duty = self._duty(r, g, 0)
+        if duty.resealed or not duty.share_reveal:
+            return
+        duty.resealed = True
+        holders = self.view.committee(r, g, 0)
+        try:
+            recipients = [self.view.evaluator_key(a) for a in self.view.committee(r, g, 1)]
+            data = sa.seal_share_reveal(duty.share_reveal, context=self._context(r, g),
+                                        holder=holders.index(self.address), long_term_key=self._key,
+                                        recipients=recipients, rng=self._secret_rng(f"share reveal {r}/{g}/dispute"))
+        except DinLabError as e:
+            self._note("finalize", r, f"cannot re-seal its shares for subgroup {g}'s dispute committee", detail=str(e))
+            return
+        cid = self._add(data)
+        self._post(reseal_topic(self.handle.task.address, r, g), cid)
+        self._note("finalize", r, f"re-sealed its shares for subgroup {g}'s dispute committee", cid=str(cid))
 
     def _share_pool(self, r: int, g: int) -> list[Share]:
         """The shares the first committee revealed on chain (``SharesRevealed``) by the end of the
-        share window: every member, and a dispute committee, unmasks from exactly these. Each
-        holder's reveal is checked whole before it is pooled."""
+        share window: every member, and a dispute committee, unmasks from exactly these. The final
+        round's are sealed to the first committee (a dispute committee opens the copies its members
+        re-sealed to it). Each holder's reveal is checked whole before it is pooled."""
         view = self.subgroup_view(r, g)
         holders = self.view.committee(r, g, 0)
+        mine = holders.index(self.address) if self.address in holders else None
         pool: list[Share] = []
         for event in self.view.events("SharesRevealed", round=r, subgroup=g):
-            holder = holders.index(event.args["evaluator"])  # the contract admits members only
+            evaluator = event.args["evaluator"]
+            holder = holders.index(evaluator)  # the contract admits members only
             cid = Cid.from_chain(event.args["shares"])
             try:
-                parsed = self.view.decoded(cid, sa.parse_share_reveal, kind="share reveal")  # public, parsed once
+                data = self.view.cat(cid)
+                if sa.is_sealed_share_reveal(data):
+                    parsed = sa.parse_share_reveal(self._open_reveal(r, g, data, holder=holder, evaluator=evaluator,
+                                                                     mine=mine))
+                else:
+                    parsed = self.view.decoded(cid, sa.parse_share_reveal, kind="share reveal")  # public, parsed once
                 pool += sa.check_share_reveal(parsed, holder=holder, view=view)
             except DinLabError as e:
-                self._note("aggregate", r, f"share reveal for subgroup {g} refused", actor=event.args["evaluator"],
+                self._note("aggregate", r, f"share reveal for subgroup {g} refused", actor=evaluator,
                            detail=f"by {self.name}: {e}")
         return pool
+
+    def _open_reveal(self, r: int, g: int, data: bytes, *, holder: int, evaluator: str, mine: int | None) -> bytes:
+        context, sender = self._context(r, g), self.view.evaluator_key(evaluator)
+        if mine is not None:
+            return sa.open_share_reveal(data, context=context, holder=holder, recipient=mine, key=self._key,
+                                        sender_public_key=sender)
+        resealed = self.handle.board.read(reseal_topic(self.handle.task.address, r, g)).get(evaluator)
+        if resealed is None:
+            raise ProtocolError("sealed to the first committee and not re-sealed to this dispute committee")
+        return sa.open_share_reveal(self.view.cat(resealed), context=context, holder=holder,
+                                    recipient=self.view.committee(r, g, 1).index(self.address), key=self._key,
+                                    sender_public_key=sender)
 
     def _aggregate_secure(self, r: int, g: int) -> codec.SubgroupResult:
         view = self.subgroup_view(r, g)
@@ -331,14 +388,22 @@ class Evaluator(Agent):
         for the commit window to close, reveal. Waits while any subgroup of the round is open."""
         finalized = self.view.finalized(r)
         waits: list[int] = []
+        others = False
         for g in range(self.view.groups(r)):
-            if g in finalized or self.address not in self.view.committee(r, g, 1):
+            if g in finalized:
                 continue
             info = self._info(r, g)
             if int(info[6]) or int(info[4]) != 1:  # not drawn yet
                 continue
+            if self.spec.secagg and self.address in self.view.committee(r, g, 0) and self._final(r):
+                self._reseal_for_dispute(r, g)
+            if self.address not in self.view.committee(r, g, 1):
+                continue
             duty = self._duty(r, g, 1)
             if duty.result is None:
+                if self.spec.secagg and self._final(r) and not self.timed_out and not self._resealed_in(r, g):
+                    others = True  # the first committee's members are re-sealing their shares to it
+                    continue
                 self._compute_result(r, g, 1)
             if not duty.committed:
                 self._commit_seats(r, [g], cohort=1, phase="finalize")
@@ -347,10 +412,15 @@ class Evaluator(Agent):
                     waits.append(int(info[1]) + 1)
                     continue
                 self._reveal_seats(r, [g], cohort=1, phase="finalize")
-        if waits:
+        if waits and not others:
             return Wait(min(waits))
         open_subgroups = len(self.view.finalized(r)) < self.view.groups(r)
-        return Wait() if open_subgroups and not self.timed_out else None
+        return Wait() if (open_subgroups or others) and not self.timed_out else None
+
+    def _resealed_in(self, r: int, g: int) -> bool:
+        """Has every first-committee member that revealed shares re-sealed them to this dispute committee?"""
+        posted = self.handle.board.read(reseal_topic(self.handle.task.address, r, g))
+        return all(e.args["evaluator"] in posted for e in self.view.events("SharesRevealed", round=r, subgroup=g))
 
     # ---------------------------------------------------------------- score (paper 5.1 step 5, 5.2 steps 3-4)
 

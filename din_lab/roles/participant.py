@@ -41,6 +41,11 @@ def sealed_topic(task: str, r: int, g: int) -> str:
     return f"{task}/round {r}/subgroup {g}/sealed contributions"
 
 
+def reseal_topic(task: str, r: int, g: int) -> str:
+    """Where the first committee's members post their final-round share reveals re-sealed to a dispute committee."""
+    return f"{task}/round {r}/subgroup {g}/share reveals for the dispute committee"
+
+
 @dataclass(frozen=True)
 class TrainingJob:
     """What a participant hands the shared trainer: its (behaviour-applied) data and the global model

@@ -106,6 +106,8 @@ AUX_KIND = "din-lab/secagg/aux/v1"
 MASKED_KIND = "din-lab/secagg/masked-update/v1"
 REVEAL_KIND = "din-lab/secagg/share-reveal/v1"
 SEALED_KIND = "din-lab/secagg/sealed-contribution/v1"
+SEALED_REVEAL_KIND = "din-lab/secagg/sealed-share-reveal/v1"
+_MEMBER = 1 << 32  # a committee member's sender id in the sealed-reveal domain (participants: their positions)
 
 # FedAvg contributions samples * delta reach a few hundred; 2^20 leaves ample room, 2^-24 resolution
 # keeps the global model within 1e-7 of the plaintext one, and up to 2^19 - 1 vectors sum exactly.
@@ -220,6 +222,34 @@ def encode_share_reveal(shares: Sequence[Share], *, holder: int, evaluator: str,
     tensors = {f"share_{i:05d}": _u8(s.to_bytes()) for i, s in enumerate(shares)}
     return tensors_to_bytes(tensors, metadata={"kind": REVEAL_KIND, "holder": str(holder), "evaluator": evaluator,
                                                "round": str(context.round), "subgroup": str(context.subgroup)})
+
+
+def seal_share_reveal(data: bytes, *, context: RoundContext, holder: int, long_term_key: X25519PrivateKey,
+                      recipients: Sequence[bytes], rng: Rng) -> bytes:
+    """A share reveal (:func:`encode_share_reveal` bytes) sealed to ``recipients`` (X25519 keys, in
+    order). The final round's reveals travel this way: with the shares anyone could unmask the
+    subgroup's sum, which must stay with its committee until rewards settle."""
+    sealed = seal_for_committee(data, context=context, participant=_MEMBER + holder, long_term_key=long_term_key,
+                                committee=recipients, rng=rng)
+    return tensors_to_bytes({"sealed": _u8(sealed)}, metadata={"kind": SEALED_REVEAL_KIND, "holder": str(holder)})
+
+
+def is_sealed_share_reveal(data: bytes) -> bool:
+    try:
+        return metadata_from_bytes(data).get("kind") == SEALED_REVEAL_KIND
+    except SerializationError:
+        return False
+
+
+def open_share_reveal(data: bytes, *, context: RoundContext, holder: int, recipient: int, key: X25519PrivateKey,
+                      sender_public_key: bytes) -> bytes:
+    """The share reveal member ``holder`` sealed, opened by recipient number ``recipient`` (a
+    :class:`RevealError` if it is not addressed to it, or tampered with)."""
+    _, tensors = _read(data, SEALED_REVEAL_KIND)
+    if "sealed" not in tensors:
+        raise RevealError("a sealed share reveal holds no ciphertext")
+    return open_sealed(tensors["sealed"].tobytes(), context=context, participant=_MEMBER + holder, holder=recipient,
+                       holder_key=key, participant_public_key=sender_public_key)
 
 
 def parse_share_reveal(data: bytes) -> tuple[str | None, tuple[Share, ...]]:
