@@ -91,7 +91,17 @@ def _open(view: PublicView, r: int, g: int, cid: Cid, keys: Mapping[Cid, bytes] 
     key = (keys or {}).get(cid) or released_key(view, g)
     if key is None or keccak(key) != key_hash:
         return None
-    return view.decoded(sealed, lambda data: codec.decode_result(fm.open_sealed(data, key)), kind=f"opened {key.hex()}")
+    return view.decoded(sealed, lambda data: _opened(data, key), kind=f"opened {key.hex()}")
+
+
+def _opened(sealed: bytes, key: bytes) -> codec.SubgroupResult:
+    """A sealed result opened and decoded; its public header must say what the result says (the
+    participants decided from the header whether to reveal their updates)."""
+    result, header = codec.decode_result(fm.open_sealed(sealed, key)), fm.held_header(sealed)
+    if (header.included, header.rejected, header.samples, header.round, header.subgroup) != \
+            (result.included, result.rejected, result.samples, result.round, result.subgroup):
+        raise ProtocolError("a sealed result's public header does not match the result inside it")
+    return result
 
 
 def model_cid(view: PublicView, vector: np.ndarray, *, r: int, spec: TaskSpec) -> Cid:

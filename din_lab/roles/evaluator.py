@@ -662,7 +662,13 @@ class Evaluator(Agent):
             self._tx("claim", None, F.claim(), "claim")
         left = self.view.call(F.bondOf(self.address))
         if left:  # the task is over: the bond (what is left of it) comes back
-            self._tx("claim", None, F.withdrawBond(), "withdraw bond", amount=left / WAD)
+            try:
+                self._tx("claim", None, F.withdrawBond(), "withdraw bond", amount=left / WAD)
+            except ContractRevert as e:
+                if e.error_name != "FinalKeyPending":
+                    raise
+                self._note("claim", None, "bond still locked", detail="a sealed final-round result it backed has "
+                           "no released key yet (released, or its withholders slashed, after the release deadline)")
         return None
 
     # ---------------------------------------------------------------- what a copycat observes

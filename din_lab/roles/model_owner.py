@@ -326,9 +326,9 @@ class ModelOwner(Agent):
         rebuilds the final model from the opened results, as anyone can, and publishes its CID."""
         F = self.F
         final = int(self.view.call(F.finalRound()))
-        if final in self._models or self.view.phase() not in (Phase.FINISHED, Phase.ABANDONED) \
-                or not self.view.events("TrainingComplete"):  # abandoned while training: no final round
+        if final in self._models or self.view.phase() not in (Phase.FINISHED, Phase.ABANDONED):
             return None
+        # sealed results (some, when the task was abandoned during its final round) still held
         pending = [g for g in range(self.view.groups(final)) if self.view.call(F.subgroupInfo(final, g))[9]]
         if pending:
             deadline = int(self.view.call(F.releaseDeadline()))
@@ -337,6 +337,8 @@ class ModelOwner(Agent):
             for g in pending:
                 self._tx("release", None, F.slashWithholders(g), f"slash the withholders of subgroup {g}'s key",
                          detail="nobody released it by the deadline: the subgroup is left out of the final model")
+        if not self.view.events("TrainingComplete"):  # abandoned before its final round closed: no final model
+            return None
         results, unusable = accepted_results(self.view, final, spec=self.spec)
         for g, why in unusable.items():
             self.unusable[(final, g)] = why
