@@ -216,7 +216,8 @@ def _add_run_parser(sub: argparse._SubParsersAction) -> None:
                      help="honest, random, extreme, lazy, wrong-aggregate, copycat, forged-shares (repeatable)")
     run.add_argument("--malicious-participants", dest="malicious_participants", action="append",
                      metavar="FRACTION:BEHAVIOUR",
-                     help="random-data, inverted-labels, scaled, free-rider, dropout, sybil (repeatable)")
+                     help="random-data, inverted-labels, half-flipped-labels, scaled, free-rider, dropout, sybil "
+                          "(repeatable)")
     run.add_argument("--secagg", choices=("on", "off"),
                      help="secure aggregation of updates: masked in subgroups, unmasked as a sum (default on; off is the "
                           "plaintext baseline, where evaluators see and screen each update)")

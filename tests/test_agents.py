@@ -111,3 +111,16 @@ def test_the_guard_catches_a_snooping_agent(monkeypatch):
 
     with pytest.raises(_Snooping, match="_x"):
         snoop(spy, victim)
+
+
+def test_a_half_flipper_relabels_exactly_half_of_its_samples_to_other_classes():
+    """The behaviour issue 17's fairness target is about: half of the labels, each to a different class."""
+    import numpy as np
+
+    from din_lab.roles.behaviours import participant_behaviour
+
+    y = np.arange(100) % 10
+    _, flipped = participant_behaviour("half-flipped-labels").training_data(np.zeros((100, 4)), y, num_classes=10,
+                                                                            rng=np.random.default_rng(0))
+    assert (flipped != y).sum() == 50 and flipped.min() >= 0 and flipped.max() <= 9
+    assert y.tolist() == (np.arange(100) % 10).tolist()  # its own copy: the data set is untouched

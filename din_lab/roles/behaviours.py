@@ -85,6 +85,17 @@ class InvertedLabels(ParticipantBehaviour):
         return x, (num_classes - 1 - y).astype(y.dtype)
 
 
+class HalfFlippedLabels(ParticipantBehaviour):
+    """Flips half of its labels (a random half, to another class chosen at random): the poisoner
+    earlier blockchain-FL protocols such as 2CP still paid in their published experiments."""
+
+    def training_data(self, x, y, *, num_classes, rng):
+        y = y.copy()
+        flipped = rng.permutation(len(y))[: len(y) // 2]
+        y[flipped] = (y[flipped] + rng.integers(1, num_classes, size=len(flipped))) % num_classes
+        return x, y
+
+
 class Scaled(ParticipantBehaviour):
     factor = 10.0
 
@@ -148,6 +159,7 @@ SYBIL_ACCOUNTS = 3  # the accounts a Sybil party registers besides its own
 
 PARTICIPANT_BEHAVIOURS: dict[str, type[ParticipantBehaviour]] = {
     "honest": ParticipantBehaviour, "random-data": RandomData, "inverted-labels": InvertedLabels,
+    "half-flipped-labels": HalfFlippedLabels,
     "scaled": Scaled, "free-rider": FreeRider, "dropout": Dropout, "wrong-length": WrongLength,
     "bad-shares": BadShares, "false-reveal": FalseReveal, "inflated-mask": InflatedMask, "sybil": Sybil,
 }
