@@ -235,7 +235,8 @@ class Evaluator(Agent):
             self._note("aggregate", r, f"cannot open the shares of {members[pos]}", detail=why)
         data = sa.encode_share_reveal(shares, holder=holder, evaluator=self.address, context=view.context)
         self._duty(r, g, 0).share_reveal = data
-        if self._final(r):  # with the shares anyone could unmask the sum: they go to the committee only
+        final = self._final(r)
+        if final:  # with the shares anyone could unmask the sum: they go to the committee only
             try:
                 data = sa.seal_share_reveal(data, context=view.context, holder=holder, long_term_key=self._key,
                                             recipients=self._committee(r, g).public_keys,
@@ -245,7 +246,7 @@ class Evaluator(Agent):
                 return
         cid = self._add(data)
         self._tx("aggregate", r, self.F.revealShares(r, g, cid.to_chain()),
-                 f"reveal {len(shares)} shares for subgroup {g}" + (" (sealed to the committee)" if self._final(r) else ""),
+                 f"reveal {len(shares)} shares for subgroup {g}" + (" (sealed to the committee)" if final else ""),
                  cid=cid)
 
     def _final(self, r: int) -> bool:
