@@ -8,11 +8,16 @@ subgroup draw? For several seeds and partitions this runs whole DIN tasks and me
   so FedAvg over all of them does not depend on the grouping) run twice with only the draw moved
   (the fee budget differs by one token, which changes the task's creation transaction, the block
   hashes and so the draw, and nothing a participant is paid from); the relative change of each
-  participant's reward, mean and max;
+  participant's reward, mean and max, over participants paid at least 10% of the mean reward (a
+  relative change of a reward near 0 is noise in a few wei); and the largest change as a share of
+  the pool, over everyone;
 - (c) rank correlation (Spearman) of rewards with a task-wide reference: Truncated Monte Carlo Data
   Shapley (Ghorbani and Zou, 2019) over all participants' final-round updates, the utility being the
   negative test loss of the previous global model moved by the coalition's sample-weighted mean
-  update on the owner's test set; permutations until the mean's standard error is reported;
+  update on the owner's test set, each coalition's FedAvg model evaluated as a model (independent
+  of the lab's own scoring code); 2,000 permutations by default, the largest standard error
+  reported, and the rank correlation of two independent halves of the permutations (how far the
+  reference agrees with itself);
 - (d) poisoners' payouts: 30% of participants with each behaviour (``inverted-labels``,
   ``random-data``), their share of the pool; and on IID data (equal samples) 10% of participants
   flipping half of their labels (``half-flipped-labels``), their mean reward over an honest one's.
@@ -90,7 +95,7 @@ def tmc_shapley(utility, n: int, *, permutations: int, rng: np.random.Generator,
     return marginals.mean(axis=0), marginals.std(axis=0, ddof=1) / np.sqrt(permutations)
 
 
-def reference_values(lab: Lab, *, permutations: int, seed: int) -> tuple[dict[str, float], float]:
+def reference_values(lab: Lab, *, permutations: int, seed: int) -> tuple[dict[str, float], float, float]:
     """Task-wide Data Shapley of every final-round update (address -> value) and the largest
     standard error, from the experimenter's look at the updates (no agent sees them)."""
     final = len(lab.rounds) - 1
@@ -107,9 +112,14 @@ def reference_values(lab: Lab, *, permutations: int, seed: int) -> tuple[dict[st
             cache[coalition] = -evaluate_vector(lab.model, vector, lab.dataset.X_test, lab.dataset.y_test)["loss"]
         return cache[coalition]
 
-    values, errors = tmc_shapley(utility, len(players), permutations=permutations,
-                                 rng=np.random.default_rng(seed), tolerance=0.001)
-    return dict(zip(players, values.tolist(), strict=True)), float(errors.max())
+    half = permutations // 2
+    a, errors_a = tmc_shapley(utility, len(players), permutations=half, rng=np.random.default_rng([seed, 1]),
+                              tolerance=0.001)
+    b, errors_b = tmc_shapley(utility, len(players), permutations=permutations - half,
+                              rng=np.random.default_rng([seed, 2]), tolerance=0.001)
+    values = (a * half + b * (permutations - half)) / permutations
+    errors = np.sqrt(errors_a ** 2 * half ** 2 + errors_b ** 2 * (permutations - half) ** 2) / permutations
+    return dict(zip(players, values.tolist(), strict=True)), float(errors.max()), spearman(a, b)
 
 
 def run_task(config: ExperimentConfig) -> tuple[Lab, Any]:
@@ -126,19 +136,23 @@ def measure(partition: str, seed: int, *, base: dict[str, Any], permutations: in
     table = result.participants.set_index("address")
     other = moved.participants.set_index("address")
     same_training = [r["accuracy"] for r in result.summary["rounds"]] == [r["accuracy"] for r in moved.summary["rounds"]]
-    changes = (other.reward - table.reward).abs() / table.reward.where(table.reward > 0)
-    reference, reference_se = reference_values(lab, permutations=permutations, seed=seed)
+    paid = table.reward >= 0.1 * table.reward.mean()
+    changes = ((other.reward - table.reward).abs() / table.reward)[paid]
+    pool = float(table.reward.sum())
+    reference, reference_se, reference_halves = reference_values(lab, permutations=permutations, seed=seed)
     rewards = np.array([table.reward[a] for a in reference])
     out: dict[str, Any] = {
         "partition": partition, "seed": seed, "participants": len(table),
         "final_accuracy": result.summary["final_accuracy"],
         "draw_only": {"same_training": same_training, "mean_change": float(changes.mean()),
-                      "max_change": float(changes.max())},
+                      "max_change": float(changes.max()), "counted": int(paid.sum()),
+                      "max_change_of_pool": float((other.reward - table.reward).abs().max() / pool)},
         "reward_cv": float(table.reward.std(ddof=0) / table.reward.mean()),
         "samples_cv": float(table.samples.std(ddof=0) / table.samples.mean()),
         "spearman_reference": spearman(rewards, np.array(list(reference.values()))),
         "spearman_samples": spearman(table.reward.to_numpy(), table.samples.to_numpy()),
         "reference_max_standard_error": reference_se,
+        "reference_halves_spearman": reference_halves,
         "reference_permutations": permutations,
     }
     for behaviour in POISONERS:
@@ -183,15 +197,19 @@ def checks(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def table(rows: list[dict[str, Any]], check_rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
     lines = [f"fair rewards: {info['protocol']}, {info['participants']} participants, {info['rounds']} rounds, "
-             f"digits, scorer {info['scorer']}; reference: TMC Data Shapley, {info['permutations']} permutations",
+             f"digits, scorer {info['scorer']} in the {info['contribution']} game; reference: TMC Data Shapley, "
+             f"{info['permutations']} permutations ('ref self': Spearman of its two halves)",
              "", f"{'partition':<15}{'seed':>5}{'acc':>7}{'draw mean':>11}{'draw max':>10}{'reward CV':>11}"
-                 f"{'rho ref':>9}{'ref SE':>9}{'rho samples':>13}{'flip share':>12}{'random share':>14}"]
+                 f"{'rho ref':>9}{'ref SE':>9}{'ref self':>10}{'rho samples':>13}{'flip share':>12}"
+                 f"{'random share':>14}{'half-flip':>11}"]
     for r in rows:
         lines.append(f"{r['partition']:<15}{r['seed']:>5}{r['final_accuracy']:>7.3f}"
                      f"{r['draw_only']['mean_change']:>11.1%}{r['draw_only']['max_change']:>10.1%}"
                      f"{r['reward_cv']:>11.2f}{r['spearman_reference']:>9.2f}{r['reference_max_standard_error']:>9.4f}"
+                     f"{r['reference_halves_spearman']:>10.2f}"
                      f"{r['spearman_samples']:>13.2f}{r['poisoners_inverted-labels_share']:>12.1%}"
-                     f"{r['poisoners_random-data_share']:>14.1%}")
+                     f"{r['poisoners_random-data_share']:>14.1%}"
+                     + (f"{r['half_flipper_vs_honest']:>11.3f}" if "half_flipper_vs_honest" in r else f"{'-':>11}"))
     moved = [f"{r['partition']}/{r['seed']}" for r in rows if not r["draw_only"]["same_training"]]
     lines.append("draw-only reruns trained to the same accuracies: " + ("yes, every one" if not moved else
                                                                         f"NO for {', '.join(moved)}"))
@@ -207,11 +225,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--partitions", default=",".join(PARTITIONS))
     ap.add_argument("--participants", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--permutations", type=int, default=300, help="TMC permutations for the reference (default 300)")
+    ap.add_argument("--permutations", type=int, default=2000,
+                    help="TMC permutations for the reference (default 2000)")
     ap.add_argument("--protocol", choices=("paper", "baseline"), default="paper",
                     help="the paper's protocol (secure aggregation, CKKS evaluation; the default) or the plaintext "
                          "baseline")
-    ap.add_argument("--quick", action="store_true", help="one seed, IID only, 100 permutations")
+    ap.add_argument("--contribution", choices=("task", "subgroup"), default="task",
+                    help="the game participants are valued in (default task; subgroup: the rule before issue 17)")
+    ap.add_argument("--quick", action="store_true", help="one seed, IID only, 400 permutations")
     ap.add_argument("--out", type=Path, default=REPO / "results" / "fairness.json")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -222,9 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     partitions = [p for p in args.partitions.split(",") if p.strip()]
     permutations = args.permutations
     if args.quick:
-        seeds, partitions, permutations = seeds[:1], ["iid"], 100
+        seeds, partitions, permutations = seeds[:1], ["iid"], 400
     base = {"participants": args.participants, "evaluators": 4, "rounds": args.rounds, "dataset": "digits",
-            **(PLAINTEXT_BASELINE if args.protocol == "baseline" else {})}
+            "contribution": args.contribution, **(PLAINTEXT_BASELINE if args.protocol == "baseline" else {})}
     rows = []
     for partition in partitions:
         for seed in seeds:
@@ -232,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(measure(partition, seed, base=base, permutations=permutations))
     check_rows = checks(rows)
     info = {"protocol": args.protocol, "participants": args.participants, "rounds": args.rounds,
-            "scorer": ExperimentConfig().scorer, "permutations": permutations}
+            "scorer": ExperimentConfig().scorer, "contribution": args.contribution, "permutations": permutations}
     print(table(rows, check_rows, info))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"description": "fair rewards (benchmarks/fairness.py)", "settings": info,

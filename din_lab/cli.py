@@ -62,7 +62,7 @@ def _run(args: argparse.Namespace) -> int:
             print(f"din-lab: error: cannot read --config {args.config}: {e}", file=sys.stderr)
             return 2
     for key in ("participants", "evaluators", "subgroup_size", "evaluators_per_subgroup", "rounds", "dataset",
-                "partition", "model", "local_epochs", "scorer", "chain", "seed", "evaluation", "he_workers",
+                "partition", "model", "local_epochs", "scorer", "contribution", "chain", "seed", "evaluation", "he_workers",
                 "runtime", "workers", "target_accuracy", "stop_on_budget", "identity"):
         value = getattr(args, key)
         if value is not None:
@@ -205,6 +205,10 @@ def _add_run_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--model", help="logreg, mlp, mlp-square (x^2 activation: HE-ready) or cnn")
     run.add_argument("--local-epochs", dest="local_epochs", type=int)
     run.add_argument("--scorer", help="shapley, loo or accuracy")
+    run.add_argument("--contribution", choices=("task", "subgroup"),
+                     help="the game participants are valued in: task (the default: all final-round contributors in "
+                          "one game, one scale, screened in prediction space) or subgroup (each subgroup's own game, "
+                          "its best member scoring 1)")
     run.add_argument("--evaluation", choices=("plaintext", "he"),
                      help="how evaluators score: on the owner's CKKS-encrypted test set (he, the default: the owner "
                           "decrypts the committee-agreed outputs; needs --model logreg or mlp-square), or on it in "

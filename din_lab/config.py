@@ -107,6 +107,10 @@ class ExperimentConfig:
     learning_rate: float = 0.01
     optimizer: str = "adam"
     scorer: str = "shapley"
+    # whose game a participant is valued in: "task" (every final-round contributor in one game, one
+    # scale; issue 17) or "subgroup" (its subgroup's own game, its best scoring 1: the old rule);
+    # None: "task" wherever someone sees every contribution (see ``task_wide_possible``), else "subgroup"
+    contribution: str | None = None
     # the paper's protocol by default: CKKS-encrypted evaluation and secure aggregation over the
     # SecAgg+ graph; PLAINTEXT_BASELINE names the protocol without its privacy, for comparison
     evaluation: str = "he"
@@ -137,6 +141,19 @@ class ExperimentConfig:
     target_accuracy: float | None = None  # on its own test set
     stop_on_budget: bool = False  # when the fee budget cannot pay the committees of another round and scoring
 
+    def task_wide_impossible(self) -> str | None:
+        """Why the task-wide game cannot be played in this configuration (None: it can)."""
+        if self.secagg and self.evaluation == "plaintext":
+            return ("under secure aggregation with plaintext evaluation each committee sees only its own subgroup's "
+                    "updates; use encrypted evaluation (the owner decrypts every subgroup's outputs), the plaintext "
+                    "baseline, or contribution='subgroup'")
+        if self.evaluation == "he" and self.model != "logreg" and self.scorer != "accuracy":
+            return (f"under encrypted evaluation the owner mixes the players' decrypted outputs across subgroups, "
+                    f"which equals the FedAvg model's outputs only for logistic regression (--model logreg); "
+                    f"{self.model!r} is scored task-wide by the accuracy scorer, or in each subgroup's own game "
+                    "(contribution='subgroup')")
+        return None
+
     def __post_init__(self) -> None:
         def need(ok: bool, field: str, message: str) -> None:
             if not ok:
@@ -161,6 +178,13 @@ class ExperimentConfig:
         need(self.learning_rate > 0, "learning_rate", "must be positive")
         need(self.optimizer in ("sgd", "adam"), "optimizer", f"must be sgd or adam, got {self.optimizer!r}")
         need(self.evaluation in ("plaintext", "he"), "evaluation", f"must be plaintext or he, got {self.evaluation!r}")
+        need(self.contribution in (None, "task", "subgroup"), "contribution",
+             f"must be task (one game over the whole task) or subgroup (each subgroup's own game), got "
+             f"{self.contribution!r}")
+        why_not = self.task_wide_impossible()
+        need(not (self.contribution == "task" and why_not), "contribution", f"task-wide scoring: {why_not}")
+        if self.contribution is None:
+            object.__setattr__(self, "contribution", "subgroup" if why_not else "task")
         need(isinstance(self.he_workers, int) and not isinstance(self.he_workers, bool)
              and 1 <= self.he_workers <= 64, "he_workers",
              f"must be a number of worker processes in [1, 64], got {self.he_workers!r}")

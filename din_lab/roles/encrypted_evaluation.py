@@ -43,10 +43,11 @@ from din_lab.learning.models import Square as TorchSquare
 from din_lab.roles.codec import Update
 from din_lab.roles.scoring import coalition_vector
 from din_lab.scoring import CachedUtility, make_scorer
+from din_lab.scoring.contribution import MixtureGame, screen_outputs, task_scores
 from din_lab.scoring.scorers import EXACT_THRESHOLD
 
 __all__ = ["HE_READY", "TRUST_NOTE", "EncryptedOutputs", "OwnerScoring", "evaluate_contributions", "he_model",
-           "metrics", "needed_coalitions", "score_outputs", "tampered"]
+           "metrics", "needed_coalitions", "score_outputs", "score_task_outputs", "tampered"]
 
 HE_READY = "logistic regression (model 'logreg') or the MLP with the square activation (x^2, as in CryptoNets)"
 
@@ -295,3 +296,59 @@ def score_outputs(outputs: EncryptedOutputs, *, secret_context: ts.Context, y: n
         "values": [round(v, 9) for v in values], "scores": [round(float(s), 9) for s in scores], "trust": TRUST_NOTE,
     }
     return OwnerScoring(scores=tuple(float(s) for s in scores), audit=audit)
+
+
+def score_task_outputs(agreed: Sequence[tuple[EncryptedOutputs, bytes, Sequence[str]]], *, secret_context: ts.Context,
+                       y: np.ndarray, scorer: str, seed: int) -> dict[int, OwnerScoring]:
+    """The owner's task-wide game (:mod:`din_lab.scoring.contribution`) on every subgroup's agreed
+    outputs at once: ``agreed`` holds, per subgroup, its outputs, their digest and its members in
+    position order. The previous model's outputs are the mean of the subgroups' decryptions of it
+    (each carries its own CKKS noise); each player's are its own model's; a coalition's are the
+    sample-weighted mean of its players' (exact for logistic regression; a non-linear model is
+    scored by singletons only, the accuracy scorer). Players are screened in prediction space and
+    valued in one game, in address order (independent of how they were grouped). Returns each
+    subgroup's scores by position and its audit record."""
+    players: list[tuple[str, int, np.ndarray, int]] = []  # address, samples, outputs, subgroup
+    bases = []
+    classes = int(np.max(y)) + 1 if len(y) else 0
+    for outputs, _, members in agreed:
+        if list(outputs.players) != [m for m in members if m in set(outputs.players)]:
+            raise HEError(f"the outputs of subgroup {outputs.subgroup} name players outside it or out of order")
+        if any(t.samples != len(y) or t.columns < classes for t in outputs.tables):
+            raise HEError(f"the outputs do not cover the owner's test set ({len(y)} samples, {classes} classes)")
+        decrypted = {c: t.decrypt(secret_context) for c, t in zip(outputs.coalitions, outputs.tables, strict=True)}
+        if outputs.players and any((i,) not in decrypted for i in range(len(outputs.players))):
+            raise HEError(f"the outputs of subgroup {outputs.subgroup} lack a player's own evaluation")
+        if () in decrypted:
+            bases.append(decrypted[()])
+        for i, (address, samples) in enumerate(zip(outputs.players, outputs.samples, strict=True)):
+            players.append((address, samples, decrypted[(i,)], outputs.subgroup))
+    players.sort(key=lambda p: p[0].lower())
+    columns = {p[2].shape[1] for p in players} | {b.shape[1] for b in bases}
+    if len(columns) > 1:
+        raise HEError("the subgroups' outputs have different shapes")
+    values: dict[str, tuple[float, float, bool]] = {}
+    calls = permutations = 0
+    if players:
+        base = np.mean(bases, axis=0) if bases else np.zeros_like(players[0][2])
+        game = MixtureGame(base=base, outputs=np.stack([p[2] for p in players]),
+                           weights=np.array([p[1] for p in players], dtype=np.float64), y=y,
+                           metric="accuracy" if scorer == "accuracy" else "loss")
+        keep = screen_outputs(game.changes()) if bases else np.ones(len(players), dtype=bool)
+        result = task_scores(utility=game, players=len(players), keep=keep, scorer=scorer, seed=seed)
+        values = {p[0]: (float(v), float(s), bool(k))
+                  for p, v, s, k in zip(players, result.values, result.scores, result.kept, strict=True)}
+        calls, permutations = result.utility_calls, result.permutations
+    out = {}
+    for outputs, digest, members in agreed:
+        scores = [values[m][1] if m in values else 0.0 for m in members]
+        audit = {
+            "kind": "din-lab/encrypted-evaluation/audit", "game": "task", "subgroup": outputs.subgroup,
+            "outputs_digest": digest.hex(), "test_set": outputs.test_set, "scorer": scorer, "seed": seed,
+            "task_players": len(players), "utility_calls": calls, "permutations": permutations,
+            "players": list(outputs.players), "samples": list(outputs.samples),
+            "kept": [values[m][2] for m in outputs.players], "values": [round(values[m][0], 9) for m in outputs.players],
+            "scores": [round(float(s), 9) for s in scores], "trust": TRUST_NOTE,
+        }
+        out[outputs.subgroup] = OwnerScoring(scores=tuple(float(s) for s in scores), audit=audit)
+    return out

@@ -43,7 +43,7 @@ from din_lab.roles.auditor import accepted_result, read_subgroup, released_key
 from din_lab.roles.behaviours import EvaluatorBehaviour
 from din_lab.roles.network import Handle, Wait
 from din_lab.roles.participant import reseal_topic, sealed_topic
-from din_lab.roles.scoring import contribution_scores
+from din_lab.roles.scoring import contribution_scores, task_contribution, task_seed
 from din_lab.secagg import Committee, Share
 from din_lab.storage.serialization import tensors_from_bytes
 
@@ -475,11 +475,27 @@ class Evaluator(Agent):
     def _score_plain(self, final: int, seats: list[int], published: dict, previous: np.ndarray) -> None:
         tensors = self.view.decoded(Cid.from_chain(published["testSet"]), tensors_from_bytes, kind="test set")
         seed_int = int.from_bytes(self.view.seed(final)[:8], "big")
+        task_wide = None
+        if self.spec.contribution == "task":  # one game over every contributor of the final round (all public)
+            started = time.perf_counter()
+            contributors: dict[str, codec.Update] = {}
+            for g, (status, _) in sorted(self.view.finalized(final).items()):
+                if status == SubgroupStatus.ACCEPTED:
+                    contributors.update(self._accepted_updates(final, g))
+            task_wide = task_contribution(updates=contributors, previous=previous, model=self._module(),
+                                          x=tensors["X"], y=tensors["y"], scorer=self.spec.scorer,
+                                          seed=task_seed(self.handle.task.address, final))
+            self._note("score", None, f"valued the task's {len(contributors)} contributors in one game",
+                       detail=f"{sum(s > 0 for s in task_wide.values())} with a positive value, "
+                              f"{time.perf_counter() - started:.2f} s")
         for g in seats:
             members = self._members(final, g)
-            honest = contribution_scores(members=members, updates=self._accepted_updates(final, g), previous=previous,
-                                         model=self._module(), x=tensors["X"], y=tensors["y"], scorer=self.spec.scorer,
-                                         seed=seed_int ^ g)
+            if task_wide is not None:
+                honest = np.array([task_wide.get(m, 0.0) for m in members])
+            else:
+                honest = contribution_scores(members=members, updates=self._accepted_updates(final, g),
+                                             previous=previous, model=self._module(), x=tensors["X"], y=tensors["y"],
+                                             scorer=self.spec.scorer, seed=seed_int ^ g)
             rng = np.random.default_rng([self.spec.seed, g, self.index, 17])
             scores = self.behaviour.scores(honest, allies=np.array([m in self.allies for m in members]), rng=rng)
             wads = [to_wad(float(np.clip(s, 0.0, 1.0))) for s in scores]
@@ -579,6 +595,8 @@ class Evaluator(Agent):
                 and not sa.revealed_sum_matches(list(out.values()), result.encoded_sum):
             self._note("score", None, f"the updates revealed in subgroup {g} do not add up to the agreed sum",
                        detail="every reveal rebuilt its masked update, so the agreed sum itself is not theirs")
+        if self.spec.contribution == "task":
+            return out  # screened task-wide, in prediction space, with every subgroup's players together
         reference = codec.RoundReference.of(list(out.values()))
         return {m: u for m, u in out.items() if codec.screen_update(u, reference) is None}
 

@@ -11,6 +11,7 @@ model other than the one the accepted results give (honest participants refuse t
 from __future__ import annotations
 
 import hashlib
+import time
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,7 @@ from din_lab.roles.agent import Agent
 from din_lab.roles.auditor import accepted_results
 from din_lab.roles.network import Handle, Wait
 from din_lab.roles.participant import relay_topic, signed_from_bytes
-from din_lab.roles.scoring import evaluate_vector
+from din_lab.roles.scoring import evaluate_vector, task_seed
 from din_lab.storage.serialization import json_to_bytes, tensors_to_bytes
 
 PLAINTEXT_EVALUATION_NOTE = ("plaintext baseline, not the paper's protocol: the owner's test set and labels are "
@@ -248,6 +249,8 @@ class ModelOwner(Agent):
         if wait is not None:
             return wait
         final = int(self.view.call(F.finalRound()))
+        if self.spec.evaluation == "he" and self.spec.contribution == "task":
+            return self._settle_encrypted_task(final)
         for g in range(self.view.groups(final)):
             if g in self._rows:
                 continue
@@ -265,9 +268,9 @@ class ModelOwner(Agent):
             self._tx("reward", None, F.finalizeScores(g, rows), f"reduce scores of subgroup {g}")
         return None
 
-    def _settle_encrypted(self, final: int, g: int, committee: list[str]) -> Wait | None:
-        """Decrypt the outputs a majority of the committee agreed on (by digest) and publish the
-        scores; a subgroup with no majority, or whose agreed outputs are unusable, is closed."""
+    def _majority_outputs(self, g: int, committee: list[str]) -> tuple[bytes | None, list, dict, int]:
+        """The digest a majority of subgroup ``g``'s voting seats revealed (or None), every revealed
+        ``(digest, outputs CID)``, the count per digest and the voting seats."""
         F = self.F
         votes = [(bytes(e.args["digest"]), Cid.from_chain(e.args["outputs"]))
                  for e in self.view.events("OutputsRevealed", subgroup=g) if e.args["evaluator"] in committee]
@@ -276,7 +279,66 @@ class ModelOwner(Agent):
             counts[digest] = counts.get(digest, 0) + 1
         opened = int(self.view.call(F.scoreCommitStart()))  # a member slashed before scoring opened has no vote
         seats = sum(1 for a in committee if not (banned := int(self.view.call(F.bannedAt(a)))) or banned > opened)
-        majority = next((d for d, n in counts.items() if 2 * n > seats), None)
+        return next((d for d, n in counts.items() if 2 * n > seats), None), votes, counts, seats
+
+    def _settle_encrypted_task(self, final: int) -> Wait | None:
+        """Task-wide scoring (issue 17): decrypt every subgroup's agreed outputs, value all their
+        players in one game and publish each subgroup's scores. A subgroup with no majority is
+        closed (nothing paid on it); one whose agreed outputs are unusable is closed after the
+        publish deadline (its submitters score 1), as in subgroup scoring."""
+        F = self.F
+        agreed, unusable = [], []
+        for g in range(self.view.groups(final)):
+            if g in self._rows:
+                continue
+            committee = self.view.committee(final, g, 0)
+            majority, votes, counts, seats = self._majority_outputs(g, committee)
+            if majority is None:
+                self._rows.add(g)
+                self._note("reward", None, f"subgroup {g}: no majority of its committee agrees on the encrypted "
+                           "outputs", detail=f"{len(counts)} different digests: a dispute, nothing is paid on its scores")
+                self._tx("reward", None, F.closeUnresolvedScores(g), f"close disputed subgroup {g}: nothing paid")
+                continue
+            try:
+                outputs = self._agreed_outputs(final, g, majority, [c for d, c in votes if d == majority])
+            except DinLabError as e:
+                unusable.append((g, e))
+                continue
+            members = self.view.members(final, g, subgroup_size=self.spec.subgroup_size)
+            agreed.append((outputs, majority, members, f"{counts[majority]} of {seats} voting seats"))
+        if agreed:
+            started = time.perf_counter()
+            scored = ee.score_task_outputs([(o, d, m) for o, d, m, _ in agreed], secret_context=self.he_keys.context,
+                                           y=self._y_test, scorer=self.spec.scorer,
+                                           seed=task_seed(self.handle.task.address, final))
+            players = sum(len(o.players) for o, *_ in agreed)
+            self._note("reward", None, f"valued the task's {players} evaluated players in one game",
+                       detail=f"from {len(agreed)} subgroups' decrypted outputs, {time.perf_counter() - started:.2f} s")
+            for outputs, majority, _, backing in agreed:
+                g = outputs.subgroup
+                self._rows.add(g)
+                scoring = scored[g]
+                audit = self._add(json_to_bytes(scoring.audit))
+                wads = [to_wad(float(np.clip(v, 0.0, 1.0))) for v in scoring.scores]
+                self._tx("reward", None, F.publishScores(g, wads, majority, audit.to_chain()),
+                         f"publish decrypted scores of subgroup {g}", cid=audit,
+                         detail=f"for outputs digest {majority.hex()[:16]}... ({backing})")
+        if unusable:
+            wait = self._wait_past(int(self.view.call(F.scorePublishDeadline())))
+            if wait is not None:
+                return wait
+            for g, e in unusable:
+                self._rows.add(g)
+                self._note("reward", None, f"subgroup {g}: cannot score the outputs its committee agreed on",
+                           detail=f"{e}; closed after the publish deadline, its submitters score 1")
+                self._tx("reward", None, F.closeUnresolvedScores(g), f"close subgroup {g}: agreed outputs unusable")
+        return None
+
+    def _settle_encrypted(self, final: int, g: int, committee: list[str]) -> Wait | None:
+        """Decrypt the outputs a majority of the committee agreed on (by digest) and publish the
+        scores; a subgroup with no majority, or whose agreed outputs are unusable, is closed."""
+        F = self.F
+        majority, votes, counts, seats = self._majority_outputs(g, committee)
         if majority is None:
             self._note("reward", None, f"subgroup {g}: no majority of its committee agrees on the encrypted outputs",
                        detail=f"{len(counts)} different digests: a dispute, nothing is paid on its scores")
@@ -299,10 +361,10 @@ class ModelOwner(Agent):
                  detail=f"for outputs digest {majority.hex()[:16]}... ({counts[majority]} of {seats} voting seats)")
         return None
 
-    def _decrypt_and_score(self, final: int, g: int, digest: bytes, cids: list[Cid]) -> ee.OwnerScoring:
-        """Fetch the agreed outputs (any backer's copy that hashes to the digest), check they are
+    def _agreed_outputs(self, final: int, g: int, digest: bytes, cids: list[Cid]) -> ee.EncryptedOutputs:
+        """Fetch the agreed outputs (any backer's copy that hashes to the digest) and check they are
         this subgroup's, on its published test set, of the task's model, with the coalitions the
-        scorer needs; then decrypt and score them."""
+        scorer needs."""
         data = next((d for d in (self.view.cat(c) for c in cids) if hashlib.sha256(d).digest() == digest), None)
         if data is None:
             raise ProtocolError(f"no stored outputs hash to the agreed digest {digest.hex()}")
@@ -313,6 +375,12 @@ class ModelOwner(Agent):
                 or list(outputs.coalitions) != ee.needed_coalitions(len(outputs.players), linear=linear,
                                                                      scorer=self.spec.scorer):
             raise ProtocolError("they are not this subgroup's evaluation of the task's model on the published test set")
+        return outputs
+
+    def _decrypt_and_score(self, final: int, g: int, digest: bytes, cids: list[Cid]) -> ee.OwnerScoring:
+        """The agreed outputs (:meth:`_agreed_outputs`), decrypted and scored in the subgroup's own game."""
+        outputs = self._agreed_outputs(final, g, digest, cids)
+        keys = self.he_keys
         members = self.view.members(final, g, subgroup_size=self.spec.subgroup_size)
         return ee.score_outputs(outputs, secret_context=keys.context, y=self._y_test, members=members,
                                 scorer=self.spec.scorer, seed=int.from_bytes(self.view.seed(final)[:8], "big") ^ g,

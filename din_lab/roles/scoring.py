@@ -18,6 +18,7 @@ does not change.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -28,6 +29,7 @@ from torch.func import functional_call
 from din_lab.learning import unflatten
 from din_lab.roles.codec import Update
 from din_lab.scoring import CachedUtility, make_scorer
+from din_lab.scoring.contribution import SLOW_GAME_SHAPLEY_OPTIONS, MixtureGame, screen_outputs, task_scores
 
 
 def evaluate_vector(model: nn.Module, vector: np.ndarray, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
@@ -72,3 +74,57 @@ def contribution_scores(*, members: Sequence[str], updates: dict[str, Update], p
     for k, m in enumerate(players):
         scores[position[m]] = float(np.clip(values[k], 0.0, 1.0))
     return scores
+
+
+# ---------------------------------------------------------------------- the task-wide game (issue 17)
+
+def is_affine(model: nn.Module) -> bool:
+    """Are ``model``'s outputs affine in its parameters (one linear layer: logistic regression)? Then a
+    coalition's FedAvg model's outputs are the sample-weighted mean of its players' outputs."""
+    layers = list(model.children()) if isinstance(model, nn.Sequential) else [model]
+    return len(layers) == 1 and isinstance(layers[0], nn.Linear)
+
+
+def outputs_of(model: nn.Module, vector: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The outputs (logits, float64) of the parameters ``vector`` (``model``'s layout) on ``x``."""
+    params = unflatten(np.asarray(vector, dtype=np.float32), like=model)
+    with torch.no_grad():
+        return functional_call(model, params, (torch.from_numpy(np.array(x, dtype=np.float32)),)).double().numpy()
+
+
+def task_seed(task: str, final: int) -> int:
+    """The Monte-Carlo seed of the task-wide game: fixed by the task's address and its final round,
+    the same for every scorer, and independent of the subgroup draw (so the draw moves no score)."""
+    digest = hashlib.sha256(f"din-lab/task-contribution/{task.lower()}/{final}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def task_contribution(*, updates: dict[str, Update], previous: np.ndarray, model: nn.Module, x: np.ndarray,
+                      y: np.ndarray, scorer: str, seed: int) -> dict[str, float]:
+    """Scores in [0, 1] of every player of the task-wide game (address -> score), from the
+    plaintext updates of all of the final round's contributors (:mod:`din_lab.scoring.contribution`):
+    screened in prediction space, valued in one game, the task's best scoring 1. Players are taken in
+    address order, so the scores depend on the contributions, not on how they were grouped."""
+    players = sorted(updates, key=str.lower)
+    if not players:
+        return {}
+    base = previous.astype(np.float64)
+    outputs = np.stack([outputs_of(model, base + updates[p].delta.astype(np.float64), x) for p in players])
+    weights = np.array([updates[p].samples for p in players], dtype=np.float64)
+    metric = "accuracy" if scorer == "accuracy" else "loss"
+    game = MixtureGame(base=outputs_of(model, base, x), outputs=outputs, weights=weights, y=y, metric=metric)
+    keep = screen_outputs(game.changes())
+    options = None
+    if is_affine(model) or scorer == "accuracy":
+        utility = game  # exact: the FedAvg model's outputs are the mixture of the players' (or singletons only)
+    else:
+        deltas = np.stack([updates[p].delta.astype(np.float64) for p in players])
+
+        def utility(coalition: tuple[int, ...]) -> float:
+            metrics = evaluate_vector(model, coalition_vector(base, deltas, weights, coalition).astype(np.float32), x, y)
+            return -metrics["loss"]
+
+        options = SLOW_GAME_SHAPLEY_OPTIONS
+    result = task_scores(utility=utility, players=len(players), keep=keep, scorer=scorer, seed=seed,
+                         shapley_options=options)
+    return {p: float(s) for p, s in zip(players, result.scores, strict=True)}

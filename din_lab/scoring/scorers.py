@@ -117,7 +117,7 @@ class AccuracyScorer(Scorer):
 class ShapleyScorer(Scorer):
     """Shapley values mapped by :func:`onchain_scores`: exact up to ``exact_threshold``
     participants, else :func:`tmc_shapley` with ``tolerance``, ``truncation``,
-    ``max_permutations``, ``min_permutations`` (seeded by ``seed``)."""
+    ``max_permutations``, ``min_permutations`` and ``antithetic`` (seeded by ``seed``)."""
 
     name: ClassVar[str] = "shapley"
     exact_threshold: int = EXACT_THRESHOLD
@@ -125,6 +125,7 @@ class ShapleyScorer(Scorer):
     truncation: float = TMC_TRUNCATION
     max_permutations: int = 5000
     min_permutations: int = 100
+    antithetic: bool = False
 
     def __post_init__(self) -> None:
         check_int("exact_threshold", self.exact_threshold, minimum=0)
@@ -142,7 +143,8 @@ class ShapleyScorer(Scorer):
         n = u.participants
         if n > self.exact_threshold:
             return tmc_shapley(u, n, seed=seed, tolerance=self.tolerance, truncation=self.truncation,
-                               max_permutations=self.max_permutations, min_permutations=self.min_permutations)
+                               max_permutations=self.max_permutations, min_permutations=self.min_permutations,
+                               antithetic=self.antithetic)
         before = u.calls
         values = exact_shapley(u, n)
         total = u.value(tuple(range(n))) - u.value(())

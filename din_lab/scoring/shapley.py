@@ -107,6 +107,7 @@ def tmc_shapley(
     truncation: float = TMC_TRUNCATION,
     max_permutations: int = 5000,
     min_permutations: int = 100,
+    antithetic: bool = False,
 ) -> ShapleyEstimate:
     """Truncated Monte-Carlo Shapley values (Ghorbani & Zou 2019), reproducible from ``seed``.
 
@@ -132,6 +133,11 @@ def tmc_shapley(
     meeting the criterion the estimate is returned with ``converged=False`` (and a warning logged).
     ``min_permutations`` guards against stopping on a standard error estimated from too few
     permutations (a participant that is rarely pivotal can show zero spread at first).
+
+    ``antithetic=True`` scans each drawn permutation and its reverse and counts their mean as one
+    sample (``permutations`` counts the pairs): a participant that joins early in one joins late
+    in the other, so the pair's marginals are negatively correlated and the standard error falls
+    for the same number of utility evaluations (Mitchell et al., JMLR 2022, on sampling Shapley).
     (Ghorbani & Zou's own rule, a mean *relative* change below 5%, is undefined for the zero
     value of a free-rider, the case rewards care most about; the standard-error rule is not.)
     """
@@ -157,9 +163,9 @@ def tmc_shapley(
     t = 0
     converged = False
     truncated = 0
-    while t < max_permutations:
-        perm = rng.permutation(n)
-        marginal.fill(0.0)
+    def scan(perm: np.ndarray, into: np.ndarray) -> None:
+        nonlocal truncated
+        into.fill(0.0)
         prefix: list[int] = []
         previous = empty
         for k, i in enumerate(perm):
@@ -168,8 +174,17 @@ def tmc_shapley(
                 break
             bisect.insort(prefix, int(i))
             current = full if k == n - 1 else u.value(tuple(prefix))
-            marginal[i] = current - previous
+            into[i] = current - previous
             previous = current
+
+    mirrored = np.empty(n)
+    while t < max_permutations:
+        perm = rng.permutation(n)
+        scan(perm, marginal)
+        if antithetic:
+            scan(perm[::-1], mirrored)
+            marginal += mirrored
+            marginal /= 2.0
         t += 1
         delta = marginal - mean
         mean += delta / t

@@ -1,0 +1,212 @@
+"""Fair rewards (issue 17): every participant is valued in one task-wide game, on one scale.
+
+Against references: the output-mixture game equals evaluating each coalition's FedAvg model (for
+logistic regression); the task-wide scores equal what the experimenter recomputes from the
+participants' updates, on both evaluation paths; the contract pays them to the wei by its
+cumulative rounding rule; the subgroup draw alone moves nobody's pay.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from din_lab.chain.din import WAD, to_wad
+from din_lab.config import PLAINTEXT_BASELINE, ExperimentConfig
+from din_lab.errors import ConfigError
+from din_lab.learning import build_model, flatten, lab_model_spec
+from din_lab.protocol.checks import check_config
+from din_lab.protocol.lab import Lab
+from din_lab.roles.scoring import coalition_vector, evaluate_vector, outputs_of, task_contribution, task_seed
+from din_lab.scoring import exact_shapley, tmc_shapley
+from din_lab.scoring.contribution import MixtureGame, screen_outputs, task_scores
+
+SMALL = dict(participants=12, subgroup_size=4, evaluators=7, evaluators_per_subgroup=3, rounds=2, seed=3)
+
+
+# ---------------------------------------------------------------------- the game (no chain)
+
+def _linear_players(seed: int, n: int = 6):
+    rng = np.random.default_rng(seed)
+    model = build_model(lab_model_spec("logreg"), num_features=5, num_classes=3, seed=seed)
+    base = flatten(model).astype(np.float64)
+    deltas = rng.normal(scale=0.5, size=(n, base.size))
+    weights = rng.integers(1, 50, size=n).astype(np.float64)
+    x = rng.normal(size=(40, 5))
+    y = rng.integers(0, 3, size=40)
+    return model, base, deltas, weights, x, y
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**16), members=st.sets(st.integers(0, 5)))
+def test_the_mixture_game_is_the_fedavg_game_for_logistic_regression(seed, members):
+    """A coalition's outputs mixed from its players' outputs equal its FedAvg model's outputs, so
+    the owner's game on decrypted outputs is the evaluators' game on updates."""
+    model, base, deltas, weights, x, y = _linear_players(seed)
+    outputs = np.stack([outputs_of(model, base + d, x) for d in deltas])
+    game = MixtureGame(base=outputs_of(model, base, x), outputs=outputs, weights=weights, y=y)
+    coalition = tuple(sorted(members))
+    fedavg = evaluate_vector(model, coalition_vector(base, deltas, weights, coalition).astype(np.float32), x, y)
+    assert game(coalition) == pytest.approx(-fedavg["loss"], abs=1e-5)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**16), n=st.integers(1, 7))
+def test_task_scores_are_efficient_and_ignore_player_order(seed, n):
+    """Exact Shapley in the task game: the kept players' values add up to U(N) - U(empty); the
+    best scores 1, values <= 0 score 0; relabelling the players relabels their scores (nothing
+    depends on how they were grouped or listed)."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(30, 4))
+    outputs = base + rng.normal(scale=1.0, size=(n, 30, 4))
+    y = rng.integers(0, 4, size=30)
+    weights = rng.integers(1, 20, size=n)
+    game = MixtureGame(base=base, outputs=outputs, weights=weights, y=y)
+    result = task_scores(utility=game, players=n)
+    assert result.values.sum() == pytest.approx(game(tuple(range(n))) - game(()), abs=1e-9)
+    positive = result.values > 0
+    if positive.any():
+        assert result.scores.max() == pytest.approx(1.0)
+    assert np.all(result.scores[~positive] == 0)
+    order = rng.permutation(n)
+    shuffled = task_scores(utility=MixtureGame(base=base, outputs=outputs[order], weights=weights[order], y=y),
+                           players=n)
+    assert np.allclose(shuffled.values, result.values[order], atol=1e-12)
+
+
+def test_screened_players_score_zero_and_leave_the_game():
+    rng = np.random.default_rng(1)
+    base = rng.normal(size=(50, 3))
+    direction = rng.normal(size=(50, 3))
+    honest = [base + direction + rng.normal(scale=0.3, size=(50, 3)) for _ in range(6)]
+    poisoned = [base - direction, base + rng.normal(scale=3.0, size=(50, 3)), base + 1e-4 * direction]
+    outputs = np.stack(honest + poisoned)
+    y = (base + direction).argmax(axis=1)
+    game = MixtureGame(base=base, outputs=outputs, weights=np.full(9, 10.0), y=y)
+    keep = screen_outputs(game.changes())
+    assert keep.tolist() == [True] * 6 + [False] * 3  # reversed, noise, and a free rider's non-update
+    result = task_scores(utility=game, players=9, keep=keep)
+    assert np.all(result.scores[6:] == 0) and np.all(result.values[6:] == 0)
+    alone = task_scores(utility=MixtureGame(base=base, outputs=outputs[:6], weights=np.full(6, 10.0), y=y), players=6)
+    assert np.allclose(result.values[:6], alone.values, atol=1e-12)  # in no coalition at all
+    assert screen_outputs(outputs[:2].reshape(2, -1) - base.reshape(1, -1)).all()  # too few to screen
+    with pytest.raises(ConfigError):
+        screen_outputs(np.array([1.0, np.nan]))
+    with pytest.raises(ConfigError):
+        task_scores(utility=game, players=9, keep=np.ones(3, dtype=bool))
+
+
+def test_antithetic_tmc_agrees_with_exact_shapley_and_is_tighter():
+    rng = np.random.default_rng(4)
+    base = rng.normal(size=(40, 3))
+    outputs = base + rng.normal(scale=0.8, size=(9, 40, 3))
+    y = rng.integers(0, 3, size=40)
+    game = MixtureGame(base=base, outputs=outputs, weights=rng.integers(1, 30, size=9), y=y)
+    exact = exact_shapley(game, 9)
+    plain = tmc_shapley(game, 9, seed=2, truncation=0.0, min_permutations=400, max_permutations=400)
+    paired = tmc_shapley(game, 9, seed=2, truncation=0.0, min_permutations=200, max_permutations=200, antithetic=True)
+    assert np.all(np.abs(paired.values - exact) <= 4 * paired.std_errors + 1e-12)
+    assert paired.values.sum() == pytest.approx(exact.sum(), abs=1e-9)  # every pair scans all players
+    assert paired.std_errors.mean() < plain.std_errors.mean()  # same utility evaluations, less noise
+
+
+# ---------------------------------------------------------------------- configuration
+
+def test_task_wide_scoring_is_refused_where_no_one_sees_every_contribution():
+    """Asked for explicitly where nobody sees every contribution, the task-wide game is refused by
+    name; left to the default, such a configuration plays each subgroup's own game."""
+    with pytest.raises(ConfigError, match="contribution: task-wide scoring: under secure aggregation"):
+        ExperimentConfig(secagg=True, evaluation="plaintext", contribution="task")
+    assert ExperimentConfig(secagg=True, evaluation="plaintext").contribution == "subgroup"
+    assert ExperimentConfig().contribution == "task" and ExperimentConfig(**PLAINTEXT_BASELINE).contribution == "task"
+    with pytest.raises(ConfigError, match="contribution"):
+        ExperimentConfig(contribution="everyone")
+    with pytest.raises(ConfigError, match="logreg"):
+        ExperimentConfig(model="mlp-square", participants=10, subgroup_size=5, contribution="task")
+    assert ExperimentConfig(model="mlp-square", participants=10, subgroup_size=5).contribution == "subgroup"
+    config = ExperimentConfig(model="mlp-square", participants=10, subgroup_size=5, scorer="accuracy")
+    assert config.contribution == "task"
+    check_config(config)
+
+
+# ---------------------------------------------------------------------- the lab, both evaluation paths
+
+def _run(config: ExperimentConfig) -> Lab:
+    lab = Lab.create(config)
+    lab.run()
+    return lab
+
+
+def _expected_scores(lab: Lab) -> dict[str, float]:
+    """The experimenter's recomputation of the task-wide game from the participants' updates."""
+    final = len(lab.rounds) - 1
+    return task_contribution(updates=lab.updates(final), previous=lab.rounds[final - 1].global_model, model=lab.model,
+                             x=lab.dataset.X_test, y=lab.dataset.y_test, scorer="shapley",
+                             seed=task_seed(lab.task.address, final))
+
+
+def _onchain(lab: Lab) -> dict[str, int]:
+    return {e.args["participant"]: int(e.args["score"]) for e in lab.auditor.view.events("ParticipantScored")}
+
+
+@pytest.fixture(scope="module")
+def baseline_lab():
+    return _run(ExperimentConfig(**SMALL, **PLAINTEXT_BASELINE))
+
+
+def test_plaintext_committees_score_the_task_wide_game(baseline_lab):
+    lab = baseline_lab
+    expected = _expected_scores(lab)
+    onchain = _onchain(lab)
+    assert len(expected) == len(lab.participants) and max(expected.values()) == pytest.approx(1.0)
+    for address, score in onchain.items():
+        assert score == to_wad(expected.get(address, 0.0))  # every honest evaluator reported it: the median
+
+
+def test_encrypted_scores_match_the_plaintext_game():
+    """The owner plays the same game on every subgroup's decrypted outputs (CKKS noise aside)."""
+    lab = _run(ExperimentConfig(**SMALL))
+    expected = _expected_scores(lab)
+    onchain = _onchain(lab)
+    assert set(onchain) == {p.address for p in lab.participants}
+    for address, score in onchain.items():
+        assert score / WAD == pytest.approx(expected[address], abs=2e-4)
+
+
+def test_the_contract_pays_the_scores_to_the_wei(baseline_lab):
+    """allocation_i = floor(pool * (before_i + s_i) / total) - floor(pool * before_i / total), with
+    before_i the scores recorded before i's (in event order): the allocations add up to the pool."""
+    lab = baseline_lab
+    F = lab.task.functions
+    pool, total = lab.chain.call(F.participantPool()), lab.chain.call(F.totalScore())
+    before = 0
+    paid = 0
+    for e in lab.auditor.view.events("ParticipantScored"):
+        score = int(e.args["score"])
+        share = pool * (before + score) // total - pool * before // total
+        assert lab.chain.call(F.allocationOf(e.args["participant"])) == share
+        assert abs(share - pool * score // total) <= 1
+        before += score
+        paid += share
+    assert before == total and paid == pool
+
+
+def test_the_subgroup_draw_alone_moves_no_reward(baseline_lab):
+    """Another fee budget gives another creation transaction, other block hashes and another
+    subgroup draw, with the same training (up to the float rounding of summing in other groups):
+    every participant is paid the same, to within that rounding."""
+    moved = _run(dataclasses.replace(baseline_lab.config, fee_budget=baseline_lab.config.fee_budget + 1))
+    for a, b in zip(moved.rounds[:-1], baseline_lab.rounds[:-1], strict=True):
+        assert np.allclose(a.global_model, b.global_model, atol=1e-5)
+    groups = moved.auditor.view.groups(0)
+    draws = [[lab.chain.call(lab.task.functions.subgroupMembers(0, g)) for g in range(groups)]
+             for lab in (moved, baseline_lab)]
+    assert draws[0] != draws[1]
+    first, second = _onchain(baseline_lab), _onchain(moved)
+    assert set(first) == set(second)
+    for address, score in first.items():
+        assert second[address] / WAD == pytest.approx(score / WAD, abs=1e-4)
