@@ -310,6 +310,7 @@ def score_task_outputs(agreed: Sequence[tuple[EncryptedOutputs, bytes, Sequence[
     subgroup's scores by position and its audit record."""
     players: list[tuple[str, int, np.ndarray, int]] = []  # address, samples, outputs, subgroup
     bases = []
+    measured: dict[int, list[dict[str, Any]]] = {}  # per subgroup: each evaluated model's metrics
     classes = int(np.max(y)) + 1 if len(y) else 0
     for outputs, _, members in agreed:
         if list(outputs.players) != [m for m in members if m in set(outputs.players)]:
@@ -321,6 +322,8 @@ def score_task_outputs(agreed: Sequence[tuple[EncryptedOutputs, bytes, Sequence[
             raise HEError(f"the outputs of subgroup {outputs.subgroup} lack a player's own evaluation")
         if () in decrypted:
             bases.append(decrypted[()])
+        measured[outputs.subgroup] = [{"coalition": list(c), **{k: round(v, 6) for k, v in metrics(z, y).items()}}
+                                      for c, z in sorted(decrypted.items(), key=lambda kv: (len(kv[0]), kv[0]))]
         for i, (address, samples) in enumerate(zip(outputs.players, outputs.samples, strict=True)):
             players.append((address, samples, decrypted[(i,)], outputs.subgroup))
     players.sort(key=lambda p: p[0].lower())
@@ -347,6 +350,7 @@ def score_task_outputs(agreed: Sequence[tuple[EncryptedOutputs, bytes, Sequence[
             "outputs_digest": digest.hex(), "test_set": outputs.test_set, "scorer": scorer, "seed": seed,
             "task_players": len(players), "utility_calls": calls, "permutations": permutations,
             "players": list(outputs.players), "samples": list(outputs.samples),
+            "coalitions": measured[outputs.subgroup],
             "kept": [values[m][2] for m in outputs.players], "values": [round(values[m][0], 9) for m in outputs.players],
             "scores": [round(float(s), 9) for s in scores], "trust": TRUST_NOTE,
         }
