@@ -83,13 +83,14 @@ def test_screened_players_score_zero_and_leave_the_game():
     base = rng.normal(size=(50, 3))
     direction = rng.normal(size=(50, 3))
     honest = [base + direction + rng.normal(scale=0.3, size=(50, 3)) for _ in range(6)]
-    poisoned = [base - direction, base + rng.normal(scale=3.0, size=(50, 3)), base + 1e-4 * direction]
+    poisoned = [base - direction, base + rng.normal(scale=3.0, size=(50, 3)), base + 1e-4 * direction,
+                base + 10 * direction]
     outputs = np.stack(honest + poisoned)
     y = (base + direction).argmax(axis=1)
-    game = MixtureGame(base=base, outputs=outputs, weights=np.full(9, 10.0), y=y)
+    game = MixtureGame(base=base, outputs=outputs, weights=np.full(10, 10.0), y=y)
     keep = screen_outputs(game.changes())
-    assert keep.tolist() == [True] * 6 + [False] * 3  # reversed, noise, and a free rider's non-update
-    result = task_scores(utility=game, players=9, keep=keep)
+    assert keep.tolist() == [True] * 6 + [False] * 4  # reversed, noise, a free rider's non-update, boosted
+    result = task_scores(utility=game, players=10, keep=keep)
     assert np.all(result.scores[6:] == 0) and np.all(result.values[6:] == 0)
     alone = task_scores(utility=MixtureGame(base=base, outputs=outputs[:6], weights=np.full(6, 10.0), y=y), players=6)
     assert np.allclose(result.values[:6], alone.values, atol=1e-12)  # in no coalition at all
@@ -97,7 +98,7 @@ def test_screened_players_score_zero_and_leave_the_game():
     with pytest.raises(ConfigError):
         screen_outputs(np.array([1.0, np.nan]))
     with pytest.raises(ConfigError):
-        task_scores(utility=game, players=9, keep=np.ones(3, dtype=bool))
+        task_scores(utility=game, players=10, keep=np.ones(3, dtype=bool))
 
 
 def test_antithetic_tmc_agrees_with_exact_shapley_and_is_tighter():

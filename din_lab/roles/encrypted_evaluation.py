@@ -298,46 +298,49 @@ def score_outputs(outputs: EncryptedOutputs, *, secret_context: ts.Context, y: n
     return OwnerScoring(scores=tuple(float(s) for s in scores), audit=audit)
 
 
+def check_task_outputs(outputs: EncryptedOutputs, *, members: Sequence[str], y: np.ndarray) -> None:
+    """What the task-wide game needs of one subgroup's agreed outputs (:class:`HEError` otherwise):
+    its own members in position order, tables covering the test set, each player's own evaluation."""
+    if list(outputs.players) != [m for m in members if m in set(outputs.players)]:
+        raise HEError(f"the outputs of subgroup {outputs.subgroup} name players outside it or out of order")
+    classes = int(np.max(y)) + 1 if len(y) else 0
+    if any(t.samples != len(y) or t.columns < classes for t in outputs.tables):
+        raise HEError(f"the outputs do not cover the owner's test set ({len(y)} samples, {classes} classes)")
+    if any((i,) not in set(outputs.coalitions) for i in range(len(outputs.players))):
+        raise HEError(f"the outputs of subgroup {outputs.subgroup} lack a player's own evaluation")
+
+
 def score_task_outputs(agreed: Sequence[tuple[EncryptedOutputs, bytes, Sequence[str]]], *, secret_context: ts.Context,
-                       y: np.ndarray, scorer: str, seed: int) -> dict[int, OwnerScoring]:
+                       base: np.ndarray, y: np.ndarray, scorer: str, seed: int) -> dict[int, OwnerScoring]:
     """The owner's task-wide game (:mod:`din_lab.scoring.contribution`) on every subgroup's agreed
     outputs at once: ``agreed`` holds, per subgroup, its outputs, their digest and its members in
-    position order. The previous model's outputs are the mean of the subgroups' decryptions of it
-    (each carries its own CKKS noise); each player's are its own model's; a coalition's are the
+    position order (checked by :func:`check_task_outputs`). ``base`` is the previous global model's
+    outputs, which the owner computes itself in plaintext (so no committee moves every player's
+    game); each player's are its own model's, decrypted; a coalition's are the
     sample-weighted mean of its players' (exact for logistic regression; a non-linear model is
     scored by singletons only, the accuracy scorer). Players are screened in prediction space and
     valued in one game, in address order (independent of how they were grouped). Returns each
     subgroup's scores by position and its audit record."""
     players: list[tuple[str, int, np.ndarray, int]] = []  # address, samples, outputs, subgroup
-    bases = []
     measured: dict[int, list[dict[str, Any]]] = {}  # per subgroup: each evaluated model's metrics
-    classes = int(np.max(y)) + 1 if len(y) else 0
     for outputs, _, members in agreed:
-        if list(outputs.players) != [m for m in members if m in set(outputs.players)]:
-            raise HEError(f"the outputs of subgroup {outputs.subgroup} name players outside it or out of order")
-        if any(t.samples != len(y) or t.columns < classes for t in outputs.tables):
-            raise HEError(f"the outputs do not cover the owner's test set ({len(y)} samples, {classes} classes)")
+        check_task_outputs(outputs, members=members, y=y)
         decrypted = {c: t.decrypt(secret_context) for c, t in zip(outputs.coalitions, outputs.tables, strict=True)}
-        if outputs.players and any((i,) not in decrypted for i in range(len(outputs.players))):
-            raise HEError(f"the outputs of subgroup {outputs.subgroup} lack a player's own evaluation")
-        if () in decrypted:
-            bases.append(decrypted[()])
         measured[outputs.subgroup] = [{"coalition": list(c), **{k: round(v, 6) for k, v in metrics(z, y).items()}}
                                       for c, z in sorted(decrypted.items(), key=lambda kv: (len(kv[0]), kv[0]))]
         for i, (address, samples) in enumerate(zip(outputs.players, outputs.samples, strict=True)):
             players.append((address, samples, decrypted[(i,)], outputs.subgroup))
     players.sort(key=lambda p: p[0].lower())
-    columns = {p[2].shape[1] for p in players} | {b.shape[1] for b in bases}
-    if len(columns) > 1:
+    base = np.asarray(base, dtype=np.float64)
+    if any(p[2].shape[1] < base.shape[1] for p in players):
         raise HEError("the subgroups' outputs have different shapes")
     values: dict[str, tuple[float, float, bool]] = {}
     calls = permutations = 0
     if players:
-        base = np.mean(bases, axis=0) if bases else np.zeros_like(players[0][2])
-        game = MixtureGame(base=base, outputs=np.stack([p[2] for p in players]),
+        game = MixtureGame(base=base, outputs=np.stack([p[2][:, :base.shape[1]] for p in players]),
                            weights=np.array([p[1] for p in players], dtype=np.float64), y=y,
                            metric="accuracy" if scorer == "accuracy" else "loss")
-        keep = screen_outputs(game.changes()) if bases else np.ones(len(players), dtype=bool)
+        keep = screen_outputs(game.changes())
         result = task_scores(utility=game, players=len(players), keep=keep, scorer=scorer, seed=seed)
         values = {p[0]: (float(v), float(s), bool(k))
                   for p, v, s, k in zip(players, result.values, result.scores, result.kept, strict=True)}

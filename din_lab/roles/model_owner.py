@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from din_lab.chain.din import WAD, Phase, TaskParams, to_wad
+from din_lab.chain.din import WAD, Phase, SubgroupStatus, TaskParams, to_wad
 from din_lab.cid import Cid
 from din_lab.errors import DinLabError, ProtocolError
 from din_lab.he import OwnerKeys, encrypt_test_set, params_for_depth
@@ -27,7 +27,7 @@ from din_lab.roles.agent import Agent
 from din_lab.roles.auditor import accepted_results
 from din_lab.roles.network import Handle, Wait
 from din_lab.roles.participant import relay_topic, signed_from_bytes
-from din_lab.roles.scoring import evaluate_vector, task_seed
+from din_lab.roles.scoring import evaluate_vector, outputs_of, task_seed
 from din_lab.storage.serialization import json_to_bytes, tensors_to_bytes
 
 PLAINTEXT_EVALUATION_NOTE = ("plaintext baseline, not the paper's protocol: the owner's test set and labels are "
@@ -47,6 +47,7 @@ class ModelOwner(Agent):
         self.target_accuracy, self.stop_on_budget = target_accuracy, stop_on_budget
         self.he_keys: OwnerKeys | None = None  # its CKKS keys once it encrypts its test set
         self._models: dict[int, tuple[Cid, np.ndarray]] = {}  # round -> global model (-1: genesis)
+        self._unusable_outputs: dict[int, str] = {}  # task-wide scoring: subgroups whose agreed outputs fail
         self._held_rounds: set[int] = set()  # the final round, whose results it cannot open yet
         self._relayed: dict[int, set[str]] = {}
         self._started: set[str] = set()
@@ -287,9 +288,10 @@ class ModelOwner(Agent):
         closed (nothing paid on it); one whose agreed outputs are unusable is closed after the
         publish deadline (its submitters score 1), as in subgroup scoring."""
         F = self.F
-        agreed, unusable = [], []
+        agreed, outside = [], []
+        statuses = self.view.finalized(final)
         for g in range(self.view.groups(final)):
-            if g in self._rows:
+            if g in self._rows or g in self._unusable_outputs:
                 continue
             committee = self.view.committee(final, g, 0)
             majority, votes, counts, seats = self._majority_outputs(g, committee)
@@ -299,35 +301,46 @@ class ModelOwner(Agent):
                            "outputs", detail=f"{len(counts)} different digests: a dispute, nothing is paid on its scores")
                 self._tx("reward", None, F.closeUnresolvedScores(g), f"close disputed subgroup {g}: nothing paid")
                 continue
+            members = self.view.members(final, g, subgroup_size=self.spec.subgroup_size)
             try:
                 outputs = self._agreed_outputs(final, g, majority, [c for d, c in votes if d == majority])
-            except DinLabError as e:
-                unusable.append((g, e))
+                ee.check_task_outputs(outputs, members=members, y=self._y_test)
+            except DinLabError as e:  # remembered: never scored later in a game of its own
+                self._unusable_outputs[g] = str(e)
                 continue
-            members = self.view.members(final, g, subgroup_size=self.spec.subgroup_size)
-            agreed.append((outputs, majority, members, f"{counts[majority]} of {seats} voting seats"))
+            entry = (outputs, majority, members, f"{counts[majority]} of {seats} voting seats")
+            accepted = statuses.get(g, (None, None))[0] == SubgroupStatus.ACCEPTED
+            (agreed if accepted else outside).append(entry)  # a failed subgroup's players contributed nothing
+        scored: dict[int, ee.OwnerScoring] = {}
         if agreed:
             started = time.perf_counter()
+            previous = self._models[final - 1][1]
+            base = outputs_of(self._module(), previous, self._x_test)  # the owner's own, in plaintext
             scored = ee.score_task_outputs([(o, d, m) for o, d, m, _ in agreed], secret_context=self.he_keys.context,
-                                           y=self._y_test, scorer=self.spec.scorer,
+                                           base=base, y=self._y_test, scorer=self.spec.scorer,
                                            seed=task_seed(self.handle.task.address, final))
             players = sum(len(o.players) for o, *_ in agreed)
             self._note("reward", None, f"valued the task's {players} evaluated players in one game",
                        detail=f"from {len(agreed)} subgroups' decrypted outputs, {time.perf_counter() - started:.2f} s")
-            for outputs, majority, _, backing in agreed:
-                g = outputs.subgroup
-                self._rows.add(g)
-                scoring = scored[g]
-                audit = self._add(json_to_bytes(scoring.audit))
-                wads = [to_wad(float(np.clip(v, 0.0, 1.0))) for v in scoring.scores]
-                self._tx("reward", None, F.publishScores(g, wads, majority, audit.to_chain()),
-                         f"publish decrypted scores of subgroup {g}", cid=audit,
-                         detail=f"for outputs digest {majority.hex()[:16]}... ({backing})")
-        if unusable:
+        for outputs, majority, members, backing in agreed + outside:
+            g = outputs.subgroup
+            self._rows.add(g)
+            scoring = scored.get(g) or ee.OwnerScoring(scores=(0.0,) * len(members), audit={
+                "kind": "din-lab/encrypted-evaluation/audit", "game": "task", "subgroup": g,
+                "outputs_digest": majority.hex(), "scores": [0.0] * len(members),
+                "note": "the subgroup was not accepted in the final round: its players contributed nothing"})
+            audit = self._add(json_to_bytes(scoring.audit))
+            wads = [to_wad(float(np.clip(v, 0.0, 1.0))) for v in scoring.scores]
+            self._tx("reward", None, F.publishScores(g, wads, majority, audit.to_chain()),
+                     f"publish decrypted scores of subgroup {g}", cid=audit,
+                     detail=f"for outputs digest {majority.hex()[:16]}... ({backing})")
+        if self._unusable_outputs:
             wait = self._wait_past(int(self.view.call(F.scorePublishDeadline())))
             if wait is not None:
                 return wait
-            for g, e in unusable:
+            for g, e in sorted(self._unusable_outputs.items()):
+                if g in self._rows:
+                    continue
                 self._rows.add(g)
                 self._note("reward", None, f"subgroup {g}: cannot score the outputs its committee agreed on",
                            detail=f"{e}; closed after the publish deadline, its submitters score 1")

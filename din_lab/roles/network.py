@@ -81,7 +81,7 @@ class TaskSpec:
     relayed_submissions: bool
     relay_batch: int
     seed: int  # the experiment's seed: shared randomness of a reproducible run (see README)
-    contribution: str = "task"  # "task": one game over all final-round contributors; "subgroup": each its own
+    contribution: str = "subgroup"  # "task": one game over all final-round contributors; "subgroup": each its own
 
 
 class Board:

@@ -52,14 +52,18 @@ MIN_NORM_FRACTION = 0.1
 """A player whose output change is below this fraction of the median change's norm moved nothing
 (a free rider resubmitting the model) and is screened."""
 
+MAX_NORM_FACTOR = 3.0
+"""A player whose output change is above this multiple of the median change's norm is screened (a
+boosted update), as updates above 3x the median norm are screened in the plaintext aggregation."""
+
 
 def screen_outputs(changes: np.ndarray) -> np.ndarray:
     """Which players to keep (a boolean mask) from their output changes on the test set.
 
     ``changes[i]`` is player ``i``'s change of the test-set outputs (its model's outputs minus the
     previous global model's, flattened). Kept: cosine with the coordinate-wise median change at
-    least ``max(0, COSINE_FRACTION * median cosine)`` and norm at least ``MIN_NORM_FRACTION`` of
-    the median norm. Fewer than :data:`MIN_PLAYERS_TO_SCREEN` players are all kept.
+    least ``max(0, COSINE_FRACTION * median cosine)`` and norm between ``MIN_NORM_FRACTION`` and
+    ``MAX_NORM_FACTOR`` times the median norm. Fewer than :data:`MIN_PLAYERS_TO_SCREEN` players are all kept.
     """
     c = np.asarray(changes, dtype=np.float64)
     if c.ndim != 2 or not np.all(np.isfinite(c)):
@@ -76,7 +80,7 @@ def screen_outputs(changes: np.ndarray) -> np.ndarray:
         return keep
     cosines = np.where(norms > 0, c @ median / np.maximum(norms, 1e-300) / ref, 0.0)
     floor = max(0.0, COSINE_FRACTION * float(np.median(cosines)))
-    return (cosines >= floor) & (norms >= MIN_NORM_FRACTION * median_norm)
+    return (cosines >= floor) & (norms >= MIN_NORM_FRACTION * median_norm) & (norms <= MAX_NORM_FACTOR * median_norm)
 
 
 def _log_softmax(z: np.ndarray) -> np.ndarray:
