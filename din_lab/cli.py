@@ -82,7 +82,7 @@ def _run(args: argparse.Namespace) -> int:
     actors = f" ({config.workers} Ray actors)" if config.runtime == "ray" else ""
     print(f"DIN task on the {result.summary['chain']} chain{actors}: {config.participants} participants, {config.evaluators} "
           f"evaluators, {len(s['rounds'])} rounds, {config.dataset} / {config.model}, scorer {config.scorer} "
-          + ("in one task-wide game, " if config.contribution == "task" else "in each subgroup's own game, ")
+          + ("in one task-wide game, " if config.contribution_game == "task" else "in each subgroup's own game, ")
           + (f"secure aggregation ({config.secagg_graph} mask graph)" if config.secagg
              else "plaintext updates (baseline: no secure aggregation)")
           + (f", {config.dropout:g} of participants drop out each round" if config.dropout else "")

@@ -109,7 +109,8 @@ class ExperimentConfig:
     scorer: str = "shapley"
     # whose game a participant is valued in: "task" (every final-round contributor in one game, one
     # scale; issue 17) or "subgroup" (its subgroup's own game, its best scoring 1: the old rule);
-    # None: "task" wherever someone sees every contribution (see ``task_wide_possible``), else "subgroup"
+    # None (automatic): "task" wherever someone sees every contribution, else "subgroup"; kept as
+    # given (so ``dataclasses.replace`` re-decides it), read the decision from ``contribution_game``
     contribution: str | None = None
     # the paper's protocol by default: CKKS-encrypted evaluation and secure aggregation over the
     # SecAgg+ graph; PLAINTEXT_BASELINE names the protocol without its privacy, for comparison
@@ -140,6 +141,14 @@ class ExperimentConfig:
     # the owner's own criteria for ending training before the last of ``rounds`` (paper 5.1 step 5b-c)
     target_accuracy: float | None = None  # on its own test set
     stop_on_budget: bool = False  # when the fee budget cannot pay the committees of another round and scoring
+
+    @property
+    def contribution_game(self) -> str:
+        """The game participants are valued in: ``contribution`` when given, else ``"task"`` where
+        the task-wide game can be played (see :meth:`task_wide_impossible`) and ``"subgroup"`` elsewhere."""
+        if self.contribution is not None:
+            return self.contribution
+        return "subgroup" if self.task_wide_impossible() else "task"
 
     def task_wide_impossible(self) -> str | None:
         """Why the task-wide game cannot be played in this configuration (None: it can)."""
@@ -183,8 +192,6 @@ class ExperimentConfig:
              f"{self.contribution!r}")
         why_not = self.task_wide_impossible()
         need(not (self.contribution == "task" and why_not), "contribution", f"task-wide scoring: {why_not}")
-        if self.contribution is None:
-            object.__setattr__(self, "contribution", "subgroup" if why_not else "task")
         need(isinstance(self.he_workers, int) and not isinstance(self.he_workers, bool)
              and 1 <= self.he_workers <= 64, "he_workers",
              f"must be a number of worker processes in [1, 64], got {self.he_workers!r}")

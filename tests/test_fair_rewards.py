@@ -23,7 +23,7 @@ from din_lab.protocol.checks import check_config
 from din_lab.protocol.lab import Lab
 from din_lab.roles.scoring import coalition_vector, evaluate_vector, outputs_of, task_contribution, task_seed
 from din_lab.scoring import exact_shapley, tmc_shapley
-from din_lab.scoring.contribution import MixtureGame, screen_outputs, task_scores
+from din_lab.scoring.contribution import MixtureGame, screen_outputs, shrink_to_signal, task_scores
 
 SMALL = dict(participants=12, subgroup_size=4, evaluators=7, evaluators_per_subgroup=3, rounds=2, seed=3)
 
@@ -122,16 +122,21 @@ def test_task_wide_scoring_is_refused_where_no_one_sees_every_contribution():
     name; left to the default, such a configuration plays each subgroup's own game."""
     with pytest.raises(ConfigError, match="contribution: task-wide scoring: under secure aggregation"):
         ExperimentConfig(secagg=True, evaluation="plaintext", contribution="task")
-    assert ExperimentConfig(secagg=True, evaluation="plaintext").contribution == "subgroup"
-    assert ExperimentConfig().contribution == "task" and ExperimentConfig(**PLAINTEXT_BASELINE).contribution == "task"
+    assert ExperimentConfig(secagg=True, evaluation="plaintext").contribution_game == "subgroup"
+    assert ExperimentConfig().contribution_game == "task"
+    assert ExperimentConfig(**PLAINTEXT_BASELINE).contribution_game == "task"
     with pytest.raises(ConfigError, match="contribution"):
         ExperimentConfig(contribution="everyone")
     with pytest.raises(ConfigError, match="logreg"):
         ExperimentConfig(model="mlp-square", participants=10, subgroup_size=5, contribution="task")
-    assert ExperimentConfig(model="mlp-square", participants=10, subgroup_size=5).contribution == "subgroup"
+    assert ExperimentConfig(model="mlp-square", participants=10, subgroup_size=5).contribution_game == "subgroup"
     config = ExperimentConfig(model="mlp-square", participants=10, subgroup_size=5, scorer="accuracy")
-    assert config.contribution == "task"
+    assert config.contribution_game == "task"
     check_config(config)
+    # kept as given, so a replaced configuration decides again
+    assert dataclasses.replace(ExperimentConfig(), evaluation="plaintext").contribution_game == "subgroup"
+    assert dataclasses.replace(ExperimentConfig(secagg=True, evaluation="plaintext"),
+                               secagg=False).contribution_game == "task"
 
 
 # ---------------------------------------------------------------------- the lab, both evaluation paths
@@ -211,3 +216,60 @@ def test_the_subgroup_draw_alone_moves_no_reward(baseline_lab):
     assert set(first) == set(second)
     for address, score in first.items():
         assert second[address] / WAD == pytest.approx(score / WAD, abs=1e-4)
+
+
+def test_boosting_an_update_buys_no_larger_share():
+    """Multiplying an update keeps its direction and, below 3x the median, passes screening; the
+    game bounds every change to the median norm, so x2 and x2.5 are valued as the same update."""
+    rng = np.random.default_rng(7)
+    base = rng.normal(size=(60, 4))
+    direction = rng.normal(size=(60, 4))
+    changes = [direction + rng.normal(scale=0.4, size=(60, 4)) for _ in range(8)]
+    y = (base + direction).argmax(axis=1)
+
+    def shares(boost: float) -> np.ndarray:
+        outputs = np.stack([base + (boost if i == 0 else 1.0) * c for i, c in enumerate(changes)])
+        game = MixtureGame(base=base, outputs=outputs, weights=np.full(8, 10.0), y=y)
+        keep = screen_outputs(game.changes())
+        assert keep.all()
+        scores = task_scores(utility=game.bounded(keep)[0], players=8, keep=keep).scores
+        return scores / scores.sum()
+
+    honest, double, more = shares(1.0), shares(2.0), shares(2.5)
+    assert np.allclose(double, more, atol=1e-12)
+    assert double[0] <= max(honest[0], 1 / 8) * 1.5
+
+
+def test_the_vectorized_mixture_shapley_agrees_with_exact_values():
+    rng = np.random.default_rng(5)
+    base = rng.normal(size=(50, 4))
+    game = MixtureGame(base=base, outputs=base + rng.normal(scale=0.7, size=(9, 50, 4)),
+                       weights=rng.integers(1, 40, size=9), y=rng.integers(0, 4, size=50))
+    exact = exact_shapley(game, 9)
+    values, errors = game.shapley(np.arange(9), pairs=2000, seed=3)
+    assert np.all(np.abs(values - exact) <= 4 * errors + 1e-6)
+    assert values.sum() == pytest.approx(exact.sum(), abs=1e-6)  # every order scans all players
+    again, _ = game.shapley(np.arange(9), pairs=2000, seed=3)
+    assert np.array_equal(values, again)
+    some = np.array([0, 2, 5, 7])  # the others are out of the game
+    sub = MixtureGame(base=base, outputs=game.outputs[some], weights=game.weights[some], y=game.y)
+    assert np.allclose(game.shapley(some, pairs=500, seed=1)[0].sum(), exact_shapley(sub, 4).sum(), atol=1e-6)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**16), spread=st.floats(0.01, 10.0), noise=st.floats(0.01, 10.0))
+def test_shrinkage_keeps_order_and_sum_and_follows_the_noise(seed, spread, noise):
+    """Values shrink towards their mean by one factor: the order and the sum stay; the factor is
+    small when the players' differences are within the test set's noise and near 1 when far beyond."""
+    rng = np.random.default_rng(seed)
+    truth = rng.normal(scale=spread, size=12)
+    values = truth + rng.normal(scale=noise, size=12)
+    replicates = values + rng.normal(scale=noise, size=(10, 12))
+    shrunk, factor = shrink_to_signal(values, replicates)
+    assert 0.0 <= factor <= 1.0
+    assert shrunk.sum() == pytest.approx(values.sum(), rel=1e-9, abs=1e-9)
+    assert np.array_equal(np.argsort(shrunk, kind="stable"), np.argsort(values, kind="stable")) or factor == 0.0
+    if spread > 20 * noise:
+        assert factor > 0.8
+    if noise > 20 * spread:
+        assert factor < 0.2

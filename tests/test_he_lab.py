@@ -139,7 +139,7 @@ def test_square_mlp_task_runs_encrypted():
     """The square-activation MLP (depth 3, N = 16384): each scorer coalition is its own encrypted model."""
     lab, s = finished(ExperimentConfig(participants=6, subgroup_size=3, evaluators=3, evaluators_per_subgroup=3,
                                        rounds=1, dataset="breast_cancer", model="mlp-square", scorer="accuracy",
-                                       evaluation="he"))
+                                       evaluation="he", contribution="subgroup"))  # as the plaintext run below
     published = lab.chain.events.where("EncryptedEvaluationSetPublished", address=lab.task.address)[0].args
     assert HEParams.from_json(published["params"]).poly_modulus_degree == 16384
     plain, p = finished(ExperimentConfig(participants=6, subgroup_size=3, evaluators=3, evaluators_per_subgroup=3,

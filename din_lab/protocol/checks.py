@@ -31,7 +31,7 @@ def check_config(config: ExperimentConfig) -> None:
                               "--model mlp-square, trained that way from the start of the task; or run the plaintext "
                               "baseline (--evaluation plaintext), which publishes the test set in the clear")
         largest = config.subgroup_size + config.participants % config.subgroup_size  # the last takes the rest
-        if config.model != "logreg" and config.scorer == "shapley" and config.contribution == "subgroup" \
+        if config.model != "logreg" and config.scorer == "shapley" and config.contribution_game == "subgroup" \
                 and largest > EXACT_THRESHOLD:
             raise ConfigError(f"subgroup_size: the square MLP under encrypted evaluation computes Shapley values "
                               f"exactly, one encrypted model per coalition, for subgroups of at most {EXACT_THRESHOLD}; "

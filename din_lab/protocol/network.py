@@ -131,7 +131,7 @@ def build(config: ExperimentConfig, *, chain: Chain, store: ContentStore, seed: 
                     subgroup_size=cfg.subgroup_size, evaluators_per_subgroup=cfg.evaluators_per_subgroup,
                     training=TrainingConfig(epochs=cfg.local_epochs, batch_size=cfg.batch_size, lr=cfg.learning_rate,
                                             optimizer=cfg.optimizer),
-                    scorer=cfg.scorer, contribution=cfg.contribution, secagg=cfg.secagg, secagg_plus=cfg.secagg_graph == "secagg+",
+                    scorer=cfg.scorer, contribution=cfg.contribution_game, secagg=cfg.secagg, secagg_plus=cfg.secagg_graph == "secagg+",
                     evaluation=cfg.evaluation, relayed_submissions=cfg.relayed_submissions, relay_batch=RELAY_BATCH,
                     seed=seed)
     for agent in (owner, *evaluators):

@@ -43,7 +43,7 @@ from din_lab.learning.models import Square as TorchSquare
 from din_lab.roles.codec import Update
 from din_lab.roles.scoring import coalition_vector
 from din_lab.scoring import CachedUtility, make_scorer
-from din_lab.scoring.contribution import MixtureGame, screen_outputs, task_scores
+from din_lab.scoring.contribution import MixtureGame, bootstrap_rows, screen_outputs, task_scores
 from din_lab.scoring.scorers import EXACT_THRESHOLD
 
 __all__ = ["HE_READY", "TRUST_NOTE", "EncryptedOutputs", "OwnerScoring", "evaluate_contributions", "he_model",
@@ -334,16 +334,23 @@ def score_task_outputs(agreed: Sequence[tuple[EncryptedOutputs, bytes, Sequence[
     base = np.asarray(base, dtype=np.float64)
     if any(p[2].shape[1] < base.shape[1] for p in players):
         raise HEError("the subgroups' outputs have different shapes")
-    values: dict[str, tuple[float, float, bool]] = {}
+    values: dict[str, tuple[float, float, bool, float]] = {}
     calls = permutations = 0
+    shrinkage = 1.0
     if players:
         game = MixtureGame(base=base, outputs=np.stack([p[2][:, :base.shape[1]] for p in players]),
                            weights=np.array([p[1] for p in players], dtype=np.float64), y=y,
                            metric="accuracy" if scorer == "accuracy" else "loss")
         keep = screen_outputs(game.changes())
-        result = task_scores(utility=game, players=len(players), keep=keep, scorer=scorer, seed=seed)
-        values = {p[0]: (float(v), float(s), bool(k))
-                  for p, v, s, k in zip(players, result.values, result.scores, result.kept, strict=True)}
+        if scorer != "accuracy":  # the accuracy scorer measures each player's own model, as it is
+            game, _ = game.bounded(keep)
+        replicates = [game.resampled(rows) for rows in bootstrap_rows(len(y), seed=seed)]
+        result = task_scores(utility=game, players=len(players), keep=keep, scorer=scorer, seed=seed,
+                             replicates=replicates)
+        values = {p[0]: (float(v), float(s), bool(k), float(e))
+                  for p, v, s, k, e in zip(players, result.values, result.scores, result.kept, result.estimates,
+                                           strict=True)}
+        shrinkage = result.shrinkage
         calls, permutations = result.utility_calls, result.permutations
     out = {}
     for outputs, digest, members in agreed:
@@ -355,6 +362,7 @@ def score_task_outputs(agreed: Sequence[tuple[EncryptedOutputs, bytes, Sequence[
             "players": list(outputs.players), "samples": list(outputs.samples),
             "coalitions": measured[outputs.subgroup],
             "kept": [values[m][2] for m in outputs.players], "values": [round(values[m][0], 9) for m in outputs.players],
+            "estimates": [round(values[m][3], 9) for m in outputs.players], "shrinkage": shrinkage,
             "scores": [round(float(s), 9) for s in scores], "trust": TRUST_NOTE,
         }
         out[outputs.subgroup] = OwnerScoring(scores=tuple(float(s) for s in scores), audit=audit)

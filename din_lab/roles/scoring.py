@@ -29,7 +29,13 @@ from torch.func import functional_call
 from din_lab.learning import unflatten
 from din_lab.roles.codec import Update
 from din_lab.scoring import CachedUtility, make_scorer
-from din_lab.scoring.contribution import SLOW_GAME_SHAPLEY_OPTIONS, MixtureGame, screen_outputs, task_scores
+from din_lab.scoring.contribution import (
+    SLOW_GAME_SHAPLEY_OPTIONS,
+    MixtureGame,
+    bootstrap_rows,
+    screen_outputs,
+    task_scores,
+)
 
 
 def evaluate_vector(model: nn.Module, vector: np.ndarray, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
@@ -114,11 +120,16 @@ def task_contribution(*, updates: dict[str, Update], previous: np.ndarray, model
     metric = "accuracy" if scorer == "accuracy" else "loss"
     game = MixtureGame(base=outputs_of(model, base, x), outputs=outputs, weights=weights, y=y, metric=metric)
     keep = screen_outputs(game.changes())
+    factors = np.ones(len(players))
+    if scorer != "accuracy":  # the accuracy scorer measures each player's own model, as it is
+        game, factors = game.bounded(keep)
     options = None
+    replicates: list = []
     if is_affine(model) or scorer == "accuracy":
         utility = game  # exact: the FedAvg model's outputs are the mixture of the players' (or singletons only)
-    else:
-        deltas = np.stack([updates[p].delta.astype(np.float64) for p in players])
+        replicates = [game.resampled(rows) for rows in bootstrap_rows(len(y), seed=seed)]
+    else:  # each bounded player's update scaled by its factor
+        deltas = np.stack([updates[p].delta.astype(np.float64) for p in players]) * factors[:, None]
 
         def utility(coalition: tuple[int, ...]) -> float:
             metrics = evaluate_vector(model, coalition_vector(base, deltas, weights, coalition).astype(np.float32), x, y)
@@ -126,5 +137,5 @@ def task_contribution(*, updates: dict[str, Update], previous: np.ndarray, model
 
         options = SLOW_GAME_SHAPLEY_OPTIONS
     result = task_scores(utility=utility, players=len(players), keep=keep, scorer=scorer, seed=seed,
-                         shapley_options=options)
+                         shapley_options=options, replicates=replicates)
     return {p: float(s) for p, s in zip(players, result.scores, strict=True)}

@@ -10,6 +10,8 @@ game is the whole task's final round:
 - **utility** of a coalition: the quality, on the owner's test set, of the previous global model
   moved by the coalition's sample-weighted mean update (FedAvg), the empty coalition being the
   previous global model itself: the same game in every subgroup, so values are on one scale;
+- **bounded influence**: each player's output change is scaled down to at most the median change
+  norm (:meth:`MixtureGame.bounded`), so a boosted update is valued as an unboosted one;
 - **values**: the scorer's (Shapley by default; TMC with antithetic permutations for more than
   :data:`~din_lab.scoring.scorers.EXACT_THRESHOLD` players), mapped to on-chain scores by
   :func:`~din_lab.scoring.scorers.onchain_scores` over *all* players: the task's best
@@ -33,12 +35,13 @@ outputs lowers the test loss.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from din_lab.errors import ConfigError
-from din_lab.scoring.scorers import make_scorer, onchain_scores
+from din_lab.scoring.scorers import EXACT_THRESHOLD, make_scorer, onchain_scores
 from din_lab.scoring.utility import Coalition
 
 MIN_PLAYERS_TO_SCREEN = 3
@@ -137,63 +140,202 @@ class MixtureGame:
             return float(np.mean(z.argmax(axis=1) == self.y))
         return float(_log_softmax(z)[np.arange(len(self.y)), self.y].mean())
 
+    def prefix_utilities(self, players: np.ndarray, orders: np.ndarray) -> np.ndarray:
+        """``[b, k]``: the utility of the first ``k + 1`` players of order ``orders[b]`` (indexes into
+        ``players``), all prefixes of all orders at once (a cumulative weighted sum of outputs)."""
+        weighted = (self.outputs[players] * self.weights[players, None, None]).astype(np.float32)  # bandwidth
+        sums = np.cumsum(weighted[orders], axis=1)
+        sums /= np.cumsum(self.weights[players][orders], axis=1).astype(np.float32)[:, :, None, None]
+        if self.metric == "accuracy":
+            return np.mean(sums.argmax(axis=3) == self.y, axis=2)
+        z = sums - sums.max(axis=3, keepdims=True)
+        log_p = z - np.log(np.exp(z).sum(axis=3, keepdims=True))
+        return np.take_along_axis(log_p, self.y[None, None, :, None], axis=3)[..., 0].mean(axis=2, dtype=np.float64)
+
+    def shapley(self, players: np.ndarray, *, pairs: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """Monte-Carlo Shapley values of ``players`` (indexes; the others are out of the game) and
+        their standard errors: ``pairs`` random orders each scanned with its reverse (antithetic),
+        every prefix evaluated (no truncation), vectorized over orders. Reproducible from ``seed``."""
+        players = np.asarray(players, dtype=np.int64)
+        k = players.size
+        rng = np.random.default_rng([seed, 0x5A])
+        empty = self(())
+        total = np.zeros(k)
+        squares = np.zeros(k)
+        batch = max(1, min(256, int(4e6 // max(1, k * self.base.size))))
+        done = 0
+        while done < pairs:
+            b = min(batch, pairs - done)
+            orders = np.stack([rng.permutation(k) for _ in range(b)])
+            both = np.concatenate([orders, orders[:, ::-1]])
+            utilities = self.prefix_utilities(players, both)
+            marginals = np.diff(utilities, axis=1, prepend=empty)
+            credited = np.empty_like(marginals)
+            np.put_along_axis(credited, both, marginals, axis=1)
+            paired = (credited[:b] + credited[b:]) / 2.0
+            total += paired.sum(axis=0)
+            squares += (paired ** 2).sum(axis=0)
+            done += b
+        mean = total / done
+        variance = np.maximum(squares / done - mean ** 2, 0.0) * done / max(done - 1, 1)
+        return mean, np.sqrt(variance / done)
+
+    def resampled(self, rows: np.ndarray) -> MixtureGame:
+        """The same game on the test rows ``rows`` (a bootstrap resample)."""
+        return MixtureGame(base=self.base[rows], outputs=self.outputs[:, rows], weights=self.weights, y=self.y[rows],
+                           metric=self.metric)
+
     def changes(self) -> np.ndarray:
         """Each player's output change against the previous model, flattened (for :func:`screen_outputs`)."""
         return (self.outputs - self.base).reshape(self.players, -1)
 
+    def bounded(self, keep: np.ndarray) -> tuple[MixtureGame, np.ndarray]:
+        """The same game with every player's output change scaled down to at most the kept players'
+        median change norm, and the scale factors (1 for most players). A player is paid for the
+        direction of its update and its data's weight, not for the size of its step: boosting an
+        update (multiplying it, which keeps its direction and passes screening below 3x) would
+        otherwise buy a larger share (measured: x2.9 took 5 times a fair share of 12)."""
+        factors = influence_factors(self.changes(), keep)
+        outputs = self.base + (self.outputs - self.base) * factors[:, None, None]
+        return MixtureGame(base=self.base, outputs=outputs, weights=self.weights, y=self.y, metric=self.metric), factors
+
+
+def influence_factors(changes: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """``min(1, median norm / norm)`` per player, the median over the ``keep`` players' change norms."""
+    norms = np.linalg.norm(np.asarray(changes, dtype=np.float64), axis=1)
+    kept = norms[np.asarray(keep, dtype=bool)]
+    if kept.size == 0:
+        return np.ones(len(norms))
+    median = float(np.median(kept))
+    return np.where(norms > median, median / np.maximum(norms, 1e-300), 1.0)
+
 
 TASK_SHAPLEY_OPTIONS = {"tolerance": 0.006, "min_permutations": 200, "max_permutations": 10_000, "antithetic": True}
-"""The Shapley scorer's options in the task-wide game: exact up to ``EXACT_THRESHOLD`` players, else
-TMC with antithetic permutation pairs until every value's standard error is within 0.2% of
-``U(N) - U(empty)`` (3 standard errors within 0.6%; with 20 players a typical value is 5% of it, so
-about 4% of a value), at most 10,000 pairs (about 5 s for 20 players of an affine model, whose
-coalitions cost one mixture of outputs each)."""
+"""The Shapley scorer's options in a task-wide game given as a plain utility: exact up to
+``EXACT_THRESHOLD`` players, else TMC with antithetic permutation pairs until every value's standard
+error is within 0.2% of ``U(N) - U(empty)``, at most 10,000 pairs."""
+
+MIXTURE_PAIRS = 1_000
+"""Antithetic permutation pairs of :meth:`MixtureGame.shapley` in the task-wide game (more than
+``EXACT_THRESHOLD`` players): every prefix of 2,000 orders, vectorized (float32); for 20 players the
+standard error is about 4% of a typical value (the reward's own noise is the test set's, which
+:func:`shrink_to_signal` measures), about a second of numpy."""
+
+BOOTSTRAP_PAIRS = 100
+"""The same in each bootstrap replicate (its Monte-Carlo variance is subtracted)."""
 
 SLOW_GAME_SHAPLEY_OPTIONS = {"tolerance": 0.01, "min_permutations": 50, "max_permutations": 300, "antithetic": True}
 """The same for a game whose every coalition is a model evaluation (a non-affine model in plaintext)."""
 
 
+BOOTSTRAP_REPLICATES = 10
+"""Test-set bootstrap replicates of the game used to measure how much of the spread of values is
+the owner's test-set sampling noise (:func:`shrink_to_signal`)."""
+
+BOOTSTRAP_SHAPLEY_OPTIONS = {"tolerance": 0.02, "min_permutations": 100, "max_permutations": 1_000, "antithetic": True}
+"""The Shapley scorer's options in a bootstrap replicate given as a plain utility."""
+
+
+def bootstrap_rows(samples: int, *, replicates: int = BOOTSTRAP_REPLICATES, seed: int = 0) -> list[np.ndarray]:
+    """``replicates`` resamples (with replacement) of ``samples`` test rows, seeded by ``seed``."""
+    rng = np.random.default_rng([seed, 0xB007])
+    return [rng.integers(0, samples, size=samples) for _ in range(replicates)] if samples else []
+
+
+def shrink_to_signal(values: np.ndarray, replicates: np.ndarray) -> tuple[np.ndarray, float]:
+    """Empirical-Bayes shrinkage of ``values`` towards their mean, and the factor.
+
+    ``replicates[b, i]`` is player ``i``'s value in the game measured on bootstrap resample ``b`` of
+    the test set (with the same permutations as ``values``). The noise variance ``sigma^2`` is the
+    mean over players of the replicates' variance; the signal variance ``tau^2`` is the players'
+    variance of ``values`` less ``sigma^2`` (at least 0). Each value becomes ``mean + lambda (value -
+    mean)`` with ``lambda = tau^2 / (tau^2 + sigma^2)``: the expected contribution given a noisy
+    measurement of it (James-Stein). The factor is common, so the order of the players and the sum of
+    the values do not change. Where the players differ far more than the test set's noise (skewed
+    data, a harmful update among honest ones) ``lambda`` is near 1 and nothing moves; where their
+    differences are within that noise (equal data) they are paid nearly alike.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    reps = np.asarray(replicates, dtype=np.float64)
+    if v.size < 2 or reps.ndim != 2 or reps.shape[0] < 2:
+        return v.copy(), 1.0
+    noise = float(np.mean(reps.var(axis=0, ddof=1)))
+    signal = max(0.0, float(v.var(ddof=1)) - noise)
+    factor = 1.0 if signal + noise == 0 else signal / (signal + noise)
+    mean = float(v.mean())
+    return mean + factor * (v - mean), factor
+
+
 @dataclass(frozen=True, kw_only=True)
 class TaskScores:
     """The task-wide game's outcome, by player: ``kept`` (survived screening), ``values`` (the
-    scorer's raw values, 0 for screened players), ``std_errors`` (Monte-Carlo, 0 when exact) and
-    ``scores`` in [0, 1] (what goes on chain: positive value over the task's best)."""
+    scorer's raw values, 0 for screened players), ``std_errors`` (Monte-Carlo, 0 when exact),
+    ``estimates`` (the values after :func:`shrink_to_signal`, by ``shrinkage``; the raw values when
+    no replicates were given) and ``scores`` in [0, 1] (what goes on chain: positive estimate over
+    the task's best)."""
 
     kept: np.ndarray
     values: np.ndarray
     std_errors: np.ndarray
+    estimates: np.ndarray
     scores: np.ndarray
+    shrinkage: float
     permutations: int
     utility_calls: int
 
 
 def task_scores(*, utility, players: int, keep: np.ndarray | None = None, scorer: str = "shapley",
-                seed: int = 0, shapley_options: dict | None = None) -> TaskScores:
+                seed: int = 0, shapley_options: dict | None = None, replicates: Sequence = ()) -> TaskScores:
     """Score ``players`` in the task-wide game ``utility`` (over player indexes), leaving out the
-    players ``keep`` rejects: they score 0 and are not in any coalition. The scorer's values are
-    mapped to [0, 1] over all kept players together (:func:`onchain_scores`). ``shapley_options``
-    (default :data:`TASK_SHAPLEY_OPTIONS`) configure the Shapley scorer."""
+    players ``keep`` rejects: they score 0 and are not in any coalition. ``replicates`` are the same
+    game measured on bootstrap resamples of the test set (see :func:`bootstrap_rows`): with them
+    (and a value scorer: ``shapley`` or ``loo``) the values are shrunk to their signal
+    (:func:`shrink_to_signal`). The estimates are mapped to [0, 1] over all kept players together
+    (:func:`onchain_scores`). ``shapley_options`` (default :data:`TASK_SHAPLEY_OPTIONS`) configure
+    the Shapley scorer."""
     keep = np.ones(players, dtype=bool) if keep is None else np.asarray(keep, dtype=bool)
     if keep.shape != (players,):
         raise ConfigError(f"keep must have one entry per player ({players}), got shape {keep.shape}")
     kept = np.flatnonzero(keep)
     values = np.zeros(players)
     errors = np.zeros(players)
+    estimates = np.zeros(players)
     scores = np.zeros(players)
     permutations = calls = 0
+    shrinkage = 1.0
     if kept.size:
-        def sub(coalition: Coalition) -> float:
-            return utility(tuple(int(kept[i]) for i in coalition))
+        def on_kept(game):
+            return lambda coalition: game(tuple(int(kept[i]) for i in coalition))
 
-        options = (TASK_SHAPLEY_OPTIONS if shapley_options is None else shapley_options) if scorer == "shapley" else {}
-        report = make_scorer(scorer, **options).report(utility=sub, participants=int(kept.size), seed=seed)
-        values[kept] = report.raw
-        scores[kept] = onchain_scores(report.raw)
-        calls = report.utility_calls
-        if report.shapley is not None:
-            errors[kept] = report.shapley.std_errors
-            permutations = report.shapley.permutations
-    for a in (keep, values, errors, scores):
+        def report(game, options):
+            opts = options if scorer == "shapley" else {}
+            return make_scorer(scorer, **opts).report(utility=on_kept(game), participants=int(kept.size), seed=seed)
+
+        fast = scorer == "shapley" and kept.size > EXACT_THRESHOLD and isinstance(utility, MixtureGame) \
+            and all(isinstance(r, MixtureGame) for r in replicates)
+
+        def measure(game, *, pairs: int, options) -> tuple[np.ndarray, np.ndarray, int]:
+            if fast:
+                v, se = game.shapley(kept, pairs=pairs, seed=seed)
+                return v, se, 2 * pairs * int(kept.size)
+            r = report(game, options)
+            se = r.shapley.std_errors if r.shapley is not None else np.zeros(kept.size)
+            return r.raw, se, r.utility_calls
+
+        raw, se, calls = measure(utility, pairs=MIXTURE_PAIRS,
+                                 options=TASK_SHAPLEY_OPTIONS if shapley_options is None else shapley_options)
+        values[kept] = raw
+        estimates[kept] = raw
+        errors[kept] = se
+        permutations = MIXTURE_PAIRS if fast else 0
+        if replicates and scorer in ("shapley", "loo"):
+            reps = [measure(r, pairs=BOOTSTRAP_PAIRS, options=BOOTSTRAP_SHAPLEY_OPTIONS) for r in replicates]
+            calls += sum(r[2] for r in reps)
+            # the replicates share the permutations (same seed: common random numbers), so their
+            # spread is the test set's, not the Monte-Carlo's
+            estimates[kept], shrinkage = shrink_to_signal(raw, np.array([r[0] for r in reps]))
+        scores[kept] = onchain_scores(estimates[kept])
+    for a in (keep, values, errors, estimates, scores):
         a.setflags(write=False)
-    return TaskScores(kept=keep, values=values, std_errors=errors, scores=scores, permutations=permutations,
-                      utility_calls=calls)
+    return TaskScores(kept=keep, values=values, std_errors=errors, estimates=estimates, scores=scores,
+                      shrinkage=shrinkage, permutations=permutations, utility_calls=calls)
