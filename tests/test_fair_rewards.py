@@ -259,16 +259,20 @@ def test_the_vectorized_mixture_shapley_agrees_with_exact_values():
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 2**16), spread=st.floats(0.01, 10.0), noise=st.floats(0.01, 10.0))
 def test_shrinkage_keeps_order_and_sum_and_follows_the_noise(seed, spread, noise):
-    """Values shrink towards their mean by one factor: the order and the sum stay; the factor is
-    small when the players' differences are within the test set's noise and near 1 when far beyond."""
+    """Positive values shrink towards their mean by one factor: their order and their sum stay, a
+    value <= 0 is never lifted; the factor is small when the players' differences are within the
+    test set's noise and near 1 when far beyond."""
     rng = np.random.default_rng(seed)
-    truth = rng.normal(scale=spread, size=12)
-    values = truth + rng.normal(scale=noise, size=12)
-    replicates = values + rng.normal(scale=noise, size=(10, 12))
+    truth = 100.0 + rng.normal(scale=spread, size=12)
+    values = np.append(truth + rng.normal(scale=noise, size=12), [-1.0, 0.0])
+    replicates = values + np.append(rng.normal(scale=noise, size=(10, 12)), np.zeros((10, 2)), axis=1)
     shrunk, factor = shrink_to_signal(values, replicates)
+    positive = values > 0
     assert 0.0 <= factor <= 1.0
-    assert shrunk.sum() == pytest.approx(values.sum(), rel=1e-9, abs=1e-9)
-    assert np.array_equal(np.argsort(shrunk, kind="stable"), np.argsort(values, kind="stable")) or factor == 0.0
+    assert shrunk[positive].sum() == pytest.approx(values[positive].sum(), rel=1e-9)
+    assert np.all(shrunk[positive] > 0) and np.array_equal(shrunk[~positive], values[~positive])
+    if factor > 1e-6:
+        assert np.array_equal(np.argsort(shrunk[positive], kind="stable"), np.argsort(values[positive], kind="stable"))
     if spread > 20 * noise:
         assert factor > 0.8
     if noise > 20 * spread:

@@ -113,6 +113,7 @@ def tabulate(lab: Lab, *, seconds: float) -> ExperimentResult:
         "scoring": {"slashed": sorted(set(slashes[slashes["round"].isna()].actor)) if len(slashes) else []},
         "timing": {"total_seconds": round(seconds, 3)},
         "config": lab.config.to_dict(),
+        "contribution_game": lab.config.contribution_game,
         "chain": lab.chain_name,
         "task": lab.task.address,
         "notes": list(lab.notes),

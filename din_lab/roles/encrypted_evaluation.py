@@ -344,7 +344,8 @@ def score_task_outputs(agreed: Sequence[tuple[EncryptedOutputs, bytes, Sequence[
         keep = screen_outputs(game.changes())
         if scorer != "accuracy":  # the accuracy scorer measures each player's own model, as it is
             game, _ = game.bounded(keep)
-        replicates = [game.resampled(rows) for rows in bootstrap_rows(len(y), seed=seed)]
+        replicates = [game.resampled(rows) for rows in bootstrap_rows(len(y), seed=seed)] if scorer != "accuracy" \
+            else []
         result = task_scores(utility=game, players=len(players), keep=keep, scorer=scorer, seed=seed,
                              replicates=replicates)
         values = {p[0]: (float(v), float(s), bool(k), float(e))

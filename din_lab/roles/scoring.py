@@ -127,7 +127,8 @@ def task_contribution(*, updates: dict[str, Update], previous: np.ndarray, model
     replicates: list = []
     if is_affine(model) or scorer == "accuracy":
         utility = game  # exact: the FedAvg model's outputs are the mixture of the players' (or singletons only)
-        replicates = [game.resampled(rows) for rows in bootstrap_rows(len(y), seed=seed)]
+        if scorer != "accuracy":  # the test set's noise, for the shrinkage of values
+            replicates = [game.resampled(rows) for rows in bootstrap_rows(len(y), seed=seed)]
     else:  # each bounded player's update scaled by its factor
         deltas = np.stack([updates[p].delta.astype(np.float64) for p in players]) * factors[:, None]
 
