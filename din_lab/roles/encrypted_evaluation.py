@@ -43,7 +43,7 @@ from din_lab.learning.models import Square as TorchSquare
 from din_lab.roles.codec import Update
 from din_lab.roles.scoring import coalition_vector
 from din_lab.scoring import CachedUtility, make_scorer
-from din_lab.scoring.contribution import MixtureGame, bootstrap_rows, screen_outputs, task_scores
+from din_lab.scoring.contribution import MixtureGame, bootstrap_rows, log_softmax, screen_outputs, task_scores
 from din_lab.scoring.scorers import EXACT_THRESHOLD
 
 __all__ = ["HE_READY", "TRUST_NOTE", "EncryptedOutputs", "OwnerScoring", "evaluate_contributions", "he_model",
@@ -224,9 +224,7 @@ def tampered(outputs: EncryptedOutputs, *, rng: np.random.Generator) -> Encrypte
 def metrics(logits: np.ndarray, y: np.ndarray) -> dict[str, float]:
     """Accuracy, macro F1 and mean cross-entropy of ``logits`` against labels ``y`` (float64)."""
     y = np.asarray(y, dtype=np.int64)
-    z = logits - logits.max(axis=1, keepdims=True)
-    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-    loss = float(-log_p[np.arange(len(y)), y].mean())
+    loss = float(-log_softmax(logits)[np.arange(len(y)), y].mean())
     pred = logits.argmax(axis=1)
     f1s = []
     for k in range(logits.shape[1]):

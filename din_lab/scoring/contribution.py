@@ -86,7 +86,8 @@ def screen_outputs(changes: np.ndarray) -> np.ndarray:
     return (cosines >= floor) & (norms >= MIN_NORM_FRACTION * median_norm) & (norms <= MAX_NORM_FACTOR * median_norm)
 
 
-def _log_softmax(z: np.ndarray) -> np.ndarray:
+def log_softmax(z: np.ndarray) -> np.ndarray:
+    """Row-wise log-softmax of logits ``z`` (samples x classes), stable."""
     z = z - z.max(axis=1, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
@@ -138,7 +139,7 @@ class MixtureGame:
         z = self.logits(coalition)
         if self.metric == "accuracy":
             return float(np.mean(z.argmax(axis=1) == self.y))
-        return float(_log_softmax(z)[np.arange(len(self.y)), self.y].mean())
+        return float(log_softmax(z)[np.arange(len(self.y)), self.y].mean())
 
     def prefix_utilities(self, players: np.ndarray, orders: np.ndarray) -> np.ndarray:
         """``[b, k]``: the utility of the first ``k + 1`` players of order ``orders[b]`` (indexes into
