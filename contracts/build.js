@@ -11,7 +11,7 @@ const solc = require("solc");
 
 const SRC = path.join(__dirname, "src");
 const OUT = path.join(__dirname, "..", "din_lab", "chain", "artifacts");
-const CONTRACTS = ["DINToken", "EvaluatorRegistry", "DINTask", "DINTaskScoring", "DINTaskFactory", "Allowlist", "BlockFlowReference", "ShuffleReference"];
+const CONTRACTS = ["DINToken", "EvaluatorRegistry", "DINTask", "DINTaskScoring", "DINTaskFactory", "Allowlist", "BlockFlowReference", "ShuffleReference", "DINParameters", "EvaluatorLicence", "PublicGoodsFund", "VoiceCredits", "DINProposals", "TimelockController"];
 const SETTINGS = {
   optimizer: { enabled: true, runs: 200 },
   viaIR: true,

@@ -93,6 +93,39 @@ def net(deployed):
         chain.revert(snap)
 
 
+@pytest.fixture(scope="session", params=BACKENDS)
+def econ_deployed(request):
+    """(backend name, chain, deployment) with the DIN contracts and the economy deployed once."""
+    from tests.helpers import deploy_economy_network
+
+    backend = request.param
+    url = "embedded" if backend == "embedded" else request.getfixturevalue("econ_anvil_url")
+    chain = connect(url, accounts=40)
+    return backend, chain, deploy_economy_network(chain)
+
+
+@pytest.fixture(scope="session")
+def econ_anvil_url():
+    """A second anvil for the economy's tests, so that no snapshot of the task tests' node ever
+    drops the economy's contracts; stopped by its PID."""
+    proc, url = _start_anvil()
+    yield url
+    stop_process(proc)
+
+
+@pytest.fixture
+def econ(econ_deployed):
+    """A fresh view of the economy network; everything a test does is reverted after it."""
+    from tests.helpers import Net
+
+    backend, chain, din = econ_deployed
+    snap = chain.snapshot()
+    try:
+        yield Net(chain=chain, din=din, backend=backend)
+    finally:
+        chain.revert(snap)
+
+
 @pytest.fixture
 def embedded_chain():
     return connect("embedded", accounts=40)

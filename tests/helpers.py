@@ -14,6 +14,7 @@ from din_lab.chain import assignment as assign
 from din_lab.chain.din import (
     WAD,
     DinDeployment,
+    EconomySettings,
     TaskParams,
     cid_arg,
     create_task,
@@ -61,6 +62,28 @@ def deploy_network(chain: Chain) -> DinDeployment:
     chain.transact(T.transfer(a[1].address, 100_000 * WAD), sender=a[0])
     for e in a[23:23 + N_EVALUATORS]:
         chain.transact(T.transfer(e.address, 1_000 * WAD), sender=a[0])
+    return din
+
+
+ECONOMY = EconomySettings(public_goods_bps=1_000, min_bond=MIN_BOND, timelock_delay=120, voting_blocks=20,
+                          quorum_votes=10, qf_round_blocks=100, licence_supply=8)
+
+
+def deploy_economy_network(chain: Chain) -> DinDeployment:
+    """The shared contracts with the economy (ECONOMY): licences, a QF public-goods fund, governed
+    parameters, voice credits and DPPs. Tokens as in deploy_network; every actor but the last three
+    strangers is verified by the identity registry (an Allowlist the deployer curates)."""
+    a = chain.accounts
+    din = deploy(chain, deployer=a[0], economy=ECONOMY, min_bond=MIN_BOND, min_window=MIN_WINDOW)
+    T = din.token.functions
+    chain.transact(T.transfer(a[1].address, 100_000 * WAD), sender=a[0])
+    for e in a[3:23] + a[33:40]:
+        chain.transact(T.transfer(e.address, 1_000 * WAD), sender=a[0])
+    for e in a[23:23 + N_EVALUATORS]:
+        chain.transact(T.transfer(e.address, 1_000 * WAD), sender=a[0])
+    assert din.economy is not None
+    for acct in a[1:37]:
+        chain.transact(din.economy.identity.functions.setVerified(acct.address, True), sender=a[0])
     return din
 
 

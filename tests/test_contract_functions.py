@@ -172,7 +172,7 @@ def test_malformed_genesis_cid(net):
 def test_clone_and_implementation_cannot_be_reinitialised(net):
     task = net.make_task()
     args = (net.owner.address, net.params.to_chain(), net.din.token.address, net.din.registry.address,
-            net.stranger.address)
+            net.stranger.address, net.stranger.address)
     expect_revert(net, task.functions.initialize(*args), net.stranger, reverts.AlreadyInitialized)
     expect_revert(net, net.din.implementation.functions.initialize(*args), net.stranger, reverts.AlreadyInitialized)
 

@@ -54,7 +54,8 @@ contract DINTask is DINTaskBase, EIP712 {
     // ------------------------------------------------------------------ setup
 
     /// @notice Called once by the factory, which checked `p` (DINTaskFactory.checkParams).
-    function initialize(address owner_, TaskParams calldata p, IERC20 token_, EvaluatorRegistry registry_, address fund)
+    function initialize(address owner_, TaskParams calldata p, IERC20 token_, EvaluatorRegistry registry_, address fund,
+        address licence_)
         external
     {
         if (_initialized) revert AlreadyInitialized();
@@ -64,6 +65,7 @@ contract DINTask is DINTaskBase, EIP712 {
         token = token_;
         registry = registry_;
         publicGoodsFund = fund;
+        licence = licence_;
         _params = p;
         finalRound = p.rounds - 1;
         rewardEscrow = p.rewardDeposit;
@@ -90,6 +92,7 @@ contract DINTask is DINTaskBase, EIP712 {
     function optIn() external nonReentrant inPhase(Phase.Registration) {
         Bond storage b = _bonds[msg.sender];
         if (b.indexPlusOne != 0) revert AlreadyOptedIn(msg.sender);
+        _checkLicence();
         if (_evaluators.length >= _params.maxEvaluators) revert EvaluatorLimit(_params.maxEvaluators);
         uint256 bond = _params.evaluatorBond;
         _evaluators.push(msg.sender);

@@ -9,6 +9,7 @@ import {Shuffle} from "./lib/Shuffle.sol";
 import {BlockFlowScoring} from "./lib/BlockFlowScoring.sol";
 import {EvaluatorRegistry} from "./EvaluatorRegistry.sol";
 import {IIdentityRegistry} from "./interfaces/IIdentityRegistry.sol";
+import {IEvaluatorLicence} from "./interfaces/IEvaluatorLicence.sol";
 
 /// @notice What a Model Owner fixes when creating a task (paper 5.1 step 1). Checked by the
 /// factory (DINTaskFactory.checkParams); nothing here can change after creation.
@@ -125,6 +126,7 @@ abstract contract DINTaskBase is ReentrancyGuard {
     error WrongFinalKey(uint256 subgroup);
     error FinalKeyPending(address evaluator, uint256 heldSeats);
     error AlreadyRejected(address participant, uint256 round);
+    error NotLicensed(address evaluator);
 
     event TaskInitialized(address indexed owner, Cid genesisModel, uint256 rewardDeposit, uint256 feeBudget);
     event ParticipantRegistered(address indexed participant, uint256 index, bytes32 publicKey);
@@ -228,6 +230,9 @@ abstract contract DINTaskBase is ReentrancyGuard {
     IERC20 public token;
     EvaluatorRegistry public registry;
     address public publicGoodsFund;
+    /// @notice The network's evaluator licences (IEvaluatorLicence); address(0): none required.
+    /// When set, opting in and scoring (the reward phase's committees) need a licence in good standing.
+    address public licence;
     TaskParams internal _params;
 
     Phase public phase;
@@ -279,6 +284,9 @@ abstract contract DINTaskBase is ReentrancyGuard {
     uint256 public participantPoolRemaining;
     uint256 public totalClaimable;
     mapping(address => uint256) public claimable;
+    /// @notice Votes an evaluator cast with its committee's majority (aggregation or scoring), the
+    /// activity VoiceCredits grants evaluator credits for.
+    mapping(address => uint32) public majorityVotesOf;
     /// @notice Participants who refused the global model published for a round (it is not the
     /// weighted mean of that round's accepted results), and how many did.
     mapping(uint256 => mapping(address => bool)) public rejectedModel;
@@ -312,6 +320,12 @@ abstract contract DINTaskBase is ReentrancyGuard {
         if (_bonds[msg.sender].bannedAt != 0) revert EvaluatorBanned(msg.sender);
     }
 
+    /// @dev Where the network requires licences, the caller must hold one in good standing.
+    function _checkLicence() internal view {
+        address l = licence;
+        if (l != address(0) && !IEvaluatorLicence(l).isLicensed(msg.sender)) revert NotLicensed(msg.sender);
+    }
+
     function _credit(address to, uint256 amount) internal {
         if (amount == 0) return;
         claimable[to] += amount;
@@ -321,6 +335,7 @@ abstract contract DINTaskBase is ReentrancyGuard {
     /// @dev A slashed evaluator earns nothing more in this task.
     function _payFee(address ev) internal {
         if (_bonds[ev].bannedAt != 0) return;
+        majorityVotesOf[ev] += 1;
         uint256 fee = _params.evaluatorFee;
         if (fee > feeEscrow) fee = feeEscrow;
         if (fee == 0) return;

@@ -6,6 +6,7 @@ import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol
 import {Clones} from "@openzeppelin/contracts/proxy/Clones.sol";
 import {DINTask, TaskParams} from "./DINTask.sol";
 import {EvaluatorRegistry} from "./EvaluatorRegistry.sol";
+import {DINParameters} from "./economy/DINParameters.sol";
 
 /// @title DINTaskFactory: a Model Owner creates a training task here (paper 5.1 step 1).
 /// @notice Each task is a minimal proxy (EIP-1167) of one DINTask implementation. The factory
@@ -16,6 +17,9 @@ import {EvaluatorRegistry} from "./EvaluatorRegistry.sol";
 /// Slashed stake and the public-goods share go to the network's `publicGoodsFund`, fixed here at
 /// deployment: a task creator cannot choose where they go. The owner's reward deposit and fee
 /// budget are pulled with transferFrom (approve the factory first) straight into the new task.
+/// In a governed network (`parameters` set) a task must also use the governed public-goods share
+/// and stay within the governed minimum bond and fee cap, as they stand when it is created; where
+/// `licence` is set its evaluators need an evaluator licence to opt in and to score.
 contract DINTaskFactory {
     using SafeERC20 for IERC20;
 
@@ -50,7 +54,10 @@ contract DINTaskFactory {
     address public immutable publicGoodsFund;
     uint256 public immutable minBond;
     uint32 public immutable minWindow;
+    DINParameters public immutable parameters; // address(0): ungoverned
+    address public immutable licence; // address(0): no licences required
     address[] public tasks;
+    mapping(address => bool) public isTask;
 
     constructor(
         IERC20 token_,
@@ -58,7 +65,9 @@ contract DINTaskFactory {
         address implementation_,
         address publicGoodsFund_,
         uint256 minBond_,
-        uint32 minWindow_
+        uint32 minWindow_,
+        DINParameters parameters_,
+        address licence_
     ) {
         if (publicGoodsFund_ == address(0) || minBond_ == 0 || minWindow_ < 2) revert InvalidParameters("factory");
         token = token_;
@@ -67,6 +76,8 @@ contract DINTaskFactory {
         publicGoodsFund = publicGoodsFund_;
         minBond = minBond_;
         minWindow = minWindow_;
+        parameters = parameters_;
+        licence = licence_;
     }
 
     function createTask(TaskParams calldata params) external returns (address task) {
@@ -78,8 +89,9 @@ contract DINTaskFactory {
         uint256 balance = token.balanceOf(msg.sender);
         if (balance < needed) revert InsufficientBalance(balance, needed);
         task = Clones.clone(implementation);
-        DINTask(task).initialize(msg.sender, params, token, registry, publicGoodsFund);
+        DINTask(task).initialize(msg.sender, params, token, registry, publicGoodsFund, licence);
         tasks.push(task);
+        isTask[task] = true;
         token.safeTransferFrom(msg.sender, task, needed);
         emit TaskCreated(task, msg.sender, tasks.length - 1);
     }
@@ -99,6 +111,11 @@ contract DINTaskFactory {
         }
         if (p.publicGoodsBps > 10_000) revert InvalidParameters("publicGoodsBps above 10000");
         if (p.evaluatorBond < minBond) revert InvalidParameters("evaluatorBond below minBond");
+        if (address(parameters) != address(0)) {
+            if (p.publicGoodsBps != parameters.publicGoodsBps()) revert InvalidParameters("publicGoodsBps not the governed share");
+            if (p.evaluatorBond < parameters.minBond()) revert InvalidParameters("evaluatorBond below governed minBond");
+            if (p.evaluatorFee > parameters.feeCap()) revert InvalidParameters("evaluatorFee above governed feeCap");
+        }
         if (p.slashAmount == 0 || p.slashAmount > p.evaluatorBond) {
             revert InvalidParameters("slashAmount outside 1..evaluatorBond");
         }

@@ -71,6 +71,7 @@ contract DINTaskScoring is DINTaskBase {
         if (block.number > scoreCommitDeadline) revert WindowClosed(scoreCommitDeadline);
         _scoringSubgroup(subgroup);
         _seated(finalRound, subgroup, 0);
+        _checkLicence(); // the reward phase's committees serve under a licence
         ScoreVote storage v = _scoreVotes[subgroup][msg.sender];
         if (v.state != 0) revert AlreadyCommitted(msg.sender);
         v.state = COMMITTED;

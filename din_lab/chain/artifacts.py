@@ -14,7 +14,9 @@ from typing import Any
 
 from din_lab.errors import ChainError
 
-CONTRACT_NAMES = ("DINToken", "EvaluatorRegistry", "DINTask", "DINTaskScoring", "DINTaskFactory", "Allowlist", "BlockFlowReference", "ShuffleReference")
+CONTRACT_NAMES = ("DINToken", "EvaluatorRegistry", "DINTask", "DINTaskScoring", "DINTaskFactory", "Allowlist",
+                  "BlockFlowReference", "ShuffleReference", "DINParameters", "EvaluatorLicence", "PublicGoodsFund",
+                  "VoiceCredits", "DINProposals", "TimelockController")
 
 
 @dataclass(frozen=True)

@@ -512,6 +512,23 @@ class Chain:
         """Mine until the chain head is ``block`` (no-op if already past it)."""
         return self.mine(max(0, block - self.block_number))
 
+    @property
+    def timestamp(self) -> int:
+        """The head block's timestamp (seconds)."""
+        return int(self.w3.eth.get_block("latest")["timestamp"])
+
+    def mine_until_time(self, timestamp: int) -> int:
+        """Mine until the head block's timestamp is at least ``timestamp`` (what a timelock counts):
+        the embedded chain's blocks are BLOCK_TIME seconds apart; on a node the next block is
+        stamped ``timestamp``. Returns the new block number."""
+        now = self.timestamp
+        if now >= timestamp:
+            return self.block_number
+        if self._tester is not None:
+            return self.mine(-(-(timestamp - now) // BLOCK_TIME))
+        self._request("evm_setNextBlockTimestamp", [hex(timestamp)], context="set the next block's time")
+        return self.mine(1)
+
     def snapshot(self) -> Any:
         if self._tester is not None:
             sid = self._tester.take_snapshot()

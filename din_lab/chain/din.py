@@ -76,6 +76,61 @@ class TaskParams:
         return tuple(values)
 
 
+@dataclass(frozen=True, kw_only=True)
+class EconomySettings:
+    """The network's economy and governance (paper sections 6 and 8), fixed at deployment; the
+    parameters marked *governed* change later only by an executed economic DPP.
+
+    Amounts are in token units (wei); ``harberger_rate`` is per block with 1e18 = 100 % of the
+    self-assessed price; ``timelock_delay`` is in seconds (the timelock counts time, not blocks)."""
+
+    licences: bool = True  # evaluators need an EvaluatorLicence to opt in and to score
+    licence_supply: int = 8  # governed (only grows)
+    reserve_price: int = 50 * WAD  # the fund's asking price for a licence it holds
+    harberger_rate: int = 10**14  # governed: 0.01 % of the price per block
+    public_goods_bps: int = 500  # governed: every new task's public-goods share
+    min_bond: int = 100 * WAD  # governed: the least evaluator bond a task may ask
+    fee_cap: int = 10 * WAD  # governed: the most a task may pay an evaluator per vote
+    timelock_delay: int = 120  # seconds between a passed DPP's queueing and its execution
+    voting_blocks: int = 20
+    quorum_votes: int = 10
+    qf_round_blocks: int = 20
+    max_projects_per_round: int = 32
+    owner_credits: int = 100  # per finished task in which someone contributed
+    participant_credits: int = 10  # per accepted update
+    evaluator_credits: int = 5  # per vote cast with the majority
+
+    def __post_init__(self) -> None:
+        ints = {k: v for k, v in self.__dict__.items() if k != "licences"}
+        bad = [k for k, v in ints.items() if isinstance(v, bool) or not isinstance(v, int) or v < 0]
+        if bad:
+            raise ConfigError(f"economy settings must be non-negative integers: {', '.join(bad)}")
+        zero = [k for k in ("licence_supply", "reserve_price", "min_bond", "fee_cap", "voting_blocks",
+                            "qf_round_blocks", "max_projects_per_round") if ints[k] == 0]
+        if zero:
+            raise ConfigError(f"economy settings must be positive: {', '.join(zero)}")
+        if self.public_goods_bps > 5_000 or self.licence_supply > 256 or self.harberger_rate > 10**16 \
+                or self.max_projects_per_round > 256:
+            raise ConfigError("economy settings out of range: public_goods_bps <= 5000, licence_supply <= 256, "
+                              "harberger_rate <= 1e16 (1 % per block), max_projects_per_round <= 256")
+
+
+@dataclass(frozen=True)
+class EconomyDeployment:
+    """The economy's contracts: the public-goods fund (QF rounds), the evaluator licences (None when
+    off), the governed parameters, the timelock, the voice credits and the DPP registry, and the
+    identity registry that gates Sybils in all of them."""
+
+    fund: Contract
+    licence: Contract | None
+    parameters: Contract
+    timelock: Contract
+    credits: Contract
+    proposals: Contract
+    identity: Contract
+    settings: EconomySettings
+
+
 @dataclass(frozen=True)
 class DinDeployment:
     """The shared contracts of one DIN network."""
@@ -86,30 +141,74 @@ class DinDeployment:
     implementation: Contract
     deployer: str
     public_goods_fund: str
+    economy: EconomyDeployment | None = None
 
 
 def deploy(
     chain: Chain,
     *,
     deployer: LocalAccount,
-    public_goods_fund: str,
+    public_goods_fund: str | None = None,
     supply: int = 10**9 * WAD,
     min_bond: int = 100 * WAD,
     min_window: int = 10,
+    economy: EconomySettings | None = None,
+    identity: Contract | None = None,
 ) -> DinDeployment:
     """Deploy token, evaluator registry (keys), the task implementation with its scoring module,
     and the factory, which fixes the network's public-goods fund, the minimum bond and the
-    minimum window."""
+    minimum window.
+
+    With ``economy`` the public-goods fund is a :class:`PublicGoodsFund` contract (do not pass
+    ``public_goods_fund``), and the factory is governed: DINParameters (owned by a
+    TimelockController whose only proposer and executor is the DPP registry) fixes every new task's
+    public-goods share, least bond and fee cap, and, with ``economy.licences``, evaluators need an
+    EvaluatorLicence. ``identity`` (an IIdentityRegistry; default: a new Allowlist curated by the
+    deployer) gates the fund, the credits and the proposals. The deployer keeps no role: it
+    renounces the timelock's admin role before returning."""
     if supply <= 0 or min_bond <= 0 or min_window < 2:
         raise ConfigError("supply and min_bond must be positive and min_window at least 2")
+    if (economy is None) == (public_goods_fund is None):
+        raise ConfigError("give either public_goods_fund (an account) or economy (a fund contract is deployed)")
     token = chain.deploy("DINToken", deployer.address, supply, sender=deployer)
     registry = chain.deploy("EvaluatorRegistry", sender=deployer)
     scoring = chain.deploy("DINTaskScoring", sender=deployer)
     implementation = chain.deploy("DINTask", scoring.address, sender=deployer)
-    factory = chain.deploy("DINTaskFactory", token.address, registry.address, implementation.address,
-                           public_goods_fund, min_bond, min_window, sender=deployer)
+    if economy is None:
+        assert public_goods_fund is not None
+        factory = chain.deploy("DINTaskFactory", token.address, registry.address, implementation.address,
+                               public_goods_fund, min_bond, min_window, ZERO_ADDRESS, ZERO_ADDRESS, sender=deployer)
+        return DinDeployment(token=token, registry=registry, factory=factory, implementation=implementation,
+                             deployer=deployer.address, public_goods_fund=public_goods_fund)
+    s = economy
+    if identity is None:
+        identity = chain.deploy("Allowlist", deployer.address, sender=deployer)
+    fund = chain.deploy("PublicGoodsFund", token.address, identity.address, s.qf_round_blocks,
+                        s.max_projects_per_round, sender=deployer)
+    # the deployer is the timelock's admin only until the DPP registry holds its roles
+    timelock = chain.deploy("TimelockController", s.timelock_delay, [], [], deployer.address, sender=deployer)
+    parameters = chain.deploy("DINParameters", timelock.address, s.public_goods_bps, s.min_bond, s.fee_cap,
+                              sender=deployer)
+    licence = None
+    if s.licences:
+        licence = chain.deploy("EvaluatorLicence", token.address, fund.address, timelock.address, s.reserve_price,
+                               s.harberger_rate, s.licence_supply, sender=deployer, gas=12_000_000)
+    factory = chain.deploy("DINTaskFactory", token.address, registry.address, implementation.address, fund.address,
+                           min_bond, min_window, parameters.address,
+                           licence.address if licence is not None else ZERO_ADDRESS, sender=deployer)
+    credits = chain.deploy("VoiceCredits", factory.address, identity.address, s.owner_credits,
+                           s.participant_credits, s.evaluator_credits, sender=deployer)
+    proposals = chain.deploy("DINProposals", timelock.address, credits.address, identity.address, parameters.address,
+                             licence.address if licence is not None else ZERO_ADDRESS, s.voting_blocks,
+                             s.quorum_votes, sender=deployer)
+    T = timelock.functions
+    for role in ("PROPOSER_ROLE", "CANCELLER_ROLE", "EXECUTOR_ROLE"):
+        chain.transact(T.grantRole(chain.call(getattr(T, role)()), proposals.address), sender=deployer)
+    chain.transact(T.renounceRole(chain.call(T.DEFAULT_ADMIN_ROLE()), deployer.address), sender=deployer)
+    econ = EconomyDeployment(fund=fund, licence=licence, parameters=parameters, timelock=timelock, credits=credits,
+                             proposals=proposals, identity=identity, settings=s)
     return DinDeployment(token=token, registry=registry, factory=factory, implementation=implementation,
-                         deployer=deployer.address, public_goods_fund=public_goods_fund)
+                         deployer=deployer.address, public_goods_fund=fund.address, economy=econ)
 
 
 def create_task(chain: Chain, din: DinDeployment, params: TaskParams, *, owner: LocalAccount,

@@ -31,17 +31,20 @@ class ChainEvent:
 
 class _Decoder:
     def __init__(self) -> None:
-        self._by_topic: dict[bytes, dict[str, Any]] = {}
+        # one signature can be two events: ERC-20's Transfer(from, to, value) and ERC-721's
+        # Transfer(from, to, tokenId) differ only in how many arguments are indexed (topics)
+        self._by_topic: dict[tuple[bytes, int], dict[str, Any]] = {}
         for _contract, entry in all_abi_entries("event"):
             types = ",".join(abi_type(i) for i in entry["inputs"])
             topic = keccak(text=f"{entry['name']}({types})")
-            self._by_topic.setdefault(topic, entry)
+            indexed = sum(1 for i in entry["inputs"] if i["indexed"])
+            self._by_topic.setdefault((topic, indexed), entry)
 
     def decode(self, log: Any) -> tuple[str, dict[str, Any]] | None:
         topics = [bytes(t) for t in log["topics"]]
-        if not topics or topics[0] not in self._by_topic:
+        if not topics or (topics[0], len(topics) - 1) not in self._by_topic:
             return None
-        entry = self._by_topic[topics[0]]
+        entry = self._by_topic[(topics[0], len(topics) - 1)]
         indexed = [i for i in entry["inputs"] if i["indexed"]]
         plain = [i for i in entry["inputs"] if not i["indexed"]]
         args: dict[str, Any] = {}

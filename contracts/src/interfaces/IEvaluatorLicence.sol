@@ -1,0 +1,8 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.37;
+
+/// @notice What a task asks of the licence contract: may this evaluator serve on a scoring
+/// committee now (it holds a licence whose prepaid deposit still covers the tax due)?
+interface IEvaluatorLicence {
+    function isLicensed(address account) external view returns (bool);
+}
