@@ -138,6 +138,16 @@ class ExperimentConfig:
     public_goods_bps: int = 500
     owner_tampers: bool = False
     identity: str = "open"  # "allowlist": only accounts the network's identity registry verified may register
+    # the network's economy and governance (paper sections 6 and 8; issue 18): a quadratic-funding
+    # public-goods fund, governed parameters (the public-goods share starts at public_goods_bps), voice
+    # credits and DIN Proposal Protocols, and, with ``licences``, Harberger-taxed evaluator licences
+    # that the evaluators buy from the fund before they opt in; participants register through the
+    # network's identity registry (credits count only identity-gated tasks)
+    economy: bool = False
+    licences: bool = True  # with economy: evaluators need a licence to opt in and to score
+    licence_supply: int | None = None  # None: one per evaluator; fewer makes them compete
+    licence_price: float = 50.0  # the fund's reserve price for a licence (DIN)
+    harberger_rate: float = 1e-4  # tax per block, a fraction of the self-assessed price
     # the owner's own criteria for ending training before the last of ``rounds`` (paper 5.1 step 5b-c)
     target_accuracy: float | None = None  # on its own test set
     stop_on_budget: bool = False  # when the fee budget cannot pay the committees of another round and scoring
@@ -236,6 +246,21 @@ class ExperimentConfig:
              f"deposit {self.reward_deposit:g} + fee budget {self.fee_budget:g} exceed the owner's balance "
              f"{self.owner_tokens:g}")
         need(0 <= self.public_goods_bps <= 10_000, "public_goods_bps", "must be within [0, 10000]")
+        for name in ("economy", "licences"):
+            need(isinstance(getattr(self, name), bool), name, f"must be true or false, got {getattr(self, name)!r}")
+        if self.economy:
+            need(self.public_goods_bps <= 5_000, "public_goods_bps",
+                 f"{self.public_goods_bps} is above the governed share's bound of 5000 (50 %)")
+            need(self.evaluator_fee <= 10.0, "evaluator_fee", "is above the governed fee cap of 10 DIN per vote")
+        need(self.licence_supply is None or (isinstance(self.licence_supply, int)
+                                             and not isinstance(self.licence_supply, bool)
+                                             and 1 <= self.licence_supply <= 256), "licence_supply",
+             f"must be a number of licences in [1, 256], or None (one per evaluator), got {self.licence_supply!r}")
+        need(isinstance(self.licence_price, int | float) and not isinstance(self.licence_price, bool)
+             and 0 < self.licence_price < 1e12, "licence_price", f"must be a positive amount, got {self.licence_price!r}")
+        need(isinstance(self.harberger_rate, int | float) and not isinstance(self.harberger_rate, bool)
+             and 1e-18 <= self.harberger_rate <= 0.01, "harberger_rate",
+             f"must be a fraction of the price per block in [1e-18, 0.01], got {self.harberger_rate!r}")
         for name in ("malicious_evaluators", "malicious_participants"):
             shares = tuple(parse_share(s, field=name) if isinstance(s, str) else (float(s[0]), str(s[1]))
                            for s in getattr(self, name))

@@ -148,6 +148,8 @@ class Net:
             public_goods_bps=1_000, registration_window=200, submission_window=30, commit_window=30,
             reveal_window=30, publish_window=30,
         )
+        if self.din.economy is not None:  # a governed network's tasks admit verified participants
+            p = replace(p, identity_registry=self.din.economy.identity.address)
         return replace(p, **overrides)
 
     def make_task(self, **overrides):

@@ -92,7 +92,7 @@ contract DINTask is DINTaskBase, EIP712 {
     function optIn() external nonReentrant inPhase(Phase.Registration) {
         Bond storage b = _bonds[msg.sender];
         if (b.indexPlusOne != 0) revert AlreadyOptedIn(msg.sender);
-        _checkLicence();
+        _checkLicence(block.number);
         if (_evaluators.length >= _params.maxEvaluators) revert EvaluatorLimit(_params.maxEvaluators);
         uint256 bond = _params.evaluatorBond;
         _evaluators.push(msg.sender);

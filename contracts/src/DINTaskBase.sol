@@ -320,10 +320,11 @@ abstract contract DINTaskBase is ReentrancyGuard {
         if (_bonds[msg.sender].bannedAt != 0) revert EvaluatorBanned(msg.sender);
     }
 
-    /// @dev Where the network requires licences, the caller must hold one in good standing.
-    function _checkLicence() internal view {
+    /// @dev Where the network requires licences, the caller must hold one in good standing,
+    /// bought at block `since` or earlier.
+    function _checkLicence(uint256 since) internal view {
         address l = licence;
-        if (l != address(0) && !IEvaluatorLicence(l).isLicensed(msg.sender)) revert NotLicensed(msg.sender);
+        if (l != address(0) && !IEvaluatorLicence(l).isLicensedSince(msg.sender, since)) revert NotLicensed(msg.sender);
     }
 
     function _credit(address to, uint256 amount) internal {

@@ -71,7 +71,9 @@ contract DINTaskScoring is DINTaskBase {
         if (block.number > scoreCommitDeadline) revert WindowClosed(scoreCommitDeadline);
         _scoringSubgroup(subgroup);
         _seated(finalRound, subgroup, 0);
-        _checkLicence(); // the reward phase's committees serve under a licence
+        // the reward phase's committees serve under a licence held since scoring opened, so one
+        // licence lets at most one member score, however often it changes hands
+        _checkLicence(scoreCommitStart);
         ScoreVote storage v = _scoreVotes[subgroup][msg.sender];
         if (v.state != 0) revert AlreadyCommitted(msg.sender);
         v.state = COMMITTED;

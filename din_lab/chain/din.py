@@ -95,8 +95,8 @@ class EconomySettings:
     voting_blocks: int = 20
     quorum_votes: int = 10
     qf_round_blocks: int = 20
-    max_projects_per_round: int = 32
-    owner_credits: int = 100  # per finished task in which someone contributed
+    owner_credits: int = 100  # per finished task in which someone contributed (reward >= owner_min_reward)
+    owner_min_reward: int = 100 * WAD
     participant_credits: int = 10  # per accepted update
     evaluator_credits: int = 5  # per vote cast with the majority
 
@@ -105,14 +105,13 @@ class EconomySettings:
         bad = [k for k, v in ints.items() if isinstance(v, bool) or not isinstance(v, int) or v < 0]
         if bad:
             raise ConfigError(f"economy settings must be non-negative integers: {', '.join(bad)}")
-        zero = [k for k in ("licence_supply", "reserve_price", "min_bond", "fee_cap", "voting_blocks",
-                            "qf_round_blocks", "max_projects_per_round") if ints[k] == 0]
+        zero = [k for k in ("licence_supply", "reserve_price", "harberger_rate", "min_bond", "fee_cap",
+                            "voting_blocks", "quorum_votes", "qf_round_blocks") if ints[k] == 0]
         if zero:
             raise ConfigError(f"economy settings must be positive: {', '.join(zero)}")
-        if self.public_goods_bps > 5_000 or self.licence_supply > 256 or self.harberger_rate > 10**16 \
-                or self.max_projects_per_round > 256:
+        if self.public_goods_bps > 5_000 or self.licence_supply > 256 or self.harberger_rate > 10**16:
             raise ConfigError("economy settings out of range: public_goods_bps <= 5000, licence_supply <= 256, "
-                              "harberger_rate <= 1e16 (1 % per block), max_projects_per_round <= 256")
+                              "harberger_rate <= 1e16 (1 % per block)")
 
 
 @dataclass(frozen=True)
@@ -183,8 +182,7 @@ def deploy(
     s = economy
     if identity is None:
         identity = chain.deploy("Allowlist", deployer.address, sender=deployer)
-    fund = chain.deploy("PublicGoodsFund", token.address, identity.address, s.qf_round_blocks,
-                        s.max_projects_per_round, sender=deployer)
+    fund = chain.deploy("PublicGoodsFund", token.address, identity.address, s.qf_round_blocks, sender=deployer)
     # the deployer is the timelock's admin only until the DPP registry holds its roles
     timelock = chain.deploy("TimelockController", s.timelock_delay, [], [], deployer.address, sender=deployer)
     parameters = chain.deploy("DINParameters", timelock.address, s.public_goods_bps, s.min_bond, s.fee_cap,
@@ -197,7 +195,7 @@ def deploy(
                            min_bond, min_window, parameters.address,
                            licence.address if licence is not None else ZERO_ADDRESS, sender=deployer)
     credits = chain.deploy("VoiceCredits", factory.address, identity.address, s.owner_credits,
-                           s.participant_credits, s.evaluator_credits, sender=deployer)
+                           s.participant_credits, s.evaluator_credits, s.owner_min_reward, sender=deployer)
     proposals = chain.deploy("DINProposals", timelock.address, credits.address, identity.address, parameters.address,
                              licence.address if licence is not None else ZERO_ADDRESS, s.voting_blocks,
                              s.quorum_votes, sender=deployer)

@@ -170,14 +170,20 @@ def _token_flows(lab: Lab, participants: list[dict], evaluators: list[dict]) -> 
     slashed_total = sum(slashed.values())
     paid_participants = sum(claimed.get(p["address"], 0) for p in participants)
     paid_evaluators = sum(claimed.get(e["address"], 0) for e in evaluators)
-    public_goods = claimed.get(lab.fund.address, 0) - slashed_total
+    fund = lab.din.public_goods_fund  # an account, or the economy's fund contract
+    public_goods = claimed.get(fund, 0) - slashed_total
+    licence = lab.din.economy.licence.address if lab.din.economy and lab.din.economy.licence else None
+
+    def moved(src: str, dst: str) -> int:  # tokens src sent dst (the token's Transfer events)
+        return sum(e.args["value"] for e in lab.chain.events.where("Transfer", address=lab.din.token.address,
+                                                                     **{"from": src, "to": dst}))
     refunded = claimed.get(lab.owner.address, 0)
     before = lab.balances_raw_before
     proofs = [
         balance(lab.task.address) == 0,
         bool(settled),
         balance(lab.owner.address) - before[lab.owner.address] == refunded - deposit,
-        balance(lab.fund.address) - before[lab.fund.address] == public_goods + slashed_total,
+        balance(fund) - before[fund] == public_goods + slashed_total + (moved(licence, fund) if licence else 0),
         paid_participants + paid_evaluators + public_goods + refunded == deposit,
     ]
     for p in participants:
@@ -186,7 +192,8 @@ def _token_flows(lab: Lab, participants: list[dict], evaluators: list[dict]) -> 
     for e in evaluators:
         a = e["address"]
         after = balance(a) + lab.chain.call(lab.task.functions.bondOf(a))  # a bond not yet withdrawn
-        proofs.append(after - before[a] == fees.get(a, 0) - slashed.get(a, 0))
+        spent_on_licence = moved(a, licence) - moved(licence, a) if licence else 0  # price and deposit, less refunds
+        proofs.append(after - before[a] == fees.get(a, 0) - slashed.get(a, 0) - spent_on_licence)
     return {"deposit": deposit / WAD, "paid_participants": paid_participants / WAD,
             "paid_evaluators": paid_evaluators / WAD, "public_goods": public_goods / WAD,
             "slashed_to_fund": slashed_total / WAD, "refunded_owner": refunded / WAD,

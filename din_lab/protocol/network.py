@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from din_lab.chain import Chain
-from din_lab.chain.din import ZERO_ADDRESS, TaskParams, deploy
+from din_lab.chain.din import WAD, ZERO_ADDRESS, EconomySettings, TaskParams, deploy
 from din_lab.cid import Cid
 from din_lab.config import MIN_STAKE, ExperimentConfig
 from din_lab.errors import ConfigError
@@ -24,7 +24,7 @@ from din_lab.learning import TrainingConfig, build_model, flatten, lab_model_spe
 from din_lab.roles.agent import Agent
 from din_lab.roles.auditor import Auditor
 from din_lab.roles.behaviours import SYBIL_ACCOUNTS, assign_behaviours, evaluator_behaviour, participant_behaviour
-from din_lab.roles.evaluator import Evaluator
+from din_lab.roles.evaluator import LICENCE_BLOCKS, Evaluator
 from din_lab.roles.model_owner import ModelOwner
 from din_lab.roles.network import Board, Handle, LabEvent, PublicView, TaskSpec
 from din_lab.roles.participant import Participant
@@ -76,7 +76,10 @@ def build(config: ExperimentConfig, *, chain: Chain, store: ContentStore, seed: 
     parts = partition(dataset.y_train, num_participants=cfg.participants, spec=cfg.partition, seed=seed)
     events: list[LabEvent] = []
 
-    din = deploy(chain, deployer=deployer, public_goods_fund=fund_acct.address, min_bond=wad(MIN_STAKE))
+    if cfg.economy:  # the fund is a contract; fund_acct is the keeper who collects the task's dues into it
+        din = deploy(chain, deployer=deployer, economy=economy_settings(cfg), min_bond=wad(MIN_STAKE))
+    else:
+        din = deploy(chain, deployer=deployer, public_goods_fund=fund_acct.address, min_bond=wad(MIN_STAKE))
     token, registry = din.token, din.registry
 
     def infrastructure(fn: Any, action: str, amount: float | None) -> None:  # the network's funder
@@ -87,9 +90,10 @@ def build(config: ExperimentConfig, *, chain: Chain, store: ContentStore, seed: 
     infrastructure(token.functions.transfer(owner_acct.address, wad(cfg.owner_tokens)), "fund owner",
                    cfg.owner_tokens)
     evaluator_accounts = chain.accounts[3 + cfg.participants:3 + cfg.participants + cfg.evaluators]
+    evaluator_tokens = cfg.evaluator_stake + licence_budget(cfg)
     for acct in evaluator_accounts:
-        infrastructure(token.functions.transfer(acct.address, wad(cfg.evaluator_stake)), "fund evaluator",
-                       cfg.evaluator_stake)
+        infrastructure(token.functions.transfer(acct.address, wad(evaluator_tokens)), "fund evaluator",
+                       evaluator_tokens)
     first = 3 + cfg.participants + cfg.evaluators
     if len(chain.accounts) < first + sybil_accounts(cfg):
         raise ConfigError(f"the chain has {len(chain.accounts)} accounts; this task needs {account_count(cfg)} "
@@ -97,9 +101,18 @@ def build(config: ExperimentConfig, *, chain: Chain, store: ContentStore, seed: 
     extra_accounts = chain.accounts[first:first + sybil_accounts(cfg)]
     addresses = [owner_acct.address, fund_acct.address, *(a.address for a in chain.accounts[3:3 + cfg.participants]),
                  *(a.address for a in evaluator_accounts), *(a.address for a in extra_accounts)]
+    if din.economy is not None:
+        addresses += [din.public_goods_fund] + ([din.economy.licence.address] if din.economy.licence else [])
     balances_raw_before = {a: chain.call(token.functions.balanceOf(a)) for a in addresses}
     identity = None
-    if cfg.identity == "allowlist":  # the network's identity provider verifies one account per person
+    if din.economy is not None:  # one identity registry for the task and the economy: everyone verified
+        identity = din.economy.identity
+        people = [owner_acct, *chain.accounts[3:3 + cfg.participants], *evaluator_accounts]
+        if cfg.identity == "open":  # the identity provider verifies whoever asks, Sybils' extra accounts too
+            people += list(extra_accounts)
+        for acct in people:
+            infrastructure(identity.functions.setVerified(acct.address, True), "verify identity", None)
+    elif cfg.identity == "allowlist":  # the network's identity provider verifies one account per person
         identity = chain.deploy("Allowlist", deployer.address, sender=deployer)
         for acct in chain.accounts[3:3 + cfg.participants]:
             infrastructure(identity.functions.setVerified(acct.address, True), "verify identity", None)
@@ -154,14 +167,38 @@ def build(config: ExperimentConfig, *, chain: Chain, store: ContentStore, seed: 
             participants[-1].register(None)
     # from here on the training data exists only inside the participants
     dataset = dataclasses.replace(dataset, X_train=dataset.X_train[:0], y_train=dataset.y_train[:0])
-    fund = PublicGoodsFund(name="public-goods fund", handle=handle(fund_acct, view, spec))
+    fund = PublicGoodsFund(name="fund keeper" if din.economy is not None else "public-goods fund",
+                           handle=handle(fund_acct, view, spec))
     auditor = Auditor(name="auditor", handle=handle(deployer, view, spec))
     names = {deployer.address: "deployer"}
     names.update({a.address: a.name for a in (owner, fund, *participants, *evaluators)})
+    if din.economy is not None:
+        names[din.public_goods_fund] = "public-goods fund"
+        if din.economy.licence is not None:
+            names[din.economy.licence.address] = "licence deposits"
     return Network(din=din, task=task, task_params=params, spec=spec, view=view, board=board, owner=owner,
                    participants=participants, evaluators=evaluators, fund=fund, auditor=auditor, dataset=dataset,
                    model=model, genesis_cid=genesis, names=names, setup_events=events,
                    balances_raw_before=balances_raw_before)
+
+
+def economy_settings(cfg: ExperimentConfig) -> EconomySettings:
+    """The network's economy for a lab task: the governed public-goods share starts at the task's,
+    the least bond is the factory's, one licence per evaluator unless ``licence_supply`` says fewer."""
+    return EconomySettings(licences=cfg.licences, licence_supply=cfg.licence_supply or cfg.evaluators,
+                           reserve_price=wad(cfg.licence_price),
+                           harberger_rate=max(1, int(round(cfg.harberger_rate * WAD))),
+                           public_goods_bps=cfg.public_goods_bps, min_bond=wad(MIN_STAKE))
+
+
+def licence_budget(cfg: ExperimentConfig) -> float:
+    """What the network's funder gives each evaluator on top of its bond to buy a licence at the
+    fund's reserve price and prepay its tax (Evaluator.opt_in: valuation twice the reserve,
+    LICENCE_BLOCKS blocks of tax): 0 without licences."""
+    if not (cfg.economy and cfg.licences):
+        return 0.0
+    valuation = 2 * cfg.licence_price
+    return cfg.licence_price + valuation * cfg.harberger_rate * LICENCE_BLOCKS + 1.0
 
 
 def sybil_accounts(cfg: ExperimentConfig) -> int:

@@ -34,7 +34,7 @@ from din_lab.cid import Cid
 from din_lab.errors import ContractRevert, DinLabError, ProtocolError
 from din_lab.he import EncryptedTable, EvaluationPool, HEParams, load_public_context
 from din_lab.learning import build_model, lab_model_spec
-from din_lab.roles import codec
+from din_lab.roles import codec, economy
 from din_lab.roles import encrypted_evaluation as ee
 from din_lab.roles import final_model as fm
 from din_lab.roles import secure_aggregation as sa
@@ -46,6 +46,10 @@ from din_lab.roles.participant import reseal_topic, sealed_topic
 from din_lab.roles.scoring import contribution_scores, task_contribution, task_seed
 from din_lab.secagg import Committee, Share
 from din_lab.storage.serialization import tensors_from_bytes
+
+# the blocks of Harberger tax an evaluator prepays when it buys a licence (a lab task lasts a few
+# thousand blocks at most; an evaluator serving longer tops its deposit up)
+LICENCE_BLOCKS = 20_000
 
 
 @dataclass
@@ -88,7 +92,16 @@ class Evaluator(Agent):
         self._tx("setup", None, self.handle.registry.functions.setPublicKey(self.public_key), "publish X25519 key")
 
     def opt_in(self, _: None) -> None:
-        """Bond to this task, which alone may slash that bond."""
+        """Bond to this task, which alone may slash that bond. Where the network requires licences
+        (paper section 6), first hold one: buy the cheapest at or below this evaluator's valuation
+        (twice the fund's reserve price), name that valuation as its price and prepay its tax for
+        LICENCE_BLOCKS blocks; without one it stays out of the task."""
+        licence = economy.licence_of_task(self)
+        if licence is not None:
+            valuation = 2 * self.view.call(licence.functions.reservePrice()) / WAD
+            if economy.acquire_licence(self, licence, valuation=valuation, blocks=LICENCE_BLOCKS) is None:
+                self._note("setup", None, "stays out: no licence at or below its valuation")
+                return
         bond = self._bond()
         token = self.handle.token.functions
         self._tx("setup", None, token.approve(self.handle.task.address, bond), "approve bond")

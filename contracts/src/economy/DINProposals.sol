@@ -16,10 +16,14 @@ import {VoiceCredits} from "./VoiceCredits.sol";
 ///   parameter's bounds when filed). It is voted for `votingBlocks` blocks by quadratic voting with
 ///   voice credits (VoiceCredits), never tokens: a voter casts n votes on one side for n^2 of the
 ///   credits it held at the snapshot (the block before the proposal), adding votes up to its budget.
-///   It passes with more votes for than against and at least `quorumVotes` votes cast.
-/// - A passed DPP is queued on the timelock (OpenZeppelin TimelockController) and, once its delay
-///   has passed, executed: the timelock calls the parameter's contract, and tasks created afterwards
-///   use the new value. This contract is the timelock's only proposer and executor.
+///   It passes with more votes for than against and at least `quorumVotes` votes for (so votes
+///   against can never carry a proposal over the quorum). Only verified identities vote.
+/// - A passed DPP is queued on the timelock (OpenZeppelin TimelockController) within `votingBlocks`
+///   blocks of its vote's end and, once its delay has passed, executed: the timelock calls the
+///   parameter's contract, and tasks created afterwards use the new value. This contract is the
+///   timelock's only proposer and executor.
+/// - A DPP expires if it is not queued in time, or if its parameter was changed by another DPP
+///   after it was filed: an old decision never overrides a later one.
 contract DINProposals {
     using CidLib for Cid;
 
@@ -34,7 +38,8 @@ contract DINProposals {
         Defeated,
         Succeeded,
         Queued,
-        Executed
+        Executed,
+        Expired
     }
 
     uint256 public constant MAX_TITLE_BYTES = 200;
@@ -50,6 +55,7 @@ contract DINProposals {
     error CannotSwitchSides(uint256 id, address voter);
     error InsufficientCredits(uint256 budget, uint256 cost);
     error WrongState(uint256 id, State state);
+    error InvalidGovernance();
 
     event ProposalFiled(uint256 indexed id, address indexed proposer, Kind kind, string title, Cid content,
         bytes32 key, uint256 value, uint256 snapshot, uint256 voteEnd);
@@ -66,6 +72,7 @@ contract DINProposals {
         address target;
         uint64 snapshot;
         uint64 voteEnd;
+        uint64 keyVersion; // changes of `key` executed before this DPP was filed
         uint128 forVotes;
         uint128 againstVotes;
         Cid content;
@@ -88,9 +95,11 @@ contract DINProposals {
     Proposal[] private _proposals;
     mapping(uint256 => mapping(address => Ballot)) public ballotOf;
     mapping(uint256 => mapping(address => uint256)) public creditsSpent;
+    mapping(bytes32 => uint64) public keyVersion; // executed changes per parameter
 
     constructor(TimelockController timelock_, VoiceCredits credits_, IIdentityRegistry identity_, IGovernable parameters_,
         IGovernable licence_, uint64 votingBlocks_, uint256 quorumVotes_) {
+        if (votingBlocks_ == 0 || quorumVotes_ == 0 || address(timelock_) == address(0)) revert InvalidGovernance();
         timelock = timelock_;
         credits = credits_;
         identity = identity_;
@@ -127,6 +136,7 @@ contract DINProposals {
             p.key = key;
             p.value = value;
             p.target = address(target);
+            p.keyVersion = keyVersion[key];
             p.snapshot = uint64(block.number - 1);
             p.voteEnd = uint64(block.number) + votingBlocks;
         } else if (key != bytes32(0) || value != 0) {
@@ -142,6 +152,7 @@ contract DINProposals {
         if (p.kind != Kind.Economic) revert NotEconomic(id);
         if (block.number > p.voteEnd) revert VotingClosed(id, p.voteEnd);
         if (votes == 0 || votes > MAX_VOTES) revert InvalidVotes();
+        if (address(identity) != address(0) && !identity.isVerified(msg.sender)) revert NotVerified(msg.sender);
         Ballot storage b = ballotOf[id][msg.sender];
         if (b.votes != 0 && b.support != support) revert CannotSwitchSides(id, msg.sender);
         uint256 total = uint256(b.votes) + votes;
@@ -163,9 +174,11 @@ contract DINProposals {
         if (block.number <= p.voteEnd) return State.Active;
         bytes32 op = operationOf(id);
         if (timelock.isOperationDone(op)) return State.Executed;
+        if (keyVersion[p.key] != p.keyVersion) return State.Expired;
         if (timelock.isOperation(op)) return State.Queued;
-        bool passed = p.forVotes > p.againstVotes && uint256(p.forVotes) + p.againstVotes >= quorumVotes;
-        return passed ? State.Succeeded : State.Defeated;
+        bool passed = p.forVotes > p.againstVotes && p.forVotes >= quorumVotes;
+        if (!passed) return State.Defeated;
+        return block.number > uint256(p.voteEnd) + votingBlocks ? State.Expired : State.Succeeded;
     }
 
     /// @notice Anyone queues a passed DPP on the timelock, to be executable after its minimum delay.
@@ -184,6 +197,7 @@ contract DINProposals {
         State s = state(id);
         if (s != State.Queued) revert WrongState(id, s);
         Proposal storage p = _proposals[id];
+        keyVersion[p.key] += 1;
         timelock.execute(p.target, 0, _call(p), bytes32(0), bytes32(id));
         emit ProposalExecuted(id);
     }

@@ -23,8 +23,12 @@ import {IEvaluatorLicence} from "../interfaces/IEvaluatorLicence.sol";
 ///   the fund and the licence back to the fund, for sale at `reservePrice`.
 /// - A licence moves only by purchase or return (no transfers, so no tax-free parking), and an
 ///   account holds at most one.
-/// - Only the timelock changes `taxRate` and the supply (economic DPPs); a rate change applies
-///   from its block on, never to blocks already passed (a cumulative tax index).
+/// - Only the timelock changes `taxRate` (never to 0: hoarding always costs) and the supply
+///   (economic DPPs); a rate change applies from its block on, never to blocks already passed
+///   (a cumulative tax index).
+/// - A task asks `isLicensedSince(evaluator, block the reward phase opened)`: a licence bought
+///   after that block does not license its buyer in that task, so one licence lets at most one
+///   evaluator score each task, however often it changes hands.
 /// Accounting: every token this contract holds is a deposit, and deposited = tax paid + refunded +
 /// deposits left, to the wei.
 contract EvaluatorLicence is ERC721, ReentrancyGuard, IGovernable, IEvaluatorLicence {
@@ -45,7 +49,7 @@ contract EvaluatorLicence is ERC721, ReentrancyGuard, IGovernable, IEvaluatorLic
     error InvalidPrice(uint256 price);
     error InvalidDeposit(uint256 deposit);
     error InsufficientDeposit(uint256 deposit, uint256 requested);
-    error HeldByFund(uint256 licence);
+    error NothingToSweep();
 
     event Bought(uint256 indexed licence, address indexed buyer, address indexed seller, uint256 price,
         uint256 newPrice, uint256 deposit);
@@ -59,6 +63,7 @@ contract EvaluatorLicence is ERC721, ReentrancyGuard, IGovernable, IEvaluatorLic
         uint128 price; // the holder's self-assessed price (the fund's: reservePrice)
         uint128 deposit; // prepaid tax still held
         uint256 indexPaid; // the tax index up to which tax has been paid
+        uint64 acquiredAt; // the block its holder bought it
     }
 
     IERC20 public immutable token;
@@ -111,8 +116,9 @@ contract EvaluatorLicence is ERC721, ReentrancyGuard, IGovernable, IEvaluatorLic
         return due < l.deposit ? due : l.deposit;
     }
 
-    /// @notice (holder, price, deposit left after the tax due, foreclosable now) of a licence; a
-    /// licence the fund holds is for sale at reservePrice with no deposit.
+    /// @notice (holder, price a buyer pays now, deposit left after the tax due, foreclosable now)
+    /// of a licence: the fund's licences, and a licence whose deposit ran out (a buy forecloses it
+    /// first), sell at reservePrice.
     function licenceInfo(uint256 id)
         external
         view
@@ -123,16 +129,22 @@ contract EvaluatorLicence is ERC721, ReentrancyGuard, IGovernable, IEvaluatorLic
         Licence storage l = _licences[id];
         uint256 due = (uint256(l.price) * (taxIndex() - l.indexPaid)) / WAD;
         foreclosable = due >= l.deposit;
-        return (holder, l.price, foreclosable ? 0 : l.deposit - due, foreclosable);
+        if (foreclosable) return (holder, reservePrice, 0, true);
+        return (holder, l.price, l.deposit - due, false);
     }
 
-    /// @notice May `account` serve on a scoring committee now: does it hold a licence whose
-    /// deposit still covers the tax due?
+    /// @notice Does `account` hold a licence whose deposit still covers the tax due?
     function isLicensed(address account) external view returns (bool) {
+        return isLicensedSince(account, block.number);
+    }
+
+    /// @notice Does `account` hold, since block `since` or earlier, a licence whose deposit still
+    /// covers the tax due?
+    function isLicensedSince(address account, uint256 since) public view returns (bool) {
         uint256 p = _heldPlusOne[account];
         if (p == 0) return false;
         Licence storage l = _licences[p - 1];
-        return (uint256(l.price) * (taxIndex() - l.indexPaid)) / WAD < l.deposit;
+        return l.acquiredAt <= since && (uint256(l.price) * (taxIndex() - l.indexPaid)) / WAD < l.deposit;
     }
 
     // ------------------------------------------------------------------ tax
@@ -194,6 +206,7 @@ contract EvaluatorLicence is ERC721, ReentrancyGuard, IGovernable, IEvaluatorLic
         l.price = uint128(newPrice);
         l.deposit = uint128(deposit);
         l.indexPaid = taxIndex();
+        l.acquiredAt = uint64(block.number);
         totalDeposited = totalDeposited - refund + deposit;
         _heldPlusOne[msg.sender] = id + 1;
         _update(msg.sender, id, address(0));
@@ -256,6 +269,13 @@ contract EvaluatorLicence is ERC721, ReentrancyGuard, IGovernable, IEvaluatorLic
         return _licences[id];
     }
 
+    /// @notice Tokens sent straight here (not as a deposit) belong to nobody: anyone hands them to the fund.
+    function sweep() external nonReentrant {
+        uint256 excess = token.balanceOf(address(this)) - totalDeposited;
+        if (excess == 0) revert NothingToSweep();
+        token.safeTransfer(fund, excess);
+    }
+
     /// @notice Licences move only by purchase, return or foreclosure.
     function transferFrom(address, address, uint256) public pure override {
         revert TransferDisabled();
@@ -267,11 +287,11 @@ contract EvaluatorLicence is ERC721, ReentrancyGuard, IGovernable, IEvaluatorLic
         return key == HARBERGER_RATE || key == LICENCE_SUPPLY;
     }
 
-    /// @notice The rate is at most MAX_RATE; the supply only grows (a held licence is never taken
+    /// @notice The rate is in 1..MAX_RATE; the supply only grows (a held licence is never taken
     /// by vote), up to MAX_SUPPLY.
     function checkValue(bytes32 key, uint256 value) public view {
         if (!governs(key)) revert NotGovernable(key);
-        if (key == HARBERGER_RATE ? value > MAX_RATE : (value < supply || value == 0 || value > MAX_SUPPLY)) {
+        if (key == HARBERGER_RATE ? (value == 0 || value > MAX_RATE) : (value < supply || value == 0 || value > MAX_SUPPLY)) {
             revert ParameterOutOfRange(key, value);
         }
     }

@@ -20,10 +20,14 @@ interface ITaskClaim {
 /// task holds for the fund), licence sales, donations, and what earlier rounds left unmatched.
 /// A round: anyone starts it; for `roundBlocks` blocks anyone with an identity (the identity
 /// registry gates Sybils; address(0) means open) gives tokens to registered projects; then anyone
-/// finalizes it. Project p receives its contributions plus a match proportional to
-/// w_p = (sum over contributors of sqrt(c))^2 - sum of c, where c is one contributor's total to p,
-/// the matches adding up to the pool to the wei (cumulative floors); recipients pull their
-/// payouts. If no project has two contributors every w_p is 0 and the pool waits for the next round.
+/// finalizes it. Project p's weight is w_p = (sum over contributors of sqrt(c))^2 - sum of c, where
+/// c is one contributor's total to p (a single contributor adds none). Project p receives its
+/// contributions plus a match: w_p itself when the pool covers every weight (what is left waits for
+/// the next round), else the pool scaled down in proportion to the weights, the matches adding up
+/// to the pool to the wei (cumulative floors). Matching never exceeds the weight, so a few dust
+/// gifts in a quiet round cannot take a pool larger than what they are worth under the rule.
+/// A round takes any number of projects: finalization is paid in chunks of projects (anyone calls
+/// `finalizeRound(maxProjects)` until it is done), so no loop outgrows a block. Recipients pull.
 contract PublicGoodsFund is ReentrancyGuard {
     using SafeERC20 for IERC20;
     using CidLib for Cid;
@@ -35,7 +39,6 @@ contract PublicGoodsFund is ReentrancyGuard {
     error NoOpenRound();
     error RoundNotOver(uint256 endBlock);
     error RoundOver(uint256 endBlock);
-    error RoundFull(uint256 maxProjects);
     error InvalidAmount();
     error NothingToClaim(address account);
     error InvalidFundParameters();
@@ -60,17 +63,21 @@ contract PublicGoodsFund is ReentrancyGuard {
 
     struct Round {
         uint64 endBlock;
+        bool finalizing; // the pool is fixed and projects are being paid
         bool finalized;
         uint256 contributions; // sum over all projects
-        uint256 pool; // matching pool, fixed at finalization
-        uint256 matched; // paid out as matches (equals pool when any weight is positive)
+        uint256 totalWeight; // sum of the projects' weights
+        uint256 pool; // matching pool, fixed when finalization starts
+        uint256 matched; // matches credited so far (at the end: min(pool, totalWeight))
+        uint256 settled; // projects credited so far
+        uint256 cumulativeWeight; // of the projects credited so far
+        uint256 credited; // contributions and matches credited so far
         uint256[] projects; // projects with at least one contribution, in first-contribution order
     }
 
     IERC20 public immutable token;
     IIdentityRegistry public immutable identity;
     uint64 public immutable roundBlocks;
-    uint256 public immutable maxProjectsPerRound;
 
     Project[] private _projects;
     Round[] private _rounds;
@@ -80,13 +87,11 @@ contract PublicGoodsFund is ReentrancyGuard {
     mapping(address => uint256) public claimable;
     uint256 public totalClaimable;
 
-    constructor(IERC20 token_, IIdentityRegistry identity_, uint64 roundBlocks_, uint256 maxProjectsPerRound_) {
-        if (address(token_) == address(0) || roundBlocks_ == 0 || maxProjectsPerRound_ == 0
-            || maxProjectsPerRound_ > 256) revert InvalidFundParameters();
+    constructor(IERC20 token_, IIdentityRegistry identity_, uint64 roundBlocks_) {
+        if (address(token_) == address(0) || roundBlocks_ == 0) revert InvalidFundParameters();
         token = token_;
         identity = identity_;
         roundBlocks = roundBlocks_;
-        maxProjectsPerRound = maxProjectsPerRound_;
     }
 
     // ------------------------------------------------------------------ views
@@ -108,10 +113,10 @@ contract PublicGoodsFund is ReentrancyGuard {
         external
         view
         returns (uint64 endBlock, bool finalized, uint256 contributions, uint256 pool, uint256 matched,
-            uint256[] memory projects)
+            uint256[] memory projects, uint256 totalWeight, uint256 settled)
     {
         Round storage R = _rounds[r];
-        return (R.endBlock, R.finalized, R.contributions, R.pool, R.matched, R.projects);
+        return (R.endBlock, R.finalized, R.contributions, R.pool, R.matched, R.projects, R.totalWeight, R.settled);
     }
 
     /// @notice (contributions, sum of square roots, weight w = sumSqrt^2 - contributions) of a
@@ -122,11 +127,20 @@ contract PublicGoodsFund is ReentrancyGuard {
         return (t.total, t.sumSqrt, square > t.total ? square - t.total : 0);
     }
 
-    /// @notice Tokens owed: unclaimed payouts and the open round's contributions.
+    /// @notice Tokens owed: unclaimed payouts, the open round's contributions and, while it is
+    /// being finalized, what it has still to credit of its contributions and matches.
     function liabilities() public view returns (uint256 owed) {
         owed = totalClaimable;
         uint256 n = _rounds.length;
-        if (n > 0 && !_rounds[n - 1].finalized) owed += _rounds[n - 1].contributions;
+        if (n == 0) return owed;
+        Round storage R = _rounds[n - 1];
+        if (R.finalized) return owed;
+        uint256 payout = R.finalizing ? _payout(R) : 0;
+        owed += R.contributions + payout - R.credited;
+    }
+
+    function _payout(Round storage R) private view returns (uint256) {
+        return R.totalWeight < R.pool ? R.totalWeight : R.pool;
     }
 
     /// @notice The matching pool as it stands: what the fund holds beyond what it owes.
@@ -164,56 +178,61 @@ contract PublicGoodsFund is ReentrancyGuard {
         Round storage R = _rounds[r];
         if (block.number > R.endBlock) revert RoundOver(R.endBlock);
         Tally storage t = _tallies[r][p];
-        if (t.total == 0) {
-            if (R.projects.length >= maxProjectsPerRound) revert RoundFull(maxProjectsPerRound);
-            R.projects.push(p);
-        }
+        if (t.total == 0) R.projects.push(p);
+        (,, uint256 weightBefore) = tally(r, p);
         uint256 before = contributionOf[r][p][msg.sender];
         uint256 after_ = before + amount;
         contributionOf[r][p][msg.sender] = after_;
         t.sumSqrt = t.sumSqrt + Math.sqrt(after_) - Math.sqrt(before);
         t.total += amount;
+        (,, uint256 weightAfter) = tally(r, p);
+        R.totalWeight = R.totalWeight + weightAfter - weightBefore;
         R.contributions += amount;
         token.safeTransferFrom(msg.sender, address(this), amount);
         emit Contributed(r, p, msg.sender, amount);
     }
 
-    /// @notice After the round's last block anyone finalizes it: each project is owed its
-    /// contributions plus floor(pool*W_<=p/W) - floor(pool*W_<p/W), cumulative over the round's
-    /// projects in order, so the matches add up to the pool exactly.
-    function finalizeRound() external nonReentrant {
+    /// @notice After the round's last block anyone finalizes it, up to `maxProjects` projects per
+    /// call (call again until RoundFinalized): the first call fixes the pool; each project is then
+    /// credited its contributions plus its match: w_p when the pool covers the total weight W, else
+    /// floor(pool*W_<=p/W) - floor(pool*W_<p/W) (cumulative over the round's projects in order), so
+    /// the matches add up to min(pool, W) exactly.
+    function finalizeRound(uint256 maxProjects) external nonReentrant returns (bool done) {
         uint256 r = _rounds.length;
         if (r == 0 || _rounds[r - 1].finalized) revert NoOpenRound();
+        if (maxProjects == 0) revert InvalidAmount();
         r -= 1;
         Round storage R = _rounds[r];
         if (block.number <= R.endBlock) revert RoundNotOver(R.endBlock);
-        uint256 pool = matchingPool(); // the open round's contributions are still owed here
-        R.finalized = true;
-        uint256 n = R.projects.length;
-        uint256 totalWeight = 0;
-        for (uint256 i = 0; i < n; ++i) {
-            (,, uint256 w) = tally(r, R.projects[i]);
-            totalWeight += w;
+        if (!R.finalizing) {
+            R.pool = matchingPool(); // the round's contributions are still owed here
+            R.finalizing = true;
         }
-        uint256 cumulative = 0;
-        uint256 paidBefore = 0;
-        for (uint256 i = 0; i < n; ++i) {
+        uint256 n = R.projects.length;
+        uint256 end = R.settled + maxProjects < n ? R.settled + maxProjects : n;
+        uint256 totalWeight = R.totalWeight;
+        bool scaled = totalWeight > R.pool;
+        for (uint256 i = R.settled; i < end; ++i) {
             uint256 p = R.projects[i];
             (uint256 total,, uint256 w) = tally(r, p);
-            uint256 m = 0;
-            if (totalWeight > 0) {
-                cumulative += w;
-                uint256 upTo = Math.mulDiv(pool, cumulative, totalWeight);
-                m = upTo - paidBefore;
-                paidBefore = upTo;
+            uint256 m = w;
+            if (scaled) {
+                uint256 before = Math.mulDiv(R.pool, R.cumulativeWeight, totalWeight);
+                R.cumulativeWeight += w;
+                m = Math.mulDiv(R.pool, R.cumulativeWeight, totalWeight) - before;
             }
             matchOf[r][p] = m;
+            R.matched += m;
+            R.credited += total + m;
             _credit(_projects[p].recipient, total + m);
             emit Matched(r, p, total, m, w);
         }
-        R.pool = pool;
-        R.matched = paidBefore;
-        emit RoundFinalized(r, pool, paidBefore, totalWeight);
+        R.settled = end;
+        done = end == n;
+        if (done) {
+            R.finalized = true;
+            emit RoundFinalized(r, R.pool, R.matched, totalWeight);
+        }
     }
 
     /// @notice Anyone pulls what a task holds for the fund (its public-goods share, slashed stake)

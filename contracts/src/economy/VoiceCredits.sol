@@ -4,6 +4,7 @@ pragma solidity 0.8.37;
 import {Checkpoints} from "@openzeppelin/contracts/utils/structs/Checkpoints.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {IIdentityRegistry} from "../interfaces/IIdentityRegistry.sol";
+import {TaskParams} from "../DINTaskBase.sol";
 
 interface ITaskFactoryRecord {
     function isTask(address task) external view returns (bool);
@@ -15,6 +16,7 @@ interface ITaskActivity {
     function totalContributions() external view returns (uint256);
     function contributionsOf(address participant) external view returns (uint256);
     function majorityVotesOf(address evaluator) external view returns (uint32);
+    function params() external view returns (TaskParams memory);
 }
 
 /// @title VoiceCredits: the non-coin voting credits of DIN governance (paper section 8:
@@ -22,10 +24,13 @@ interface ITaskActivity {
 /// Owners, participants)").
 /// @notice Credits are granted by the protocol from verified activity in finished tasks of the
 /// network's factory, read from the task's own public state: a Model Owner earns `ownerCredits`
-/// for a finished task in which someone contributed, a participant `participantCredits` per
-/// accepted update, an evaluator `evaluatorCredits` per vote it cast with the majority. Anyone may
-/// record an account's credits from a task, once per task and account; only verified identities
-/// receive credits. Credits cannot be transferred, bought or spent on anything but votes, and each
+/// for a finished task in which someone contributed and whose reward deposit was at least
+/// `ownerMinReward` (paid out to others: a task that costs nothing earns no owner credits), a
+/// participant `participantCredits` per accepted update, an evaluator `evaluatorCredits` per vote
+/// it cast with the majority. Only tasks that admitted participants through the network's identity
+/// registry count (so a task's participants are verified people, not its owner's Sybils), and only
+/// verified identities receive credits. Anyone may record an account's credits from a task, once per
+/// task and account. Credits cannot be transferred, bought or spent on anything but votes, and each
 /// account's history is checkpointed by block, so a vote counts the credits held at its snapshot
 /// block: credits earned during a vote do not count in it. No token balance is read.
 contract VoiceCredits {
@@ -37,6 +42,7 @@ contract VoiceCredits {
     uint8 internal constant FINISHED = 3; // DINTask.Phase.Finished
 
     error NotATask(address task);
+    error TaskNotVerified(address task, address identityRegistry);
     error TaskNotFinished(address task);
     error AlreadyGranted(address task, address account);
     error NoActivity(address task, address account);
@@ -50,6 +56,7 @@ contract VoiceCredits {
     uint256 public immutable ownerCredits;
     uint256 public immutable participantCredits;
     uint256 public immutable evaluatorCredits;
+    uint256 public immutable ownerMinReward;
 
     mapping(address => Checkpoints.Trace208) private _credits;
     mapping(address => mapping(uint8 => uint256)) public creditsByKind;
@@ -57,20 +64,25 @@ contract VoiceCredits {
     uint256 public totalGranted;
 
     constructor(ITaskFactoryRecord factory_, IIdentityRegistry identity_, uint256 ownerCredits_,
-        uint256 participantCredits_, uint256 evaluatorCredits_) {
+        uint256 participantCredits_, uint256 evaluatorCredits_, uint256 ownerMinReward_) {
         factory = factory_;
         identity = identity_;
         ownerCredits = ownerCredits_;
         participantCredits = participantCredits_;
         evaluatorCredits = evaluatorCredits_;
+        ownerMinReward = ownerMinReward_;
     }
 
     /// @notice The credits `account` would receive from `task` now, by kind (owner, participant, evaluator).
     function creditsFrom(address task, address account) public view returns (uint256[3] memory byKind) {
         if (!factory.isTask(task)) revert NotATask(task);
         ITaskActivity t = ITaskActivity(task);
+        TaskParams memory p = t.params();
+        if (p.identityRegistry != address(identity)) revert TaskNotVerified(task, p.identityRegistry);
         if (t.phase() != FINISHED) revert TaskNotFinished(task);
-        if (t.owner() == account && t.totalContributions() > 0) byKind[OWNER] = ownerCredits;
+        if (t.owner() == account && t.totalContributions() > 0 && p.rewardDeposit >= ownerMinReward) {
+            byKind[OWNER] = ownerCredits;
+        }
         byKind[PARTICIPANT] = t.contributionsOf(account) * participantCredits;
         byKind[EVALUATOR] = uint256(t.majorityVotesOf(account)) * evaluatorCredits;
     }

@@ -5,4 +5,6 @@ pragma solidity 0.8.37;
 /// committee now (it holds a licence whose prepaid deposit still covers the tax due)?
 interface IEvaluatorLicence {
     function isLicensed(address account) external view returns (bool);
+    /// @notice ...and has held that licence since block `since` or earlier.
+    function isLicensedSince(address account, uint256 since) external view returns (bool);
 }

@@ -1,0 +1,149 @@
+"""What any agent does in the network's economy with its own account (paper sections 6 and 8):
+buy, price and keep an evaluator licence (Harberger tax), give to public-goods projects in a
+quadratic-funding round, claim its voice credits from a finished task, file a DIN Proposal Protocol
+and vote on one quadratically.
+
+Each function takes the acting agent and public contracts only (addresses read from the chain); it
+sends the agent's own transactions through ``Agent._tx`` so the journal records them."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from din_lab.chain.din import WAD, ZERO_ADDRESS
+from din_lab.cid import Cid
+from din_lab.errors import ContractRevert, ProtocolError
+
+if TYPE_CHECKING:
+    from din_lab.roles.agent import Agent
+
+log = logging.getLogger(__name__)
+
+INFRASTRUCTURE, ECONOMIC = 0, 1
+STATES = ("Recorded", "Active", "Defeated", "Succeeded", "Queued", "Executed", "Expired")
+
+
+def parameter_key(name: str) -> bytes:
+    """The bytes32 key of a governed parameter (``"publicGoodsBps"`` ...), as the contracts spell it."""
+    raw = name.encode()
+    if not raw or len(raw) > 32:
+        raise ProtocolError(f"parameter name {name!r} must be 1 to 32 bytes")
+    return raw.ljust(32, b"\0")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LicenceView:
+    """One licence as anyone reads it: its holder, the price a buyer pays now, the deposit left after
+    the tax due, whether it is foreclosable, and the tax it has paid over all its holders."""
+
+    licence: int
+    holder: str
+    price: float
+    deposit: float
+    foreclosable: bool
+    tax_paid: float
+
+
+def licences(chain: Any, licence: Any) -> list[LicenceView]:
+    """Every licence's public state."""
+    f = licence.functions
+    out = []
+    for i in range(int(chain.call(f.supply()))):
+        holder, price, deposit, foreclosable = chain.call(f.licenceInfo(i))
+        out.append(LicenceView(licence=i, holder=holder, price=price / WAD, deposit=deposit / WAD,
+                               foreclosable=bool(foreclosable), tax_paid=chain.call(f.taxPaidOn(i)) / WAD))
+    return out
+
+
+def licence_of_task(agent: Agent) -> Any | None:
+    """The licence contract the agent's task requires (None: none required), read from the task."""
+    address = agent.view.call(agent.F.licence())
+    return None if address == ZERO_ADDRESS else agent.handle.chain.at("EvaluatorLicence", address)
+
+
+def acquire_licence(agent: Agent, licence: Any, *, valuation: float, blocks: int, phase: str = "setup") -> int | None:
+    """Hold a licence: keep the one held, else buy the cheapest licence whose price is at most
+    ``valuation`` (the fund's first, at its reserve price), naming ``valuation`` as its own price
+    and prepaying the tax on it for ``blocks`` blocks. Returns the licence id, or None when every
+    licence costs more than the agent thinks one is worth."""
+    chain, f = agent.handle.chain, licence.functions
+    held, holds = chain.call(f.licenceOf(agent.address))
+    if holds and chain.call(f.isLicensed(agent.address)):
+        return int(held)
+    rate = int(chain.call(f.taxRate()))
+    offers = sorted((v for v in licences(chain, licence) if v.holder != agent.address), key=lambda v: v.price)
+    if not offers or offers[0].price > valuation:
+        log.info("%s: no licence at or below its valuation %.2f (cheapest %s)", agent.name, valuation,
+                 f"{offers[0].price:.2f}" if offers else "none")
+        return None
+    best = offers[0]
+    price = int(chain.call(f.licenceInfo(best.licence))[1])
+    new_price = int(round(valuation * WAD))
+    deposit = max(1, new_price * rate * blocks // WAD)
+    agent._tx(phase, None, agent.handle.token.functions.approve(licence.address, price + deposit),
+              "approve licence purchase")
+    agent._tx(phase, None, f.buy(best.licence, price, new_price, deposit),
+              f"buy licence {best.licence} (self-assessed {valuation:g}, tax prepaid for {blocks} blocks)",
+              amount=(price + deposit) / WAD)
+    return best.licence
+
+
+def contribute(agent: Agent, fund: Any, *, project: int, amount: float, phase: str = "economy") -> None:
+    """Give ``amount`` DIN to ``project`` in the fund's open round."""
+    raw = int(round(amount * WAD))
+    agent._tx(phase, None, agent.handle.token.functions.approve(fund.address, raw), "approve contribution")
+    agent._tx(phase, None, fund.functions.contribute(project, raw), f"contribute to project {project}", amount=amount)
+
+
+def claim_credits(agent: Agent, credits: Any, *, task: str, phase: str = "economy") -> int:
+    """Record the agent's voice credits from its activity in finished task ``task``; returns the
+    credits granted (0 when it did nothing there that earns credits)."""
+    chain = agent.handle.chain
+    if chain.call(credits.functions.granted(task, agent.address)):
+        return 0
+    by_kind = chain.call(credits.functions.creditsFrom(task, agent.address))
+    if not sum(by_kind):
+        return 0
+    agent._tx(phase, None, credits.functions.grant(task, agent.address), "claim voice credits",
+              detail=f"owner {by_kind[0]}, participant {by_kind[1]}, evaluator {by_kind[2]}")
+    return int(sum(by_kind))
+
+
+def propose(agent: Agent, proposals: Any, *, title: str, text: bytes, parameter: str | None = None,
+            value: int = 0, phase: str = "economy") -> int:
+    """File a DIN Proposal Protocol whose text is stored on IPFS; an economic one when ``parameter``
+    names a governed parameter (changed to ``value``), an infrastructure one otherwise."""
+    content = agent._add(text)
+    kind = ECONOMIC if parameter else INFRASTRUCTURE
+    key = parameter_key(parameter) if parameter else b"\0" * 32
+    receipt = agent._tx(phase, None, proposals.functions.propose(kind, title, content.to_chain(), key,
+                                                                 value if parameter else 0),
+                        f"file DPP: {title}", cid=content)
+    return int(receipt.event("ProposalFiled").args["id"])
+
+
+def vote(agent: Agent, proposals: Any, credits: Any, *, proposal: int, support: bool, share: float = 1.0,
+         phase: str = "economy") -> int:
+    """Cast the most votes the agent's credits at the proposal's snapshot buy (``share`` of its
+    budget: n votes cost n^2 credits) on one side; returns the votes cast (0: none affordable)."""
+    chain = agent.handle.chain
+    snapshot = chain.call(proposals.functions.proposal(proposal))[5]
+    budget = int(chain.call(credits.functions.creditsAt(agent.address, snapshot)))
+    already = int(chain.call(proposals.functions.ballotOf(proposal, agent.address))[0])
+    votes = math.isqrt(int(budget * share)) - already
+    if votes <= 0:
+        return 0
+    try:
+        agent._tx(phase, None, proposals.functions.castVote(proposal, support, votes),
+                  f"vote {'for' if support else 'against'} DPP {proposal}", detail=f"{votes} votes")
+    except ContractRevert as e:  # e.g. its identity was revoked since it earned its credits
+        log.info("%s could not vote on DPP %d: %s", agent.name, proposal, e)
+        return 0
+    return votes
+
+
+def content_cid(chain: Any, proposals: Any, proposal: int) -> Cid:
+    return Cid.from_chain(chain.call(proposals.functions.proposal(proposal))[10])
