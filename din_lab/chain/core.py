@@ -557,6 +557,13 @@ class Chain:
         del self.receipts[n_receipts:]
         self._nonces.clear()
 
+    def send_eth(self, *, to: str, amount: int, sender: LocalAccount) -> Receipt:
+        """Send ``amount`` wei of ether (gas money for a new account)."""
+        if amount <= 0:
+            raise ConfigError("send a positive amount of ether")
+        return self._send(sender=sender, to=to_checksum_address(to), data=b"", gas=21_000, value=amount,
+                          function="send ether")
+
     def eth_balance(self, address: str) -> int:
         return int(self.w3.eth.get_balance(address))
 

@@ -188,7 +188,10 @@ def economy_settings(cfg: ExperimentConfig) -> EconomySettings:
     return EconomySettings(licences=cfg.licences, licence_supply=cfg.licence_supply or cfg.evaluators,
                            reserve_price=wad(cfg.licence_price),
                            harberger_rate=max(1, int(round(cfg.harberger_rate * WAD))),
-                           public_goods_bps=cfg.public_goods_bps, min_bond=wad(MIN_STAKE))
+                           public_goods_bps=cfg.public_goods_bps, min_bond=wad(MIN_STAKE),
+                           # one block per transaction here: room for every agent's gifts and votes
+                           qf_round_blocks=20 + 10 * (cfg.participants + cfg.evaluators + 1),
+                           voting_blocks=20 + 2 * (cfg.participants + cfg.evaluators + 1))
 
 
 def licence_budget(cfg: ExperimentConfig) -> float:

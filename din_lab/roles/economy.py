@@ -64,25 +64,30 @@ def licence_of_task(agent: Agent) -> Any | None:
     return None if address == ZERO_ADDRESS else agent.handle.chain.at("EvaluatorLicence", address)
 
 
-def acquire_licence(agent: Agent, licence: Any, *, valuation: float, blocks: int, phase: str = "setup") -> int | None:
-    """Hold a licence: keep the one held, else buy the cheapest licence whose price is at most
-    ``valuation`` (the fund's first, at its reserve price), naming ``valuation`` as its own price
-    and prepaying the tax on it for ``blocks`` blocks. Returns the licence id, or None when every
-    licence costs more than the agent thinks one is worth."""
+def acquire_licence(agent: Agent, licence: Any, *, valuation: float, blocks: int, keep: int = 0,
+                    phase: str = "setup") -> int | None:
+    """Hold a licence: keep the one held, else buy the cheapest licence priced below ``valuation``
+    (what the agent thinks one is worth; the fund's sell at its reserve price), naming ``valuation``
+    as its own price and prepaying the tax on it for ``blocks`` blocks, if it can pay that and still
+    hold ``keep`` (wei, e.g. its bond). Returns the licence id, or None when no licence is worth its
+    price to the agent or it cannot afford one."""
     chain, f = agent.handle.chain, licence.functions
     held, holds = chain.call(f.licenceOf(agent.address))
     if holds and chain.call(f.isLicensed(agent.address)):
         return int(held)
     rate = int(chain.call(f.taxRate()))
     offers = sorted((v for v in licences(chain, licence) if v.holder != agent.address), key=lambda v: v.price)
-    if not offers or offers[0].price > valuation:
-        log.info("%s: no licence at or below its valuation %.2f (cheapest %s)", agent.name, valuation,
+    if not offers or offers[0].price >= valuation:
+        log.info("%s: no licence below its valuation %.2f (cheapest %s)", agent.name, valuation,
                  f"{offers[0].price:.2f}" if offers else "none")
         return None
     best = offers[0]
     price = int(chain.call(f.licenceInfo(best.licence))[1])
     new_price = int(round(valuation * WAD))
     deposit = max(1, new_price * rate * blocks // WAD)
+    if chain.call(agent.handle.token.functions.balanceOf(agent.address)) < price + deposit + keep:
+        log.info("%s cannot afford licence %d at %.2f with its deposit", agent.name, best.licence, price / WAD)
+        return None
     agent._tx(phase, None, agent.handle.token.functions.approve(licence.address, price + deposit),
               "approve licence purchase")
     agent._tx(phase, None, f.buy(best.licence, price, new_price, deposit),

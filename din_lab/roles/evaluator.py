@@ -93,14 +93,15 @@ class Evaluator(Agent):
 
     def opt_in(self, _: None) -> None:
         """Bond to this task, which alone may slash that bond. Where the network requires licences
-        (paper section 6), first hold one: buy the cheapest at or below this evaluator's valuation
+        (paper section 6), first hold one: buy the cheapest priced below this evaluator's valuation
         (twice the fund's reserve price), name that valuation as its price and prepay its tax for
-        LICENCE_BLOCKS blocks; without one it stays out of the task."""
+        LICENCE_BLOCKS blocks, keeping its bond; without one it stays out of the task."""
         licence = economy.licence_of_task(self)
         if licence is not None:
             valuation = 2 * self.view.call(licence.functions.reservePrice()) / WAD
-            if economy.acquire_licence(self, licence, valuation=valuation, blocks=LICENCE_BLOCKS) is None:
-                self._note("setup", None, "stays out: no licence at or below its valuation")
+            if economy.acquire_licence(self, licence, valuation=valuation, blocks=LICENCE_BLOCKS,
+                                       keep=self._bond()) is None:
+                self._note("setup", None, "stays out: no licence worth its price, or none affordable")
                 return
         bond = self._bond()
         token = self.handle.token.functions

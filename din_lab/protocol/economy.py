@@ -1,0 +1,269 @@
+"""The economy around a finished task (paper sections 6 and 8; issue 18): quadratic-funding rounds of
+the public-goods fund and DIN Proposal Protocol votes, played by the task's own agents from what
+they did in it (their voice credits) and their own tokens.
+
+The Lab is the clock here as in a task: it creates the public-goods projects' agents, mines blocks
+and lets each agent act; every transaction is the agent's own. Results are frozen dataclasses; the
+QF rule itself is :func:`quadratic_match` (the contract's, in exact integers), so a learner can ask
+what a round would have paid under other contributions (a Sybil split without the identity registry).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from din_lab.chain import lab_accounts
+from din_lab.chain.din import WAD, Phase
+from din_lab.errors import ConfigError, ProtocolError
+from din_lab.roles import economy as act
+from din_lab.roles.agent import Agent
+from din_lab.roles.network import Handle, LabEvent
+
+if TYPE_CHECKING:
+    from din_lab.protocol.lab import Lab
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DPPVote", "ProjectResult", "QFRound", "dpp_vote", "licence_table", "quadratic_match", "qf_round"]
+
+
+def quadratic_match(contributions: Mapping[Any, Mapping[Any, int]], pool: int) -> dict[Any, int]:
+    """The fund's rule in exact integers (wei): project p's weight is (sum of isqrt(c))^2 - sum of c
+    over its contributors' totals c; every project is matched its weight when the pool covers the
+    total weight, else the pool is split by cumulative floors in the order given, adding up to the
+    pool exactly. PublicGoodsFund.finalizeRound pays the same, to the wei (tests/test_economy.py)."""
+    weights = {}
+    for p, by in contributions.items():
+        s = sum(math.isqrt(int(c)) for c in by.values())
+        weights[p] = max(0, s * s - sum(int(c) for c in by.values()))
+    total = sum(weights.values())
+    if total <= pool:
+        return weights
+    out, cumulative, paid = {}, 0, 0
+    for p, w in weights.items():
+        cumulative += w
+        upto = pool * cumulative // total
+        out[p], paid = upto - paid, upto
+    return out
+
+
+def _economy(lab: Lab) -> Any:
+    if lab.din.economy is None:
+        raise ConfigError("this lab's network has no economy: create it with ExperimentConfig(economy=True)")
+    return lab.din.economy
+
+
+def _agents(lab: Lab) -> list[Agent]:
+    return [lab.owner, *lab.participants, *lab.evaluators]
+
+
+def _collect(lab: Lab, agents: Sequence[Agent]) -> None:
+    for a in agents:
+        lab.events.extend(a.take_events())
+
+
+def licence_table(lab: Lab) -> list[dict[str, Any]]:
+    """Every licence: holder (by name), the price a buyer pays now, deposit left, foreclosable, tax
+    paid over its life (DIN)."""
+    economy = _economy(lab)
+    if economy.licence is None:
+        return []
+    names = dict(lab._names)
+    return [{"licence": v.licence, "holder": names.get(v.holder, v.holder), "price": v.price,
+             "deposit": v.deposit, "foreclosable": v.foreclosable, "tax_paid": v.tax_paid}
+            for v in act.licences(lab.chain, economy.licence)]
+
+
+class ProjectAgent(Agent):
+    """A public-goods project's maintainer: registers its project and claims what the fund owes it."""
+
+
+def _new_agents(lab: Lab, names: Sequence[str], *, seed: int, verify: bool) -> list[ProjectAgent]:
+    """Fresh accounts (keys from ``seed``) with gas money from the lab's funder; verified by the
+    identity provider (the network's deployer) when ``verify``."""
+    economy = _economy(lab)
+    funder = lab.chain.accounts[0]
+    keys = lab_accounts(len(names), seed=seed)
+    agents = []
+    for name, key in zip(names, keys, strict=True):
+        if lab.chain.eth_balance(key.address) < 10 * 10**18:  # gas money (a transaction reserves gas x fee cap)
+            lab.chain.send_eth(to=key.address, amount=100 * 10**18, sender=funder)
+        if verify:
+            lab.chain.transact(economy.identity.functions.setVerified(key.address, True), sender=funder)
+        agents.append(ProjectAgent(name=name, handle=Handle(chain=lab.chain, store=lab.store, account=key,
+                                                            token=lab.din.token, registry=lab.din.registry)))
+        lab._names[key.address] = name
+    return agents
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProjectResult:
+    project: int
+    name: str
+    contributors: int
+    contributions: float  # DIN
+    weight: float  # (sum of sqrt c)^2 - sum c, in DIN
+    match: float
+    paid: float  # contributions + match, claimed by the project
+
+
+@dataclass(frozen=True, kw_only=True)
+class QFRound:
+    """One quadratic-funding round: the pool at finalization, each project's result, and what each
+    agent gave (name -> project -> DIN)."""
+
+    round: int
+    pool: float
+    matched: float
+    projects: tuple[ProjectResult, ...]
+    gifts: dict[str, dict[int, float]] = field(default_factory=dict)
+    refused: tuple[str, ...] = ()  # contributors the fund refused (not verified)
+
+
+def qf_round(lab: Lab, *, projects: Sequence[str] = ("IPFS pinning", "client library", "docs"),
+             budget: float = 20.0, seed: int = 0, gifts: Mapping[str, Mapping[int, float]] | None = None,
+             sybil_split: int = 0) -> QFRound:
+    """Run one quadratic-funding round over a finished task's agents. Each project gets a maintainer
+    (a new account, verified) who registers it. ``gifts`` (agent name -> project index -> DIN) says
+    who gives what; by default each agent gives ``budget`` DIN spread over the projects by seeded
+    preferences. ``sybil_split`` k > 1: the first participant also gives through k - 1 extra accounts
+    it controls (not verified by the identity registry, which refuses them). Then the round is
+    finalized and every maintainer claims its payout."""
+    economy = _economy(lab)
+    if lab.chain.call(lab.task.functions.phase()) not in Phase.ENDED:
+        raise ProtocolError("the task has not ended: run it first (lab.run())")
+    fund = economy.fund
+    F = fund.functions
+    rng = np.random.default_rng([seed, 0xF0])
+    round_ = int(lab.chain.call(F.roundCount()))
+    maintainers = _new_agents(lab, [f"project: {p}" for p in projects], seed=10_000 + 97 * seed + round_, verify=True)
+    ids = []
+    for agent, title in zip(maintainers, projects, strict=True):
+        receipt = agent._tx("economy", None, F.registerProject(agent.address, agent._add(title.encode()).to_chain()),
+                            f"register project {title}")
+        ids.append(int(receipt.event("ProjectRegistered").args["project"]))
+    lab.chain.transact(F.startRound(), sender=lab.chain.accounts[0])
+    people = {a.name: a for a in _agents(lab)}
+    if gifts is None:
+        gifts = {}
+        for name in people:
+            weights = rng.dirichlet(np.ones(len(projects)) * 0.7)
+            gifts[name] = {i: round(float(budget * w), 6) for i, w in enumerate(weights) if budget * w >= 0.01}
+    unknown = set(gifts) - set(people)
+    if unknown:
+        raise ConfigError(f"gifts from agents this lab does not have: {', '.join(sorted(unknown))}")
+    for name, by in gifts.items():
+        for i, amount in by.items():
+            if amount > 0:
+                act.contribute(people[name], fund, project=ids[i], amount=amount)
+    refused: list[str] = []
+    if sybil_split > 1:
+        sybils = _new_agents(lab, [f"sybil {j + 1}" for j in range(sybil_split - 1)], seed=20_000 + seed, verify=False)
+        donor = lab.participants[0]
+        for s in sybils:
+            donor._tx("economy", None, lab.din.token.functions.transfer(s.address, WAD), "fund its Sybil account")
+            try:
+                act.contribute(s, fund, project=ids[0], amount=1.0)
+            except Exception as e:  # the fund refuses unverified accounts: NotVerified
+                refused.append(f"{s.name}: {type(e).__name__}")
+        maintainers += sybils
+    end = int(lab.chain.call(F.roundInfo(round_))[0])
+    lab.chain.mine_to(end + 1)
+    while not lab.chain.call(F.roundInfo(round_))[1]:
+        lab.chain.transact(F.finalizeRound(50), sender=lab.chain.accounts[0])
+    info = lab.chain.call(F.roundInfo(round_))
+    results = []
+    for agent, title, p in zip(maintainers, projects, ids, strict=False):
+        total, _, weight = lab.chain.call(F.tally(round_, p))
+        match = lab.chain.call(F.matchOf(round_, p))
+        if lab.chain.call(F.claimable(agent.address)):
+            agent._tx("economy", None, F.claim(), "claim project payout", amount=(total + match) / WAD)
+        contributors = sum(1 for by in gifts.values() if by.get(ids.index(p), 0) > 0)
+        results.append(ProjectResult(project=p, name=title, contributors=contributors, contributions=total / WAD,
+                                     weight=weight / WAD, match=match / WAD, paid=(total + match) / WAD))
+    _collect(lab, [*_agents(lab), *maintainers])
+    return QFRound(round=round_, pool=info[3] / WAD, matched=info[4] / WAD, projects=tuple(results),
+                   gifts={k: dict(v) for k, v in gifts.items()}, refused=tuple(refused))
+
+
+@dataclass(frozen=True, kw_only=True)
+class DPPVote:
+    """One economic DPP from filing to its end: the agents' credits (name -> by kind), their ballots
+    (name -> (for?, votes, credits spent)), the tally, the final state, and the parameter before and
+    after."""
+
+    proposal: int
+    title: str
+    parameter: str
+    value: int
+    credits: dict[str, dict[str, int]]
+    ballots: dict[str, tuple[bool, int, int]]
+    votes_for: int
+    votes_against: int
+    state: str
+    before: int
+    after: int
+
+
+def dpp_vote(lab: Lab, *, parameter: str = "publicGoodsBps", value: int = 1_000,
+             title: str = "Fund public goods with 10 % of every task", support: Mapping[str, bool] | float = 0.7,
+             seed: int = 0, proposer: str = "owner", execute: bool = True) -> DPPVote:
+    """An economic DPP voted by a finished task's agents. Every agent first records its voice
+    credits from the task (owner, participant, evaluator activity); ``proposer`` files the DPP (text
+    on IPFS); each agent votes with all its credits at the snapshot, for or against per ``support``
+    (name -> bool, or the chance each votes for, drawn with ``seed``). The Lab mines past the vote;
+    a passed DPP is queued on the timelock and, with ``execute``, executed once the delay passed."""
+    economy = _economy(lab)
+    P, C = economy.proposals.functions, economy.credits
+    people = {a.name: a for a in _agents(lab)}
+    if proposer not in people:
+        raise ConfigError(f"no agent named {proposer!r}")
+    key = act.parameter_key(parameter)
+    target = economy.parameters if lab.chain.call(economy.parameters.functions.governs(key)) else economy.licence
+    if target is not None and not lab.chain.call(target.functions.governs(key)):
+        target = None
+    if target is None:
+        raise ConfigError(f"{parameter!r} is not a governed parameter of this network")
+    before = int(lab.chain.call(target.functions.valueOf(act.parameter_key(parameter))))
+    task = lab.task.address
+    credits: dict[str, dict[str, int]] = {}
+    for name, agent in people.items():
+        act.claim_credits(agent, C, task=task)
+        credits[name] = {kind: int(lab.chain.call(C.functions.creditsByKind(agent.address, k)))
+                         for k, kind in enumerate(("owner", "participant", "evaluator"))}
+    lab.chain.mine(1)  # the credits are in a block before the proposal's snapshot
+    pid = act.propose(people[proposer], economy.proposals, title=title,
+                      text=f"{title}\n\nSet {parameter} from {before} to {value}.".encode(),
+                      parameter=parameter, value=value)
+    rng = np.random.default_rng([seed, 0xD9])
+    ballots: dict[str, tuple[bool, int, int]] = {}
+    for name, agent in people.items():
+        side = support[name] if isinstance(support, Mapping) and name in support else \
+            bool(rng.random() < support) if not isinstance(support, Mapping) else True
+        votes = act.vote(agent, economy.proposals, C, proposal=pid, support=side)
+        if votes:
+            ballots[name] = (side, votes, int(lab.chain.call(P.creditsSpent(pid, agent.address))))
+    proposal = lab.chain.call(P.proposal(pid))
+    lab.chain.mine_to(int(proposal[6]) + 1)
+    state = act.STATES[lab.chain.call(P.state(pid))]
+    if state == "Succeeded":
+        lab.chain.transact(P.queue(pid), sender=lab.chain.accounts[0])
+        if execute:
+            ready = lab.chain.call(economy.timelock.functions.getTimestamp(lab.chain.call(P.operationOf(pid))))
+            lab.chain.mine_until_time(int(ready))
+            lab.chain.transact(P.execute(pid), sender=lab.chain.accounts[0])
+        state = act.STATES[lab.chain.call(P.state(pid))]
+    proposal = lab.chain.call(P.proposal(pid))
+    after = int(lab.chain.call(target.functions.valueOf(act.parameter_key(parameter))))
+    _collect(lab, list(people.values()))
+    lab.events.append(LabEvent(phase="economy", round=None, actor="lab", action=f"DPP {pid} {state}",
+                               detail=f"{parameter}: {before} -> {after}"))
+    return DPPVote(proposal=pid, title=title, parameter=parameter, value=value, credits=credits, ballots=ballots,
+                   votes_for=int(proposal[8]), votes_against=int(proposal[9]), state=state, before=before,
+                   after=after)

@@ -1,0 +1,99 @@
+"""The economy in the lab (issue 18): a task whose evaluators buy licences before they opt in, then a
+quadratic-funding round and an economic DPP played by that task's agents (din_lab.protocol.economy),
+checked against the chain and against the reference rules."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from din_lab.chain import reverts
+from din_lab.chain.din import WAD
+from din_lab.config import ExperimentConfig
+from din_lab.errors import ConfigError
+from din_lab.experiment import tabulate
+from din_lab.protocol import economy
+from din_lab.protocol.lab import Lab
+
+
+@pytest.fixture(scope="module")
+def lab():
+    lab = Lab.create(ExperimentConfig(participants=6, evaluators=4, rounds=2, economy=True, seed=1,
+                                      evaluation="plaintext", secagg=False))
+    lab.run()
+    yield lab
+    lab.close()
+
+
+def test_a_task_with_licences_runs_and_its_tokens_are_accounted_for(lab):
+    summary = tabulate(lab, seconds=1.0).summary
+    assert summary["tokens"]["conserved"] is True
+    table = economy.licence_table(lab)
+    assert len(table) == 4 and {row["holder"] for row in table} == {e.name for e in lab.evaluators}
+    L = lab.din.economy.licence.functions
+    assert all(lab.chain.call(L.isLicensed(e.address)) for e in lab.evaluators)
+    assert lab.chain.call(lab.task.functions.publicGoodsFund()) == lab.din.economy.fund.address
+
+
+def test_evaluators_without_a_licence_stay_out(tmp_path):
+    """Three licences for four evaluators: the fourth finds none at or below its valuation."""
+    lab = Lab.create(ExperimentConfig(participants=6, evaluators=4, rounds=1, economy=True, licence_supply=3,
+                                      seed=2, evaluation="plaintext", secagg=False))
+    try:
+        assert lab.chain.call(lab.task.functions.evaluatorCount()) == 3
+        assert any("stays out" in e.action for e in lab.events)
+    finally:
+        lab.close()
+
+
+def test_a_qf_round_over_the_tasks_agents_pays_the_contract_rule_and_refuses_sybils(lab):
+    fund = lab.din.economy.fund
+    before = lab.chain.call(fund.functions.matchingPool())
+    result = economy.qf_round(lab, seed=3, sybil_split=3)
+    assert result.pool == pytest.approx(before / WAD)
+    assert len(result.refused) == 2 and all("NotVerified" in r for r in result.refused)
+    # the contract paid the reference rule, to the wei
+    r = result.round
+    gifts = {}
+    for p in (pr.project for pr in result.projects):
+        gifts[p] = {}
+        for agent in (lab.owner, *lab.participants, *lab.evaluators):
+            c = lab.chain.call(fund.functions.contributionOf(r, p, agent.address))
+            if c:
+                gifts[p][agent.address] = c
+    expected = economy.quadratic_match(gifts, before)
+    assert {p: lab.chain.call(fund.functions.matchOf(r, p)) for p in gifts} == expected
+    assert sum(expected.values()) == min(before, sum(
+        max(0, sum(math.isqrt(c) for c in by.values()) ** 2 - sum(by.values())) for by in gifts.values()))
+    for project in result.projects:  # every maintainer claimed its payout
+        assert project.paid == pytest.approx(project.contributions + project.match)
+
+
+def test_an_economic_dpp_voted_by_the_agents_changes_what_new_tasks_must_use(lab):
+    vote = economy.dpp_vote(lab, value=1_500, support=1.0, seed=4)
+    assert vote.state == "Executed" and (vote.before, vote.after) == (500, 1_500)
+    assert vote.votes_for == sum(v for side, v, _ in vote.ballots.values() if side)
+    for name, (_, votes, spent) in vote.ballots.items():
+        assert spent == votes * votes <= sum(vote.credits[name].values())
+    assert vote.credits["owner"]["owner"] == lab.din.economy.settings.owner_credits
+    params = lab.chain.call(lab.din.economy.parameters.functions.publicGoodsBps())
+    assert params == 1_500
+    # the old share is now refused by the factory (its check is a view anyone can call)
+    old = list(lab.task_params.to_chain())
+    with pytest.raises(reverts.InvalidParameters):
+        lab.chain.call(lab.din.factory.functions.checkParams(tuple(old)))
+    old[11] = 1_500
+    lab.chain.call(lab.din.factory.functions.checkParams(tuple(old)))
+
+
+def test_economy_apis_refuse_a_lab_without_an_economy():
+    with pytest.raises(ConfigError):
+        ExperimentConfig(economy=True, public_goods_bps=6_000)
+    lab = Lab.create(ExperimentConfig(participants=3, evaluators=3, subgroup_size=3, rounds=1, seed=5,
+                                      evaluation="plaintext", secagg=False))
+    try:
+        with pytest.raises(ConfigError):
+            economy.licence_table(lab)
+    finally:
+        lab.close()
