@@ -624,6 +624,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--strict", action="store_true", help="exit with status 1 when a target fails")
     ap.add_argument("--no-worst-case", dest="worst_case", action="store_false",
                     help="skip the worst case the factory accepts (benchmarks/gas_worst.py, a few minutes)")
+    ap.add_argument("--no-economy", dest="economy", action="store_false",
+                    help="skip the economy's operations (benchmarks/gas_economy.py: licences, QF, credits, DPPs)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
@@ -676,6 +678,11 @@ def main(argv: list[str] | None = None) -> int:
 
         print()
         worst_ok = gas_worst.main(["--out", str(args.out.with_name("gas_worst.json"))]) == 0
+    if args.economy:  # issue 18: licences, quadratic funding, credits and DPPs
+        import gas_economy
+
+        print()
+        gas_economy.main(["--out", str(args.out.with_name("gas_economy.json"))])
     failed = any(c["pass"] is False for c in check_rows) or not worst_ok
     return 1 if args.strict and failed else 0
 

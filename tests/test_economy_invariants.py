@@ -104,8 +104,11 @@ class EconomyMachine(RuleBasedStateMachine):
         offered = {"exact": current, "below": current - 1, "above": current + WAD}[offer]
         self.give(who, self.din.economy.licence.address, offered + deposit)
         receipt = self.send(self.L.buy(lid, offered, price, deposit), who)
-        if receipt is not None:
-            assert offer != "below"
+        if receipt is not None:  # a buyer never pays above its offer (below it only if the price fell
+            # in the block it was mined: a foreclosure found by the buy's own settlement)
+            paid = receipt.event("Bought").args["price"]
+            assert paid <= offered
+            assert offer != "below" or any(ev.event == "Foreclosed" for ev in receipt.events)
             self.deposited += deposit
             self.refunded += sum(ev.args["refund"] for ev in receipt.events if ev.event == "Returned")
 

@@ -81,19 +81,62 @@ def acquire_licence(agent: Agent, licence: Any, *, valuation: float, blocks: int
         log.info("%s: no licence below its valuation %.2f (cheapest %s)", agent.name, valuation,
                  f"{offers[0].price:.2f}" if offers else "none")
         return None
-    best = offers[0]
-    price = int(chain.call(f.licenceInfo(best.licence))[1])
+    return offers[0].licence if buy_licence(agent, licence, licence_id=offers[0].licence, valuation=valuation,
+                                            blocks=blocks, keep=keep, phase=phase, rate=rate) else None
+
+
+def buy_licence(agent: Agent, licence: Any, *, licence_id: int, valuation: float, blocks: int, keep: int = 0,
+                phase: str = "economy", rate: int | None = None) -> bool:
+    """Buy licence ``licence_id`` if its price now is below ``valuation`` and the agent can pay it
+    and the tax on ``valuation`` for ``blocks`` blocks while keeping ``keep`` wei; it names
+    ``valuation`` as its price (under a Harberger tax, naming what the licence is worth to you is
+    the price you lose nothing by). Returns whether it bought."""
+    chain, f = agent.handle.chain, licence.functions
+    rate = int(chain.call(f.taxRate())) if rate is None else rate
+    holder, price, _, _ = chain.call(f.licenceInfo(licence_id))
+    if holder == agent.address or price >= valuation * WAD:
+        return False
     new_price = int(round(valuation * WAD))
     deposit = max(1, new_price * rate * blocks // WAD)
     if chain.call(agent.handle.token.functions.balanceOf(agent.address)) < price + deposit + keep:
-        log.info("%s cannot afford licence %d at %.2f with its deposit", agent.name, best.licence, price / WAD)
-        return None
+        log.info("%s cannot afford licence %d at %.2f with its deposit", agent.name, licence_id, price / WAD)
+        return False
     agent._tx(phase, None, agent.handle.token.functions.approve(licence.address, price + deposit),
               "approve licence purchase")
-    agent._tx(phase, None, f.buy(best.licence, price, new_price, deposit),
-              f"buy licence {best.licence} (self-assessed {valuation:g}, tax prepaid for {blocks} blocks)",
+    agent._tx(phase, None, f.buy(licence_id, price, new_price, deposit),
+              f"buy licence {licence_id} (self-assessed {valuation:g}, tax prepaid for {blocks} blocks)",
               amount=(price + deposit) / WAD)
-    return best.licence
+    return True
+
+
+def give_back(agent: Agent, licence: Any, *, phase: str = "economy") -> None:
+    """Hand the agent's licence back to the fund, taking back what is left of its deposit."""
+    held, holds = agent.handle.chain.call(licence.functions.licenceOf(agent.address))
+    if not holds:
+        raise ProtocolError(f"{agent.name} holds no licence")
+    agent._tx(phase, None, licence.functions.giveBack(held), f"give licence {held} back to the fund")
+
+
+def withdraw_deposit(agent: Agent, licence: Any, *, keep_blocks: int, phase: str = "economy") -> None:
+    """Take back the agent's deposit but ``keep_blocks`` blocks of tax (tax due is paid first)."""
+    chain, f = agent.handle.chain, licence.functions
+    held, holds = chain.call(f.licenceOf(agent.address))
+    if not holds:
+        raise ProtocolError(f"{agent.name} holds no licence")
+    _, price, deposit, _ = chain.call(f.licenceInfo(held))
+    keep = price * int(chain.call(f.taxRate())) * (keep_blocks + 1) // WAD + 1
+    if deposit > keep:
+        agent._tx(phase, None, f.withdraw(held, deposit - keep), f"withdraw deposit of licence {held}",
+                  amount=(deposit - keep) / WAD)
+
+
+def settle(agent: Agent, licence: Any, *, licence_id: int, phase: str = "economy") -> bool:
+    """Anyone pays a licence's tax due to the fund (foreclosing it if its deposit ran out); returns
+    whether the fund holds it afterwards."""
+    receipt = agent._tx(phase, None, licence.functions.settle(licence_id), f"settle the tax of licence {licence_id}")
+    return any(ev.event == "Foreclosed" for ev in receipt.events) or \
+        agent.handle.chain.call(licence.functions.ownerOf(licence_id)) == \
+        agent.handle.chain.call(licence.functions.fund())
 
 
 def contribute(agent: Agent, fund: Any, *, project: int, amount: float, phase: str = "economy") -> None:
