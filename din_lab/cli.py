@@ -63,13 +63,16 @@ def _run(args: argparse.Namespace) -> int:
             return 2
     for key in ("participants", "evaluators", "subgroup_size", "evaluators_per_subgroup", "rounds", "dataset",
                 "partition", "model", "local_epochs", "scorer", "contribution", "chain", "seed", "evaluation", "he_workers",
-                "runtime", "workers", "target_accuracy", "stop_on_budget", "identity"):
+                "runtime", "workers", "target_accuracy", "stop_on_budget", "identity", "economy", "licence_supply",
+                "licence_price", "harberger_rate", "public_goods_bps"):
         value = getattr(args, key)
         if value is not None:
             settings[key] = value
     for key in ("malicious_evaluators", "malicious_participants"):
         if getattr(args, key):
             settings[key] = getattr(args, key)
+    if args.licences is not None:
+        settings["licences"] = args.licences
     if args.secagg is not None:
         settings["secagg"] = args.secagg == "on"
     if args.secagg_graph is not None:
@@ -238,6 +241,21 @@ def _add_run_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--identity", choices=("open", "allowlist"),
                      help="who may register: anyone (open, default) or only accounts the network's identity "
                           "registry verified, one per person (allowlist: refuses Sybils)")
+    run.add_argument("--economy", action="store_true", default=None,
+                     help="deploy the network's economy (paper sections 6 and 8): a quadratic-funding public-goods "
+                          "fund, governed parameters, voice credits and DIN Proposal Protocols, and evaluator "
+                          "licences under a Harberger tax that evaluators buy before they opt in")
+    run.add_argument("--no-licences", dest="licences", action="store_false", default=None,
+                     help="with --economy: evaluators need no licence")
+    run.add_argument("--licence-supply", dest="licence_supply", type=int, metavar="N",
+                     help="with --economy: licences in all (default one per evaluator; fewer makes them compete)")
+    run.add_argument("--licence-price", dest="licence_price", type=float, metavar="DIN",
+                     help="with --economy: the fund's reserve price for a licence (default 50)")
+    run.add_argument("--harberger-rate", dest="harberger_rate", type=float, metavar="FRACTION",
+                     help="with --economy: licence tax per block, a fraction of the self-assessed price (default 1e-4)")
+    run.add_argument("--public-goods-bps", dest="public_goods_bps", type=int, metavar="BPS",
+                     help="the task's public-goods share in basis points (default 500); with --economy the "
+                          "governed share's starting value")
     run.add_argument("--chain", help="embedded (default) or a JSON-RPC URL")
     run.add_argument("--runtime", choices=("local", "ray"),
                      help="where the agents run: local (default, this process) or ray (spread over Ray actors, each "
