@@ -178,3 +178,23 @@ def test_experiment_dashboard_shows_the_sweep(voila, browser):
     assert page.get_by_text("malicious_share").first.is_visible()
     page.screenshot(path=str(ARTIFACTS / "experiment.png"), full_page=True)
     page.close()
+
+
+def test_economy_app_runs_a_task_a_qf_round_and_a_dpp(voila, browser):
+    """widgets/economy.ipynb: run the task (evaluators buy licences), a QF round (Sybil accounts
+    refused) and an economic DPP (executed through the timelock), each shown in the page."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page = _open(browser, voila, "economy")
+    run = page.get_by_role("button", name="run task")
+    run.wait_for(timeout=180_000)
+    run.click()
+    page.wait_for_function("() => /task over|Error/.test(document.body.innerText)", timeout=300_000)
+    page.get_by_text("task over").first.wait_for(timeout=10_000)
+    assert page.get_by_text("evaluator 0").first.is_visible()  # a licence holder
+    page.get_by_role("button", name="QF round").click()
+    page.get_by_text(re.compile("QF round \\d+ finalized")).first.wait_for(timeout=300_000)
+    assert page.get_by_text(re.compile("NotVerified")).first.is_visible()
+    page.get_by_role("button", name="DPP vote").click()
+    page.get_by_text(re.compile("DPP \\d+ Executed")).first.wait_for(timeout=300_000)
+    page.screenshot(path=str(ARTIFACTS / "economy.png"), full_page=True)
+    page.close()

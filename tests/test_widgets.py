@@ -181,3 +181,25 @@ def test_ipfs_browser_keeps_the_readers_choice(lab):
     lab.step()  # submit: new objects arrive
     browser.refresh()
     assert browser.pick.value == first and first in browser.detail.value
+
+
+def test_economy_dashboard_runs_a_task_a_qf_round_and_a_dpp():
+    """The economy app's dashboard, driven by its buttons: licences bought, the fund's flows, a QF
+    round's matches and an executed DPP, each shown in the page."""
+    from din_lab.widgets import EconomyDashboard
+
+    dashboard = EconomyDashboard.from_config(ExperimentConfig(participants=6, evaluators=4, subgroup_size=3, rounds=1,
+                                                              seed=2, economy=True, evaluation="plaintext",
+                                                              secagg=False))
+    assert isinstance(dashboard, EconomyDashboard)
+    assert dashboard.qf_button.disabled and not dashboard.run_button.disabled
+    dashboard.run_button.click()
+    assert "task over" in dashboard.status.value and "evaluator 0" in dashboard.licences.value
+    assert "tasks&#x27; dues" in dashboard.flows.value or "tasks' dues" in dashboard.flows.value
+    dashboard.qf_button.click()
+    assert "finalized" in dashboard.status.value and "NotVerified" in dashboard.qf.value
+    dashboard.share.value = 2_000
+    dashboard.dpp_button.click()
+    assert "Executed" in dashboard.dpp.value and "500 -&gt; 2000" in dashboard.dpp.value
+    bad = EconomyDashboard.from_config(evaluator_fee=50.0)  # above the governed fee cap
+    assert "evaluator_fee" in bad.value

@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DPPVote", "ProjectResult", "QFRound", "dpp_vote", "licence_table", "quadratic_match", "qf_round"]
+__all__ = ["DPPVote", "ProjectResult", "QFRound", "dpp_vote", "fund_flows", "licence_table", "quadratic_match",
+           "qf_round"]
 
 
 def quadratic_match(contributions: Mapping[Any, Mapping[Any, int]], pool: int) -> dict[Any, int]:
@@ -78,6 +79,35 @@ def licence_table(lab: Lab) -> list[dict[str, Any]]:
     return [{"licence": v.licence, "holder": names.get(v.holder, v.holder), "price": v.price,
              "deposit": v.deposit, "foreclosable": v.foreclosable, "tax_paid": v.tax_paid}
             for v in act.licences(lab.chain, economy.licence)]
+
+
+def fund_flows(lab: Lab) -> dict[str, float]:
+    """Where the public-goods fund's tokens came from and went (DIN), from the token's Transfer
+    events: tasks' dues (public-goods share and slashed stake), licence sales and tax, contributions
+    to QF rounds, donations; paid to projects; and the matching pool now."""
+    economy = _economy(lab)
+    fund = economy.fund.address
+    licence = economy.licence.address if economy.licence is not None else None
+    tasks = {e.args["task"] for e in lab.chain.events.where("TaskCreated", address=lab.din.factory.address)}
+    flows = {"tasks' dues": 0, "licence sales and tax": 0, "QF contributions": 0, "donations": 0,
+             "paid to projects": 0}
+    contributions = {(e.tx_hash) for e in lab.chain.events.where("Contributed", address=fund)}
+    for e in lab.chain.events.where("Transfer", address=lab.din.token.address):
+        src, dst, value = e.args["from"], e.args["to"], e.args["value"]
+        if dst == fund:
+            if src in tasks:
+                flows["tasks' dues"] += value
+            elif src == licence:
+                flows["licence sales and tax"] += value
+            elif e.tx_hash in contributions:
+                flows["QF contributions"] += value
+            else:
+                flows["donations"] += value
+        elif src == fund:
+            flows["paid to projects"] += value
+    out = {k: v / WAD for k, v in flows.items()}
+    out["matching pool now"] = lab.chain.call(economy.fund.functions.matchingPool()) / WAD
+    return out
 
 
 class ProjectAgent(Agent):
@@ -212,7 +242,7 @@ class DPPVote:
 
 
 def dpp_vote(lab: Lab, *, parameter: str = "publicGoodsBps", value: int = 1_000,
-             title: str = "Fund public goods with 10 % of every task", support: Mapping[str, bool] | float = 0.7,
+             title: str | None = None, support: Mapping[str, bool] | float = 0.7,
              seed: int = 0, proposer: str = "owner", execute: bool = True) -> DPPVote:
     """An economic DPP voted by a finished task's agents. Every agent first records its voice
     credits from the task (owner, participant, evaluator activity); ``proposer`` files the DPP (text
@@ -220,6 +250,7 @@ def dpp_vote(lab: Lab, *, parameter: str = "publicGoodsBps", value: int = 1_000,
     (name -> bool, or the chance each votes for, drawn with ``seed``). The Lab mines past the vote;
     a passed DPP is queued on the timelock and, with ``execute``, executed once the delay passed."""
     economy = _economy(lab)
+    title = title or f"Set {parameter} to {value}"
     P, C = economy.proposals.functions, economy.credits
     people = {a.name: a for a in _agents(lab)}
     if proposer not in people:
