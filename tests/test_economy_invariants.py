@@ -292,7 +292,7 @@ class EconomyMachine(RuleBasedStateMachine):
                 event(f"a DPP ended {['Recorded', 'Active', 'Defeated', 'Succeeded', 'Queued', 'Executed', 'Expired'][state]}")
 
 
-SETTINGS = settings(max_examples=12, stateful_step_count=40, deadline=None, database=None,
+SETTINGS = settings(max_examples=8, stateful_step_count=40, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 

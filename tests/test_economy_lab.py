@@ -97,3 +97,25 @@ def test_economy_apis_refuse_a_lab_without_an_economy():
             economy.licence_table(lab)
     finally:
         lab.close()
+
+
+def test_a_follow_on_task_runs_under_the_governed_share(lab):
+    """After a DPP changed the share (the test above), the next task in the same network is created
+    with it by its owner, and its tokens are accounted for; its new evaluators buy licences from the
+    fund (a licenceSupply DPP grows the supply first)."""
+    grown = economy.dpp_vote(lab, parameter="licenceSupply", value=8, support=1.0, seed=6)
+    assert grown.state == "Executed" and grown.after == 8
+    share = lab.chain.call(lab.din.economy.parameters.functions.publicGoodsBps())
+    nxt = lab.next_task(seed=7)
+    try:
+        assert nxt.din.factory.address == lab.din.factory.address and nxt.task.address != lab.task.address
+        assert lab.chain.call(nxt.task.functions.params())[11] == share
+        nxt.run()
+        summary = tabulate(nxt, seconds=1.0).summary
+        assert summary["tokens"]["conserved"] is True
+        deposit = nxt.task_params.reward_deposit
+        assert summary["tokens"]["public_goods"] == pytest.approx(deposit * share / 10_000 / WAD)
+    finally:
+        nxt.close()
+    with pytest.raises(ConfigError):
+        nxt.next_task(economy=False)

@@ -174,9 +174,10 @@ def _token_flows(lab: Lab, participants: list[dict], evaluators: list[dict]) -> 
     public_goods = claimed.get(fund, 0) - slashed_total
     licence = lab.din.economy.licence.address if lab.din.economy and lab.din.economy.licence else None
 
-    def moved(src: str, dst: str) -> int:  # tokens src sent dst (the token's Transfer events)
+    def moved(src: str, dst: str) -> int:  # tokens src sent dst since this task's set-up (Transfer events)
         return sum(e.args["value"] for e in lab.chain.events.where("Transfer", address=lab.din.token.address,
-                                                                     **{"from": src, "to": dst}))
+                                                                     **{"from": src, "to": dst})
+                   if e.block > lab.network.first_block)
     refunded = claimed.get(lab.owner.address, 0)
     before = lab.balances_raw_before
     proofs = [

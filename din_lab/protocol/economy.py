@@ -61,6 +61,9 @@ def _economy(lab: Lab) -> Any:
 
 
 def _agents(lab: Lab) -> list[Agent]:
+    if lab.config.runtime != "local":
+        raise ConfigError("QF rounds and DPP votes are played by the task's agents in this process: "
+                          "runtime='local' (the default)")
     return [lab.owner, *lab.participants, *lab.evaluators]
 
 

@@ -98,7 +98,7 @@ class Lab(Readings):
     :meth:`step` (one phase) or :meth:`run` (the whole task)."""
 
     def __init__(self, *, config: ExperimentConfig, chain: Chain, store: ContentStore, progress: bool = False,
-                 services: Sequence[ServiceProcess] = (), own_store: bool = False) -> None:
+                 services: Sequence[ServiceProcess] = (), own_store: bool = False, din: Any = None) -> None:
         from din_lab.protocol.checks import check_config
 
         check_config(config)
@@ -113,7 +113,7 @@ class Lab(Readings):
         self._failed: tuple[str, str] | None = None
         # the experiment's randomness; unseeded, the account keys came from the operating system
         self.seed = config.seed if config.seed is not None else secrets.randbits(32)
-        self.network: Network = build(config, chain=chain, store=store, seed=self.seed)
+        self.network: Network = build(config, chain=chain, store=store, seed=self.seed, din=din)
         del chain.accounts[1:]  # each agent holds its own key: the Lab keeps only its funder's
         net = self.network
         self.din, self.task, self.task_params, self.model = net.din, net.task, net.task_params, net.model
@@ -156,6 +156,30 @@ class Lab(Readings):
         except BaseException:
             shut_down(None, services)
             raise
+
+    def next_task(self, config: ExperimentConfig | None = None, **overrides: Any) -> Lab:
+        """A follow-on task in this lab's network (same chain, store and contracts; with the economy,
+        under the parameters as governance left them): new agents with new accounts (keys from the
+        new config's seed, gas money from the funder), ``config`` or this lab's config with
+        ``overrides``. This lab must be done; it keeps its records."""
+        from din_lab.chain import lab_accounts
+        from din_lab.protocol.checks import check_config
+
+        if not self.done:
+            raise ProtocolError("this lab's task is still running: run it to the end before the next task")
+        if config is not None and overrides:
+            raise ProtocolError("give either a config or keyword settings, not both")
+        config = config or dataclasses.replace(self.config, **overrides)
+        if config.runtime != "local" or config.chain != self.config.chain:
+            raise ConfigError("a follow-on task runs locally on this lab's chain")
+        check_config(config)
+        funder = self.chain.accounts[0]
+        seed = None if config.seed is None else 1_000_003 * (config.seed + 1) + len(self.chain.events)
+        keys = lab_accounts(account_count(config) - 1, seed=seed)
+        for key in keys:
+            self.chain.send_eth(to=key.address, amount=100 * 10**18, sender=funder)
+        self.chain.accounts[1:] = keys
+        return Lab(config=config, chain=self.chain, store=self.store, progress=self.progress, din=self.din)
 
     def _start_runtime(self, agents: list[Agent]) -> Runtime:
         runtime = start_runtime(self.config, agents=agents, network=self.network, chain=self.chain, store=self.store)

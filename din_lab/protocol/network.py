@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from din_lab.chain import Chain
-from din_lab.chain.din import WAD, ZERO_ADDRESS, EconomySettings, TaskParams, deploy
+from din_lab.chain.din import WAD, ZERO_ADDRESS, DinDeployment, EconomySettings, TaskParams, deploy
 from din_lab.cid import Cid
 from din_lab.config import MIN_STAKE, ExperimentConfig
 from din_lab.errors import ConfigError
@@ -59,10 +59,14 @@ class Network:
     names: dict[str, str]
     setup_events: list[LabEvent]
     balances_raw_before: dict[str, int]
+    first_block: int = 0  # the chain's head before set-up: token flows are counted after it
 
 
-def build(config: ExperimentConfig, *, chain: Chain, store: ContentStore, seed: int) -> Network:
-    """``seed``: the experiment's randomness (data split, behaviours, initial model, training)."""
+def build(config: ExperimentConfig, *, chain: Chain, store: ContentStore, seed: int,
+          din: DinDeployment | None = None) -> Network:
+    """``seed``: the experiment's randomness (data split, behaviours, initial model, training).
+    ``din``: a network already deployed on ``chain`` (a follow-on task, :meth:`Lab.next_task`);
+    its deployer must be ``chain.accounts[0]`` and the other accounts new."""
     cfg = config
     deployer, owner_acct, fund_acct = chain.accounts[:3]
     rng = np.random.default_rng(seed)
@@ -76,7 +80,14 @@ def build(config: ExperimentConfig, *, chain: Chain, store: ContentStore, seed: 
     parts = partition(dataset.y_train, num_participants=cfg.participants, spec=cfg.partition, seed=seed)
     events: list[LabEvent] = []
 
-    if cfg.economy:  # the fund is a contract; fund_acct is the keeper who collects the task's dues into it
+    first_block = chain.block_number
+    if din is not None:
+        if (din.economy is not None) != cfg.economy:
+            raise ConfigError("economy: a follow-on task runs in the same network: "
+                              f"{'with' if din.economy is not None else 'without'} its economy")
+        if din.deployer != deployer.address:
+            raise ConfigError("the network's deployer (its funder) must be the chain's first account")
+    elif cfg.economy:  # the fund is a contract; fund_acct is the keeper who collects the task's dues into it
         din = deploy(chain, deployer=deployer, economy=economy_settings(cfg), min_bond=wad(MIN_STAKE))
     else:
         din = deploy(chain, deployer=deployer, public_goods_fund=fund_acct.address, min_bond=wad(MIN_STAKE))
@@ -179,7 +190,15 @@ def build(config: ExperimentConfig, *, chain: Chain, store: ContentStore, seed: 
     return Network(din=din, task=task, task_params=params, spec=spec, view=view, board=board, owner=owner,
                    participants=participants, evaluators=evaluators, fund=fund, auditor=auditor, dataset=dataset,
                    model=model, genesis_cid=genesis, names=names, setup_events=events,
-                   balances_raw_before=balances_raw_before)
+                   balances_raw_before=balances_raw_before, first_block=first_block)
+
+
+def governed_share(chain: Chain, din: Any, cfg: ExperimentConfig) -> int:
+    """The public-goods share a new task must use: the governed one where the network has an economy
+    (read from DINParameters as it stands), else the configured one."""
+    if getattr(din, "economy", None) is None:
+        return cfg.public_goods_bps
+    return int(chain.call(din.economy.parameters.functions.publicGoodsBps()))
 
 
 def economy_settings(cfg: ExperimentConfig) -> EconomySettings:
@@ -231,7 +250,7 @@ def task_params(cfg: ExperimentConfig, *, chain: Chain, din: Any, genesis: Cid, 
         evaluator_fee=wad(cfg.evaluator_fee), evaluator_bond=wad(cfg.evaluator_stake),
         slash_amount=wad(cfg.slash_amount), rounds=cfg.rounds, subgroup_size=s,
         evaluators_per_subgroup=k, max_participants=n, max_evaluators=cfg.evaluators,
-        public_goods_bps=cfg.public_goods_bps, encrypted_scoring=cfg.evaluation == "he",
+        public_goods_bps=governed_share(chain, din, cfg), encrypted_scoring=cfg.evaluation == "he",
         registration_window=n + 2 * cfg.evaluators + 10 + (cfg.participants if cfg.identity == "allowlist" else 0), submission_window=max(least, batches + 4),
         share_window=share_reveals, commit_window=votes, reveal_window=votes, publish_window=max(least, 10),
         identity_registry=identity_registry or ZERO_ADDRESS)
