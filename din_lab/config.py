@@ -248,6 +248,11 @@ class ExperimentConfig:
         need(0 <= self.public_goods_bps <= 10_000, "public_goods_bps", "must be within [0, 10000]")
         for name in ("economy", "licences"):
             need(isinstance(getattr(self, name), bool), name, f"must be true or false, got {getattr(self, name)!r}")
+        if not self.economy:
+            given = [n for n, default in (("licences", True), ("licence_supply", None), ("licence_price", 50.0),
+                                          ("harberger_rate", 1e-4)) if getattr(self, n) != default]
+            need(not given, given[0] if given else "economy",
+                 "is a setting of the network's economy: add economy=True (--economy)")
         if self.economy:
             need(self.public_goods_bps <= 5_000, "public_goods_bps",
                  f"{self.public_goods_bps} is above the governed share's bound of 5000 (50 %)")

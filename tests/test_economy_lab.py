@@ -56,18 +56,20 @@ def test_a_qf_round_over_the_tasks_agents_pays_the_contract_rule_and_refuses_syb
     # the contract paid the reference rule, to the wei
     r = result.round
     gifts = {}
-    for p in (pr.project for pr in result.projects):
+    for p in result.order:  # the order the contract credited the projects in
         gifts[p] = {}
         for agent in (lab.owner, *lab.participants, *lab.evaluators):
             c = lab.chain.call(fund.functions.contributionOf(r, p, agent.address))
             if c:
                 gifts[p][agent.address] = c
-    expected = economy.quadratic_match(gifts, before)
+    expected = economy.quadratic_match(gifts, pool=before)
     assert {p: lab.chain.call(fund.functions.matchOf(r, p)) for p in gifts} == expected
     assert sum(expected.values()) == min(before, sum(
         max(0, sum(math.isqrt(c) for c in by.values()) ** 2 - sum(by.values())) for by in gifts.values()))
     for project in result.projects:  # every maintainer claimed its payout
         assert project.paid == pytest.approx(project.contributions + project.match)
+    # the task's own token flows still balance, net of the round's gifts and payouts
+    assert tabulate(lab, seconds=1.0).summary["tokens"]["conserved"] is True
 
 
 def test_an_economic_dpp_voted_by_the_agents_changes_what_new_tasks_must_use(lab):
@@ -87,9 +89,24 @@ def test_an_economic_dpp_voted_by_the_agents_changes_what_new_tasks_must_use(lab
     lab.chain.call(lab.din.factory.functions.checkParams(tuple(old)))
 
 
+def test_bad_qf_gifts_are_refused_before_anything_is_sent(lab):
+    fund = lab.din.economy.fund.functions
+    rounds, block = lab.chain.call(fund.roundCount()), lab.chain.block_number
+    for gifts in ({"owner": {7: 1.0}}, {"nobody": {0: 1.0}}, {"owner": {0: 10**9}}, {"owner": {0: -1.0}}):
+        with pytest.raises(ConfigError):
+            economy.qf_round(lab, gifts=gifts)
+    with pytest.raises(ConfigError):
+        economy.qf_round(lab, projects=[f"p{i}" for i in range(200)])  # more gifts than a round has blocks
+    with pytest.raises(ConfigError):
+        economy.dpp_vote(lab, support=1.5)
+    assert (lab.chain.call(fund.roundCount()), lab.chain.block_number) == (rounds, block)
+
+
 def test_economy_apis_refuse_a_lab_without_an_economy():
     with pytest.raises(ConfigError):
         ExperimentConfig(economy=True, public_goods_bps=6_000)
+    with pytest.raises(ConfigError, match="licence_price"):
+        ExperimentConfig(licence_price=10.0)  # an economy setting without the economy
     lab = Lab.create(ExperimentConfig(participants=3, evaluators=3, subgroup_size=3, rounds=1, seed=5,
                                       evaluation="plaintext", secagg=False))
     try:

@@ -48,13 +48,14 @@ GENESIS_ETH = 10**6
 GENESIS_TIMESTAMP = 1_767_225_600  # 2026-01-01T00:00:00Z: fixed so embedded runs reproduce
 
 
-def lab_accounts(count: int, *, seed: int | None = 0) -> list[LocalAccount]:
-    """``count`` accounts: deterministic with a seed (private key i = keccak("din-lab", seed, i):
-    anyone who knows the seed knows every key), else drawn from the operating system's randomness."""
+def lab_accounts(count: int, *, seed: int | None = 0, domain: str = "din-lab") -> list[LocalAccount]:
+    """``count`` accounts: deterministic with a seed (private key i = keccak(domain, seed, i): anyone
+    who knows the seed knows every key; another ``domain`` gives keys no other domain's seed gives),
+    else drawn from the operating system's randomness."""
     if seed is None:
         keys = [os.urandom(32) for _ in range(count)]
     else:
-        keys = [keccak(b"din-lab" + seed.to_bytes(8, "big") + i.to_bytes(8, "big")) for i in range(count)]
+        keys = [keccak(domain.encode() + seed.to_bytes(8, "big") + i.to_bytes(8, "big")) for i in range(count)]
     return [Account.from_key(k) for k in keys]
 
 

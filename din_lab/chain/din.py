@@ -101,6 +101,8 @@ class EconomySettings:
     evaluator_credits: int = 5  # per vote cast with the majority
 
     def __post_init__(self) -> None:
+        if not isinstance(self.licences, bool):
+            raise ConfigError(f"economy setting licences must be true or false, got {self.licences!r}")
         ints = {k: v for k, v in self.__dict__.items() if k != "licences"}
         bad = [k for k, v in ints.items() if isinstance(v, bool) or not isinstance(v, int) or v < 0]
         if bad:
@@ -109,6 +111,9 @@ class EconomySettings:
                             "voting_blocks", "quorum_votes", "qf_round_blocks") if ints[k] == 0]
         if zero:
             raise ConfigError(f"economy settings must be positive: {', '.join(zero)}")
+        big = [k for k, v in ints.items() if v >= 2**128]  # what the contracts hold (uint128 slots)
+        if big:
+            raise ConfigError(f"economy settings must be below 2**128: {', '.join(big)}")
         if self.public_goods_bps > 5_000 or self.licence_supply > 256 or self.harberger_rate > 10**16:
             raise ConfigError("economy settings out of range: public_goods_bps <= 5000, licence_supply <= 256, "
                               "harberger_rate <= 1e16 (1 % per block)")
@@ -169,6 +174,8 @@ def deploy(
         raise ConfigError("supply and min_bond must be positive and min_window at least 2")
     if (economy is None) == (public_goods_fund is None):
         raise ConfigError("give either public_goods_fund (an account) or economy (a fund contract is deployed)")
+    if economy is None and identity is not None:
+        raise ConfigError("identity gates the economy's fund, credits and proposals: give it with economy")
     token = chain.deploy("DINToken", deployer.address, supply, sender=deployer)
     registry = chain.deploy("EvaluatorRegistry", sender=deployer)
     scoring = chain.deploy("DINTaskScoring", sender=deployer)

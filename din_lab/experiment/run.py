@@ -172,29 +172,34 @@ def _token_flows(lab: Lab, participants: list[dict], evaluators: list[dict]) -> 
     paid_evaluators = sum(claimed.get(e["address"], 0) for e in evaluators)
     fund = lab.din.public_goods_fund  # an account, or the economy's fund contract
     public_goods = claimed.get(fund, 0) - slashed_total
-    licence = lab.din.economy.licence.address if lab.din.economy and lab.din.economy.licence else None
+    task = lab.task.address
+    transfers = [e for e in lab.chain.events.where("Transfer", address=lab.din.token.address)
+                 if e.block > lab.network.first_block]
 
-    def moved(src: str, dst: str) -> int:  # tokens src sent dst since this task's set-up (Transfer events)
-        return sum(e.args["value"] for e in lab.chain.events.where("Transfer", address=lab.din.token.address,
-                                                                     **{"from": src, "to": dst})
-                   if e.block > lab.network.first_block)
+    def elsewhere(a: str) -> int:
+        """Tokens ``a`` received since the balances before were read from anyone but the task, less
+        those it sent anyone but the task: licence purchases and tax, quadratic-funding gifts and
+        payouts, transfers between people. The proofs below are about the task's own flows."""
+        received = sum(e.args["value"] for e in transfers if e.args["to"] == a and e.args["from"] != task)
+        return received - sum(e.args["value"] for e in transfers if e.args["from"] == a and e.args["to"] != task)
+
     refunded = claimed.get(lab.owner.address, 0)
     before = lab.balances_raw_before
     proofs = [
         balance(lab.task.address) == 0,
         bool(settled),
-        balance(lab.owner.address) - before[lab.owner.address] == refunded - deposit,
-        balance(fund) - before[fund] == public_goods + slashed_total + (moved(licence, fund) if licence else 0),
+        balance(lab.owner.address) - before[lab.owner.address] - elsewhere(lab.owner.address) == refunded - deposit,
+        balance(fund) - before[fund] - elsewhere(fund) == public_goods + slashed_total,
         paid_participants + paid_evaluators + public_goods + refunded == deposit,
     ]
     for p in participants:
         allocation = lab.chain.call(lab.task.functions.allocationOf(p["address"]))
-        proofs.append(balance(p["address"]) - before[p["address"]] == allocation == claimed.get(p["address"], 0))
+        proofs.append(balance(p["address"]) - before[p["address"]] - elsewhere(p["address"]) == allocation
+                      == claimed.get(p["address"], 0))
     for e in evaluators:
         a = e["address"]
         after = balance(a) + lab.chain.call(lab.task.functions.bondOf(a))  # a bond not yet withdrawn
-        spent_on_licence = moved(a, licence) - moved(licence, a) if licence else 0  # price and deposit, less refunds
-        proofs.append(after - before[a] == fees.get(a, 0) - slashed.get(a, 0) - spent_on_licence)
+        proofs.append(after - before[a] - elsewhere(a) == fees.get(a, 0) - slashed.get(a, 0))
     return {"deposit": deposit / WAD, "paid_participants": paid_participants / WAD,
             "paid_evaluators": paid_evaluators / WAD, "public_goods": public_goods / WAD,
             "slashed_to_fund": slashed_total / WAD, "refunded_owner": refunded / WAD,

@@ -20,7 +20,7 @@ import numpy as np
 
 from din_lab.chain import lab_accounts
 from din_lab.chain.din import WAD, Phase
-from din_lab.errors import ConfigError, ProtocolError
+from din_lab.errors import ConfigError, ContractRevert, ProtocolError
 from din_lab.roles import economy as act
 from din_lab.roles.agent import Agent
 from din_lab.roles.network import Handle, LabEvent
@@ -34,11 +34,13 @@ __all__ = ["DPPVote", "ProjectResult", "QFRound", "dpp_vote", "fund_flows", "lic
            "qf_round"]
 
 
-def quadratic_match(contributions: Mapping[Any, Mapping[Any, int]], pool: int) -> dict[Any, int]:
+def quadratic_match(contributions: Mapping[Any, Mapping[Any, int]], *, pool: int) -> dict[Any, int]:
     """The fund's rule in exact integers (wei): project p's weight is (sum of isqrt(c))^2 - sum of c
     over its contributors' totals c; every project is matched its weight when the pool covers the
-    total weight, else the pool is split by cumulative floors in the order given, adding up to the
-    pool exactly. PublicGoodsFund.finalizeRound pays the same, to the wei (tests/test_economy.py)."""
+    total weight, else the pool is split by cumulative floors in the order of ``contributions``,
+    adding up to the pool exactly. Given the projects in the order the contract credits them
+    (``roundInfo(r)`` projects: the order of their first contributions), PublicGoodsFund.finalizeRound
+    pays the same, to the wei (tests/test_economy.py, tests/test_economy_lab.py)."""
     weights = {}
     for p, by in contributions.items():
         s = sum(math.isqrt(int(c)) for c in by.values())
@@ -78,10 +80,10 @@ def licence_table(lab: Lab) -> list[dict[str, Any]]:
     economy = _economy(lab)
     if economy.licence is None:
         return []
-    names = dict(lab._names)
+    names = dict(lab.names)
     return [{"licence": v.licence, "holder": names.get(v.holder, v.holder), "price": v.price,
              "deposit": v.deposit, "foreclosable": v.foreclosable, "tax_paid": v.tax_paid}
-            for v in act.licences(lab.chain, economy.licence)]
+            for v in act.licences(lab.chain, licence=economy.licence)]
 
 
 def fund_flows(lab: Lab) -> dict[str, float]:
@@ -113,25 +115,25 @@ def fund_flows(lab: Lab) -> dict[str, float]:
     return out
 
 
-class ProjectAgent(Agent):
-    """A public-goods project's maintainer: registers its project and claims what the fund owes it."""
-
-
-def _new_agents(lab: Lab, names: Sequence[str], *, seed: int, verify: bool) -> list[ProjectAgent]:
-    """Fresh accounts (keys from ``seed``) with gas money from the lab's funder; verified by the
-    identity provider (the network's deployer) when ``verify``."""
+def _new_agents(lab: Lab, names: Sequence[str], *, domain: str, seed: int, verify: bool) -> list[act.ProjectMaintainer]:
+    """New people with fresh accounts (keys from ``seed`` in their own ``domain``, so they are never
+    the lab's own), gas money from the lab's funder, verified by the identity provider (the network's
+    deployer) when ``verify``."""
     economy = _economy(lab)
     funder = lab.chain.accounts[0]
-    keys = lab_accounts(len(names), seed=seed)
+    keys = lab_accounts(len(names), seed=seed, domain=domain)
+    taken = set(lab.names)
     agents = []
     for name, key in zip(names, keys, strict=True):
+        if key.address in taken:
+            raise ProtocolError(f"account {key.address} for {name} is already in this lab")
         if lab.chain.eth_balance(key.address) < 10 * 10**18:  # gas money (a transaction reserves gas x fee cap)
             lab.chain.send_eth(to=key.address, amount=100 * 10**18, sender=funder)
         if verify:
             lab.chain.transact(economy.identity.functions.setVerified(key.address, True), sender=funder)
-        agents.append(ProjectAgent(name=name, handle=Handle(chain=lab.chain, store=lab.store, account=key,
-                                                            token=lab.din.token, registry=lab.din.registry)))
-        lab._names[key.address] = name
+        agents.append(act.ProjectMaintainer(name=name, handle=Handle(chain=lab.chain, store=lab.store, account=key,
+                                                                     token=lab.din.token, registry=lab.din.registry)))
+        lab.names[key.address] = name
     return agents
 
 
@@ -155,6 +157,7 @@ class QFRound:
     pool: float
     matched: float
     projects: tuple[ProjectResult, ...]
+    order: tuple[int, ...] = ()  # project ids in the order the contract credited them (first contributions)
     gifts: dict[str, dict[int, float]] = field(default_factory=dict)
     refused: tuple[str, ...] = ()  # contributors the fund refused (not verified)
 
@@ -165,24 +168,23 @@ def qf_round(lab: Lab, *, projects: Sequence[str] = ("IPFS pinning", "client lib
     """Run one quadratic-funding round over a finished task's agents. Each project gets a maintainer
     (a new account, verified) who registers it. ``gifts`` (agent name -> project index -> DIN) says
     who gives what; by default each agent gives ``budget`` DIN spread over the projects by seeded
-    preferences. ``sybil_split`` k > 1: the first participant also gives through k - 1 extra accounts
-    it controls (not verified by the identity registry, which refuses them). Then the round is
-    finalized and every maintainer claims its payout."""
+    preferences. ``sybil_split`` k > 1: the first participant also gives 1 DIN through each of k - 1
+    extra accounts it controls (not verified by the identity registry, which refuses them). Then the
+    fund keeper finalizes the round and every maintainer claims its payout. Everything is checked
+    before the first transaction; a round that fails part-way is still finalized."""
     economy = _economy(lab)
+    people = {a.name: a for a in _agents(lab)}
     if lab.chain.call(lab.task.functions.phase()) not in Phase.ENDED:
         raise ProtocolError("the task has not ended: run it first (lab.run())")
+    if not projects or len(set(projects)) != len(projects) or not all(isinstance(p, str) and p for p in projects):
+        raise ConfigError(f"projects must be distinct non-empty names, got {list(projects)!r}")
+    if not (isinstance(sybil_split, int) and 0 <= sybil_split <= 20):
+        raise ConfigError(f"sybil_split must be 0 or a number of accounts up to 20, got {sybil_split!r}")
+    if not (isinstance(budget, int | float) and 0 <= budget < 1e12):
+        raise ConfigError(f"budget must be an amount of DIN >= 0, got {budget!r}")
     fund = economy.fund
     F = fund.functions
     rng = np.random.default_rng([seed, 0xF0])
-    round_ = int(lab.chain.call(F.roundCount()))
-    maintainers = _new_agents(lab, [f"project: {p}" for p in projects], seed=10_000 + 97 * seed + round_, verify=True)
-    ids = []
-    for agent, title in zip(maintainers, projects, strict=True):
-        receipt = agent._tx("economy", None, F.registerProject(agent.address, agent._add(title.encode()).to_chain()),
-                            f"register project {title}")
-        ids.append(int(receipt.event("ProjectRegistered").args["project"]))
-    lab.chain.transact(F.startRound(), sender=lab.chain.accounts[0])
-    people = {a.name: a for a in _agents(lab)}
     if gifts is None:
         gifts = {}
         for name in people:
@@ -191,38 +193,61 @@ def qf_round(lab: Lab, *, projects: Sequence[str] = ("IPFS pinning", "client lib
     unknown = set(gifts) - set(people)
     if unknown:
         raise ConfigError(f"gifts from agents this lab does not have: {', '.join(sorted(unknown))}")
+    token = lab.din.token.functions
     for name, by in gifts.items():
-        for i, amount in by.items():
-            if amount > 0:
-                act.contribute(people[name], fund, project=ids[i], amount=amount)
+        bad = [i for i, amount in by.items() if not (isinstance(i, int) and 0 <= i < len(projects))
+               or not (isinstance(amount, int | float) and amount >= 0)]
+        if bad:
+            raise ConfigError(f"gifts of {name}: project indices must be in 0..{len(projects) - 1} and amounts >= 0")
+        need = sum(by.values()) + (sybil_split - 1 if sybil_split > 1 and name == lab.participants[0].name else 0)
+        have = lab.chain.call(token.balanceOf(people[name].address)) / WAD
+        if need > have:
+            raise ConfigError(f"gifts of {name}: {need:g} DIN but it holds {have:g}")
+    transactions = 2 * sum(1 for by in gifts.values() for a in by.values() if a > 0) + 3 * max(0, sybil_split - 1)
+    round_blocks = int(lab.chain.call(F.roundBlocks()))
+    if transactions + 2 > round_blocks:
+        raise ConfigError(f"these gifts take {transactions} transactions (one block each here) but a round lasts "
+                          f"{round_blocks} blocks: fewer projects or givers")
+    round_ = int(lab.chain.call(F.roundCount()))
+    maintainers = _new_agents(lab, [f"project: {p}" for p in projects], domain="din-lab/qf-maintainer",
+                              seed=1_000 * seed + round_, verify=True)
+    ids = [m.register_project(fund, title=title) for m, title in zip(maintainers, projects, strict=True)]
+    keeper = lab.fund
+    act.start_round(keeper, fund)
     refused: list[str] = []
-    if sybil_split > 1:
-        sybils = _new_agents(lab, [f"sybil {j + 1}" for j in range(sybil_split - 1)], seed=20_000 + seed, verify=False)
-        donor = lab.participants[0]
-        for s in sybils:
-            donor._tx("economy", None, lab.din.token.functions.transfer(s.address, WAD), "fund its Sybil account")
-            try:
-                act.contribute(s, fund, project=ids[0], amount=1.0)
-            except Exception as e:  # the fund refuses unverified accounts: NotVerified
-                refused.append(f"{s.name}: {type(e).__name__}")
-        maintainers += sybils
-    end = int(lab.chain.call(F.roundInfo(round_))[0])
-    lab.chain.mine_to(end + 1)
-    while not lab.chain.call(F.roundInfo(round_))[1]:
-        lab.chain.transact(F.finalizeRound(50), sender=lab.chain.accounts[0])
+    sybils: list[act.ProjectMaintainer] = []
+    try:
+        for name, by in gifts.items():
+            for i, amount in by.items():
+                if amount > 0:
+                    act.contribute(people[name], fund, project=ids[i], amount=amount)
+        if sybil_split > 1:
+            sybils = _new_agents(lab, [f"sybil {j + 1}" for j in range(sybil_split - 1)], domain="din-lab/qf-sybil",
+                                 seed=1_000 * seed + round_, verify=False)
+            donor = lab.participants[0]
+            for s in sybils:
+                act.transfer(donor, to=s.address, amount=1.0, why=f"fund its Sybil account {s.name}")
+                try:
+                    act.contribute(s, fund, project=ids[0], amount=1.0)
+                except ContractRevert as e:  # the fund refuses unverified accounts: NotVerified
+                    refused.append(f"{s.name}: {type(e).__name__}")
+    finally:  # whatever happened, the round ends and is finalized: the fund is never left with it open
+        lab.chain.mine_to(int(lab.chain.call(F.roundInfo(round_))[0]) + 1)
+        act.finalize_round(keeper, fund)
+        _collect(lab, [*people.values(), keeper, *maintainers, *sybils])
     info = lab.chain.call(F.roundInfo(round_))
     results = []
-    for agent, title, p in zip(maintainers, projects, ids, strict=False):
+    for agent, title, p in zip(maintainers, projects, ids, strict=True):
         total, _, weight = lab.chain.call(F.tally(round_, p))
         match = lab.chain.call(F.matchOf(round_, p))
-        if lab.chain.call(F.claimable(agent.address)):
-            agent._tx("economy", None, F.claim(), "claim project payout", amount=(total + match) / WAD)
+        paid = agent.claim_payout(fund)
         contributors = sum(1 for by in gifts.values() if by.get(ids.index(p), 0) > 0)
         results.append(ProjectResult(project=p, name=title, contributors=contributors, contributions=total / WAD,
-                                     weight=weight / WAD, match=match / WAD, paid=(total + match) / WAD))
-    _collect(lab, [*_agents(lab), *maintainers])
+                                     weight=weight / WAD, match=match / WAD, paid=paid))
+    _collect(lab, maintainers)
     return QFRound(round=round_, pool=info[3] / WAD, matched=info[4] / WAD, projects=tuple(results),
-                   gifts={k: dict(v) for k, v in gifts.items()}, refused=tuple(refused))
+                   order=tuple(int(p) for p in info[5]), gifts={k: dict(v) for k, v in gifts.items()},
+                   refused=tuple(refused))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -258,6 +283,15 @@ def dpp_vote(lab: Lab, *, parameter: str = "publicGoodsBps", value: int = 1_000,
     people = {a.name: a for a in _agents(lab)}
     if proposer not in people:
         raise ConfigError(f"no agent named {proposer!r}")
+    if isinstance(support, Mapping):
+        unknown = set(support) - set(people)
+        if unknown:
+            raise ConfigError(f"support from agents this lab does not have: {', '.join(sorted(unknown))}")
+    elif isinstance(support, bool) or not (isinstance(support, int | float) and 0.0 <= support <= 1.0):
+        raise ConfigError(f"support must be a chance in [0, 1] or a mapping of agent names to sides, got {support!r}")
+    voting = int(lab.chain.call(P.votingBlocks()))
+    if len(people) + 1 > voting:
+        raise ConfigError(f"{len(people)} voters take {len(people)} blocks here but a vote lasts {voting} blocks")
     key = act.parameter_key(parameter)
     target = economy.parameters if lab.chain.call(economy.parameters.functions.governs(key)) else economy.licence
     if target is not None and not lab.chain.call(target.functions.governs(key)):
@@ -286,16 +320,16 @@ def dpp_vote(lab: Lab, *, parameter: str = "publicGoodsBps", value: int = 1_000,
     proposal = lab.chain.call(P.proposal(pid))
     lab.chain.mine_to(int(proposal[6]) + 1)
     state = act.STATES[lab.chain.call(P.state(pid))]
-    if state == "Succeeded":
-        lab.chain.transact(P.queue(pid), sender=lab.chain.accounts[0])
+    if state == "Succeeded":  # the fund keeper queues and executes it (anyone may)
+        act.queue_dpp(lab.fund, economy.proposals, proposal=pid)
         if execute:
             ready = lab.chain.call(economy.timelock.functions.getTimestamp(lab.chain.call(P.operationOf(pid))))
             lab.chain.mine_until_time(int(ready))
-            lab.chain.transact(P.execute(pid), sender=lab.chain.accounts[0])
+            act.execute_dpp(lab.fund, economy.proposals, proposal=pid)
         state = act.STATES[lab.chain.call(P.state(pid))]
     proposal = lab.chain.call(P.proposal(pid))
     after = int(lab.chain.call(target.functions.valueOf(act.parameter_key(parameter))))
-    _collect(lab, list(people.values()))
+    _collect(lab, [*people.values(), lab.fund])
     lab.events.append(LabEvent(phase="economy", round=None, actor="lab", action=f"DPP {pid} {state}",
                                detail=f"{parameter}: {before} -> {after}"))
     return DPPVote(proposal=pid, title=title, parameter=parameter, value=value, credits=credits, ballots=ballots,

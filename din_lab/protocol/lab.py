@@ -174,8 +174,11 @@ class Lab(Readings):
             raise ConfigError("a follow-on task runs locally on this lab's chain")
         check_config(config)
         funder = self.chain.accounts[0]
-        seed = None if config.seed is None else 1_000_003 * (config.seed + 1) + len(self.chain.events)
-        keys = lab_accounts(account_count(config) - 1, seed=seed)
+        seed = None if config.seed is None else config.seed
+        keys = lab_accounts(account_count(config) - 1, seed=seed, domain=f"din-lab/next-task/{self.task.address}")
+        taken = set(self.names)
+        if any(k.address in taken for k in keys):
+            raise ProtocolError("the next task's accounts would reuse this lab's: choose another seed")
         for key in keys:
             self.chain.send_eth(to=key.address, amount=100 * 10**18, sender=funder)
         self.chain.accounts[1:] = keys

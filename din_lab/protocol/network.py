@@ -59,7 +59,7 @@ class Network:
     names: dict[str, str]
     setup_events: list[LabEvent]
     balances_raw_before: dict[str, int]
-    first_block: int = 0  # the chain's head before set-up: token flows are counted after it
+    first_block: int = 0  # the head when the balances before were read: later token flows are counted
 
 
 def build(config: ExperimentConfig, *, chain: Chain, store: ContentStore, seed: int,
@@ -80,7 +80,6 @@ def build(config: ExperimentConfig, *, chain: Chain, store: ContentStore, seed: 
     parts = partition(dataset.y_train, num_participants=cfg.participants, spec=cfg.partition, seed=seed)
     events: list[LabEvent] = []
 
-    first_block = chain.block_number
     if din is not None:
         if (din.economy is not None) != cfg.economy:
             raise ConfigError("economy: a follow-on task runs in the same network: "
@@ -114,6 +113,7 @@ def build(config: ExperimentConfig, *, chain: Chain, store: ContentStore, seed: 
                  *(a.address for a in evaluator_accounts), *(a.address for a in extra_accounts)]
     if din.economy is not None:
         addresses += [din.public_goods_fund] + ([din.economy.licence.address] if din.economy.licence else [])
+    first_block = chain.block_number  # token flows after this block are this task's, or the economy's
     balances_raw_before = {a: chain.call(token.functions.balanceOf(a)) for a in addresses}
     identity = None
     if din.economy is not None:  # one identity registry for the task and the economy: everyone verified

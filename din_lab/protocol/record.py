@@ -283,6 +283,12 @@ class Readings:
         """The update CIDs recorded on chain for round ``r``."""
         return {a: c for a, (c, _) in self.network.view.submitted(r).items()}
 
+    @property
+    def names(self) -> dict[str, str]:
+        """Address -> name of everyone and everything this lab knows (agents, contracts, the
+        economy's project maintainers); add to it to name a new actor."""
+        return self._names
+
     def name_of(self, address: str) -> str:
         return self._names.get(address, address)
 

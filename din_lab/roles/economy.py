@@ -11,14 +11,11 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from din_lab.chain.din import WAD, ZERO_ADDRESS
-from din_lab.cid import Cid
 from din_lab.errors import ContractRevert, ProtocolError
-
-if TYPE_CHECKING:
-    from din_lab.roles.agent import Agent
+from din_lab.roles.agent import Agent
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +44,7 @@ class LicenceView:
     tax_paid: float
 
 
-def licences(chain: Any, licence: Any) -> list[LicenceView]:
+def licences(chain: Any, *, licence: Any) -> list[LicenceView]:
     """Every licence's public state."""
     f = licence.functions
     out = []
@@ -75,8 +72,10 @@ def acquire_licence(agent: Agent, licence: Any, *, valuation: float, blocks: int
     held, holds = chain.call(f.licenceOf(agent.address))
     if holds and chain.call(f.isLicensed(agent.address)):
         return int(held)
+    if holds:  # its own licence's deposit ran out: settle it (the fund takes it back) before buying another
+        settle(agent, licence, licence_id=int(held), phase=phase)
     rate = int(chain.call(f.taxRate()))
-    offers = sorted((v for v in licences(chain, licence) if v.holder != agent.address), key=lambda v: v.price)
+    offers = sorted((v for v in licences(chain, licence=licence) if v.holder != agent.address), key=lambda v: v.price)
     if not offers or offers[0].price >= valuation:
         log.info("%s: no licence below its valuation %.2f (cheapest %s)", agent.name, valuation,
                  f"{offers[0].price:.2f}" if offers else "none")
@@ -193,5 +192,53 @@ def vote(agent: Agent, proposals: Any, credits: Any, *, proposal: int, support: 
     return votes
 
 
-def content_cid(chain: Any, proposals: Any, proposal: int) -> Cid:
-    return Cid.from_chain(chain.call(proposals.functions.proposal(proposal))[10])
+def transfer(agent: Agent, *, to: str, amount: float, phase: str = "economy", why: str = "transfer") -> None:
+    """Send ``amount`` DIN of the agent's own to ``to``."""
+    agent._tx(phase, None, agent.handle.token.functions.transfer(to, int(round(amount * WAD))), why, amount=amount)
+
+
+# ---------------------------------------------------------------- what anyone may do (permissionless calls)
+
+
+def start_round(agent: Agent, fund: Any, *, phase: str = "economy") -> int:
+    """Open the fund's next quadratic-funding round (anyone may, once the last one is finalized)."""
+    receipt = agent._tx(phase, None, fund.functions.startRound(), "start a QF round")
+    return int(receipt.event("RoundStarted").args["round"])
+
+
+def finalize_round(agent: Agent, fund: Any, *, chunk: int = 50, phase: str = "economy") -> None:
+    """Finalize the fund's open round once its last block has passed, ``chunk`` projects per
+    transaction, until it is done (anyone may)."""
+    chain, F = agent.handle.chain, fund.functions
+    r = int(chain.call(F.roundCount())) - 1
+    while r >= 0 and not chain.call(F.roundInfo(r))[1]:
+        agent._tx(phase, None, F.finalizeRound(chunk), f"finalize QF round {r}")
+
+
+def queue_dpp(agent: Agent, proposals: Any, *, proposal: int, phase: str = "economy") -> None:
+    """Queue a passed DPP on the timelock (anyone may)."""
+    agent._tx(phase, None, proposals.functions.queue(proposal), f"queue DPP {proposal} on the timelock")
+
+
+def execute_dpp(agent: Agent, proposals: Any, *, proposal: int, phase: str = "economy") -> None:
+    """Execute a queued DPP whose timelock delay has passed (anyone may)."""
+    agent._tx(phase, None, proposals.functions.execute(proposal), f"execute DPP {proposal}")
+
+
+class ProjectMaintainer(Agent):
+    """A public-goods project's maintainer: registers its project with the fund and claims what
+    the fund owes it after a round."""
+
+    def register_project(self, fund: Any, *, title: str, phase: str = "economy") -> int:
+        """Register a project paid to this maintainer, its description stored on IPFS."""
+        receipt = self._tx(phase, None, fund.functions.registerProject(self.address,
+                                                                      self._add(title.encode()).to_chain()),
+                           f"register project {title}")
+        return int(receipt.event("ProjectRegistered").args["project"])
+
+    def claim_payout(self, fund: Any, *, phase: str = "economy") -> float:
+        """Pull what the fund owes this maintainer (DIN; 0 when nothing)."""
+        owed = int(self.handle.chain.call(fund.functions.claimable(self.address)))
+        if owed:
+            self._tx(phase, None, fund.functions.claim(), "claim project payout", amount=owed / WAD)
+        return owed / WAD
