@@ -127,6 +127,17 @@ def econ(econ_deployed):
 
 
 @pytest.fixture
+def finished_task(econ):
+    """A finished task in the governed network (licensed evaluators): every actor of it can be
+    granted voice credits."""
+    from tests.test_economy import licensed_task
+
+    task = licensed_task(econ)
+    econ.run_to_finished(task)
+    return task
+
+
+@pytest.fixture
 def embedded_chain():
     return connect("embedded", accounts=40)
 

@@ -7,6 +7,7 @@ import subprocess
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import pytest
 from eth_utils import keccak
 
 from din_lab.chain import Chain
@@ -310,3 +311,17 @@ def finished(config):
     lab = Lab.create(config)
     lab.run()
     return lab, tabulate(lab, seconds=1.0).summary
+
+
+def expect_revert(net, fn, sender, error, probe=None, **args):
+    """``fn`` from ``sender`` raises ``error`` with ``args``; no block is mined and ``probe()`` is unchanged."""
+    block = net.chain.block_number
+    before = probe() if probe else None
+    with pytest.raises(error) as info:
+        net.tx(fn, sender)
+    for k, v in args.items():
+        assert info.value.args_by_name[k] == v, (k, info.value.args_by_name)
+    assert net.chain.block_number == block
+    if probe:
+        assert probe() == before
+    return info.value

@@ -29,9 +29,8 @@ from din_lab.chain.din import (
     sign_update,
 )
 from din_lab.errors import ChainError, ContractRevert
-from tests.helpers import MIN_BOND, MIN_WINDOW, STAKE, cid, salt
+from tests.helpers import MIN_BOND, MIN_WINDOW, STAKE, cid, expect_revert, salt
 from tests.test_contract_encrypted_scoring import PARAMS, digest, vote_outputs
-from tests.test_contract_functions import expect_revert
 
 BACKENDS = os.environ.get("DIN_LAB_TEST_BACKENDS", "embedded,anvil").split(",")
 # gas is the same on every backend: the tests that measure large draws run on one, anvil when

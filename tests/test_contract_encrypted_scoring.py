@@ -9,8 +9,7 @@ import hashlib
 
 from din_lab.chain import reverts
 from din_lab.chain.din import WAD, outputs_commitment, scores_commitment
-from tests.helpers import cid, salt
-from tests.test_contract_functions import expect_revert
+from tests.helpers import cid, expect_revert, salt
 
 PARAMS = '{"coeff_mod_bit_sizes":[60,40,40,60],"poly_modulus_degree":8192,"scale_bits":40}'
 

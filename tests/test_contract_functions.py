@@ -11,23 +11,7 @@ import pytest
 from din_lab.chain import reverts
 from din_lab.chain.din import WAD, Phase, SubgroupStatus, cid_arg, result_commitment, scores_commitment, sign_update
 from din_lab.cid import Cid
-from din_lab.errors import ContractRevert
-from tests.helpers import STAKE, cid, salt
-
-
-def expect_revert(net, fn, sender, error: type[ContractRevert], probe=None, **args):
-    """``fn`` from ``sender`` raises ``error`` with ``args``; block and ``probe()`` unchanged."""
-    block = net.chain.block_number
-    before = probe() if probe else None
-    with pytest.raises(error) as info:
-        net.tx(fn, sender)
-    for k, v in args.items():
-        assert info.value.args_by_name[k] == v, (k, info.value.args_by_name)
-    assert net.chain.block_number == block
-    if probe:
-        assert probe() == before
-    return info.value
-
+from tests.helpers import STAKE, cid, expect_revert, salt
 
 # ------------------------------------------------------------------ token
 

@@ -11,7 +11,8 @@ import pytest
 
 from din_lab.chain import reverts
 from din_lab.chain.din import WAD, ZERO_ADDRESS, create_task, opt_in
-from tests.helpers import ECONOMY, cid
+from din_lab.protocol.economy import quadratic_match
+from tests.helpers import ECONOMY, cid, expect_revert
 
 RATE = ECONOMY.harberger_rate
 RESERVE = ECONOMY.reserve_price
@@ -19,20 +20,6 @@ KEY_BPS = b"publicGoodsBps".ljust(32, b"\0")
 KEY_RATE = b"harbergerRate".ljust(32, b"\0")
 KEY_SUPPLY = b"licenceSupply".ljust(32, b"\0")
 ECONOMIC, INFRASTRUCTURE = 1, 0
-
-
-def expect_revert(net, fn, sender, error, probe=None, **args):
-    """``fn`` from ``sender`` raises ``error`` with ``args``; no block is mined and ``probe()`` is unchanged."""
-    block = net.chain.block_number
-    before = probe() if probe else None
-    with pytest.raises(error) as info:
-        net.tx(fn, sender)
-    for k, v in args.items():
-        assert info.value.args_by_name[k] == v, (k, info.value.args_by_name)
-    assert net.chain.block_number == block
-    if probe:
-        assert probe() == before
-    return info.value
 
 
 def E(net):
@@ -55,6 +42,20 @@ def approve(net, who, spender, amount):
 def buy(net, who, licence_id, *, price, new_price=100 * WAD, deposit=10 * WAD, max_price=None):
     approve(net, who, E(net).licence.address, price + deposit)
     return net.tx(L(net).buy(licence_id, price if max_price is None else max_price, new_price, deposit), who)
+
+
+def licensed_task(net, *, start=True, **overrides):
+    """A task in the governed network with participants registered and the staked evaluators
+    licensed (licence i each, from the fund) and opted in; started and drawn unless ``start`` is false."""
+    task = net.make_task(**overrides)
+    net.register(task)
+    for i, e in enumerate(net.staked):
+        buy(net, e, i, price=RESERVE, new_price=100 * WAD, deposit=50 * WAD)
+        opt_in(net.chain, task, evaluator=e)
+    if start:
+        net.tx(task.functions.startTraining(), net.owner)
+        net.draw(task)
+    return task
 
 
 def licence_state(net, licence_id):
@@ -229,25 +230,6 @@ def test_tasks_require_a_licence_to_opt_in_and_to_score(econ):
 # ------------------------------------------------------------------ quadratic funding
 
 
-def qf_matches(contributions: dict[int, dict[str, int]], pool: int) -> dict[int, int]:
-    """The reference rule in exact integers: w_p = (sum isqrt(c))^2 - sum c; each project is matched
-    w_p when the pool covers the total weight, else the pool split by cumulative floors in the order
-    of the projects' first contributions (dict order)."""
-    weights = {}
-    for p, by in contributions.items():
-        s = sum(math.isqrt(c) for c in by.values())
-        weights[p] = max(0, s * s - sum(by.values()))
-    total = sum(weights.values())
-    if total <= pool:
-        return weights
-    out, cumulative, paid = {}, 0, 0
-    for p, w in weights.items():
-        cumulative += w
-        upto = pool * cumulative // total
-        out[p], paid = upto - paid, upto
-    return out
-
-
 def register(net, who, recipient):
     return net.tx(E(net).fund.functions.registerProject(recipient, cid(f"project {recipient}").to_chain()),
                   who).event("ProjectRegistered").args["project"]
@@ -284,7 +266,7 @@ def test_quadratic_funding_pays_the_pool_to_the_wei_and_favours_broad_support(ec
         econ.tx(F.finalizeRound(1), econ.stranger)
     assert econ.call(F.roundInfo(0))[1]
     expect_revert(econ, F.finalizeRound(1), econ.stranger, reverts.NoOpenRound)
-    expected = qf_matches(gifts, pool)
+    expected = quadratic_match(gifts, pool=pool)  # the rule in exact integers
     matched = {p: econ.call(F.matchOf(0, p)) for p in gifts}
     assert matched == expected
     total_weight = econ.call(F.roundInfo(0))[6]
@@ -344,13 +326,7 @@ def test_a_sybil_split_buys_matching_only_without_the_identity_registry(econ):
 
 
 def test_the_fund_collects_a_finished_tasks_public_goods_share_into_the_pool(econ):
-    task = econ.make_task()
-    econ.register(task)
-    for i, e in enumerate(econ.staked):
-        buy(econ, e, i, price=RESERVE, new_price=100 * WAD, deposit=50 * WAD)
-        opt_in(econ.chain, task, evaluator=e)
-    econ.tx(task.functions.startTraining(), econ.owner)
-    econ.draw(task)
+    task = licensed_task(econ)
     econ.run_to_finished(task)
     fund = E(econ).fund
     owed = econ.call(task.functions.claimable(fund.address))
@@ -362,20 +338,6 @@ def test_the_fund_collects_a_finished_tasks_public_goods_share_into_the_pool(eco
 
 
 # ------------------------------------------------------------------ credits and DPPs
-
-
-@pytest.fixture
-def finished_task(econ):
-    """A finished task in the governed network: every actor of it can be granted credits."""
-    task = econ.make_task()
-    econ.register(task)
-    for i, e in enumerate(econ.staked):
-        buy(econ, e, i, price=RESERVE, new_price=100 * WAD, deposit=50 * WAD)
-        opt_in(econ.chain, task, evaluator=e)
-    econ.tx(task.functions.startTraining(), econ.owner)
-    econ.draw(task)
-    econ.run_to_finished(task)
-    return task
 
 
 def grant_all(net, task):

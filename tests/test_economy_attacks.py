@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import math
 
-import pytest
-
 from din_lab.chain import reverts
-from din_lab.chain.din import WAD, opt_in
+from din_lab.chain.din import WAD
 from tests.helpers import ECONOMY, cid
 from tests.test_economy import (
     ECONOMIC,
@@ -23,23 +21,10 @@ from tests.test_economy import (
     expect_revert,
     grant_all,
     ledger,
+    licensed_task,
     propose_bps,
     register,
 )
-
-
-@pytest.fixture
-def finished_task(econ):
-    """A finished task in the governed network (as in test_economy): its actors can be granted credits."""
-    task = econ.make_task()
-    econ.register(task)
-    for i, e in enumerate(econ.staked):
-        buy(econ, e, i, price=RESERVE, new_price=100 * WAD, deposit=50 * WAD)
-        opt_in(econ.chain, task, evaluator=e)
-    econ.tx(task.functions.startTraining(), econ.owner)
-    econ.draw(task)
-    econ.run_to_finished(task)
-    return task
 
 
 def pass_dpp(net, dpp, voters):
@@ -69,13 +54,7 @@ def test_one_licence_cannot_license_a_whole_task(econ):
     one licence priced at 1 wei (no tax) could be passed from committee member to committee member.
     Now a member must hold, when it commits, a licence it held when scoring opened: a licence bought
     after that licenses nobody in this task, so one licence lets at most one member score."""
-    task = econ.make_task()
-    econ.register(task)
-    for i, e in enumerate(econ.staked):
-        buy(econ, e, i, price=RESERVE, new_price=100 * WAD, deposit=50 * WAD)
-        opt_in(econ.chain, task, evaluator=e)
-    econ.tx(task.functions.startTraining(), econ.owner)
-    econ.draw(task)
+    task = licensed_task(econ)
     econ.train_to_scoring(task)
     econ.publish_evaluation_set(task)
     final = econ.call(task.functions.finalRound())
@@ -194,13 +173,7 @@ def test_a_one_wei_task_does_not_buy_its_owner_a_quorum(econ):
     """Fixed (review): an owner used to earn ownerCredits (100 = 10 votes = the whole quorum) for any
     finished task, even one with a 1-wei reward. Owner credits now need a reward deposit of at least
     ownerMinReward (paid to verified participants), and only identity-gated tasks earn credits."""
-    task = econ.make_task(reward_deposit=1, fee_budget=0, evaluator_fee=0)
-    econ.register(task)
-    for i, e in enumerate(econ.staked):
-        buy(econ, e, i, price=RESERVE, new_price=100 * WAD, deposit=50 * WAD)
-        opt_in(econ.chain, task, evaluator=e)
-    econ.tx(task.functions.startTraining(), econ.owner)
-    econ.draw(task)
+    task = licensed_task(econ, reward_deposit=1, fee_budget=0, evaluator_fee=0)
     econ.run_to_finished(task)
     assert econ.call(task.functions.phase()) == 3  # Finished
     C = E(econ).credits.functions

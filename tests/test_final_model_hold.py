@@ -12,9 +12,8 @@ from eth_utils import keccak
 from din_lab.chain import reverts
 from din_lab.chain.din import WAD, Phase, held_envelope, parse_held_envelope
 from din_lab.cid import Cid
-from tests.helpers import STAKE, cid
+from tests.helpers import STAKE, cid, expect_revert
 from tests.test_attacks import score
-from tests.test_contract_functions import expect_revert
 
 
 def _slashes(net, task):
