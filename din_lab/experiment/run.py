@@ -173,15 +173,16 @@ def _token_flows(lab: Lab, participants: list[dict], evaluators: list[dict]) -> 
     fund = lab.din.public_goods_fund  # an account, or the economy's fund contract
     public_goods = claimed.get(fund, 0) - slashed_total
     task = lab.task.address
-    transfers = [e for e in lab.chain.events.where("Transfer", address=lab.din.token.address)
-                 if e.block > lab.network.first_block]
-
-    def elsewhere(a: str) -> int:
-        """Tokens ``a`` received since the balances before were read from anyone but the task, less
-        those it sent anyone but the task: licence purchases and tax, quadratic-funding gifts and
-        payouts, transfers between people. The proofs below are about the task's own flows."""
-        received = sum(e.args["value"] for e in transfers if e.args["to"] == a and e.args["from"] != task)
-        return received - sum(e.args["value"] for e in transfers if e.args["from"] == a and e.args["to"] != task)
+    # each account's net tokens from anyone but the task since the balances before were read (licence
+    # purchases and tax, quadratic-funding gifts and payouts, transfers between people), in one pass
+    # over the token's events: the proofs below are about the task's own flows
+    net_elsewhere: dict[str, int] = {}
+    for e in lab.chain.events.where("Transfer", address=lab.din.token.address):
+        src, dst, value = e.args["from"], e.args["to"], e.args["value"]
+        if e.block > lab.network.first_block and task not in (src, dst):
+            net_elsewhere[dst] = net_elsewhere.get(dst, 0) + value
+            net_elsewhere[src] = net_elsewhere.get(src, 0) - value
+    elsewhere = lambda a: net_elsewhere.get(a, 0)  # noqa: E731
 
     refunded = claimed.get(lab.owner.address, 0)
     before = lab.balances_raw_before
