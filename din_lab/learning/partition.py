@@ -116,16 +116,17 @@ def partition(y: Any, *, num_participants: int, spec: str = "iid", seed: int, mi
         shards_total = arg * k
         if n < shards_total:
             raise ConfigError(f"partition: {n} samples cannot be cut into {shards_total} shards (spec {spec!r})")
+        # checked on the smallest shards, before any draw: whether a spec is valid never depends on the seed
+        if (n // shards_total) * arg < min_samples:
+            raise ConfigError(
+                f"partition: shards of {n // shards_total} samples give fewer than min_samples={min_samples} "
+                f"to a participant (spec {spec!r}); use fewer participants or more shards each"
+            )
         shuffled = rng.permutation(n)
         order = shuffled[np.argsort(labels[shuffled], kind="stable")]
         shards = np.array_split(order, shards_total)
         assignment = rng.permutation(shards_total).reshape(k, arg)
         parts = [np.concatenate([shards[s] for s in row]) for row in assignment]
-        if min(p.shape[0] for p in parts) < min_samples:
-            raise ConfigError(
-                f"partition: shards of {n // shards_total} samples give fewer than min_samples={min_samples} "
-                f"to a participant (spec {spec!r}); use fewer participants or more shards each"
-            )
     return [np.sort(p).astype(np.int64) for p in parts]
 
 
