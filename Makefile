@@ -13,6 +13,10 @@ KUBO_CLIENT_NODE_MODULES := tests/clients/kubo-rpc-client/node_modules
 # Slither has its own venv: slither-analyzer 0.11.6 needs web3<8, the lab pins web3 8 (requirements-slither.txt)
 SLITHER_VENV := .venv-slither
 PYTEST_ARGS ?=
+# the suite in two pytest-xdist workers (one per core; each deploys its own networks and starts its own
+# anvil), torch on one thread each so that the two never stall each other (NOTES.md): 45 min instead of
+# 61 serially here. PYTEST_JOBS=0 runs it in one process.
+PYTEST_JOBS ?= 2
 # every notebook, top to bottom, in a kernel on this venv's Python; a separate pytest run so that
 # PYTEST_ARGS (paths, -k, -n) never split or filter a notebook's cells. No notebook: exit 5, a failure.
 NBVAL := $(PY) -m pytest --nbval-lax --nbval-current-env notebooks widgets
@@ -72,7 +76,7 @@ slither: $(SLITHER_VENV)/.installed $(NODE_MODULES)/.installed
 	$(SLITHER_VENV)/bin/python contracts/slither_check.py
 
 test: lint $(VENV)/.ray-installed
-	$(PY) -m pytest $(PYTEST_ARGS)
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(PYTEST_JOBS) $(PYTEST_ARGS)
 	$(NBVAL)
 
 notebooks: setup
