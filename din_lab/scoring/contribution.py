@@ -143,15 +143,24 @@ class MixtureGame:
 
     def prefix_utilities(self, players: np.ndarray, orders: np.ndarray) -> np.ndarray:
         """``[b, k]``: the utility of the first ``k + 1`` players of order ``orders[b]`` (indexes into
-        ``players``), all prefixes of all orders at once (a cumulative weighted sum of outputs)."""
-        weighted = (self.outputs[players] * self.weights[players, None, None]).astype(np.float32)  # bandwidth
-        sums = np.cumsum(weighted[orders], axis=1)
+        ``players``), all prefixes of all orders at once (a cumulative weighted sum of outputs).
+
+        Laid out ``[order, prefix, class, row]``: the reductions over classes (max, sum of exponentials,
+        argmax) are then elementwise operations on contiguous rows, about twice as fast as reducing a
+        last axis of ten classes; sums and the log-softmax are taken in place (float32 for bandwidth)."""
+        outputs = np.ascontiguousarray(np.swapaxes(self.outputs[players], 1, 2))  # [player, class, row]
+        weighted = (outputs * self.weights[players, None, None]).astype(np.float32)
+        sums = weighted[orders]
+        np.cumsum(sums, axis=1, out=sums)
         sums /= np.cumsum(self.weights[players][orders], axis=1).astype(np.float32)[:, :, None, None]
         if self.metric == "accuracy":
-            return np.mean(sums.argmax(axis=3) == self.y, axis=2)
-        z = sums - sums.max(axis=3, keepdims=True)
-        log_p = z - np.log(np.exp(z).sum(axis=3, keepdims=True))
-        return np.take_along_axis(log_p, self.y[None, None, :, None], axis=3)[..., 0].mean(axis=2, dtype=np.float64)
+            return np.mean(sums.argmax(axis=2) == self.y, axis=2)
+        top = sums.max(axis=2)
+        log_p = sums[:, :, self.y, np.arange(len(self.y))] - top  # the true class's logit, shifted
+        sums -= top[:, :, None, :]
+        np.exp(sums, out=sums)
+        log_p -= np.log(sums.sum(axis=2))
+        return log_p.mean(axis=2, dtype=np.float64)
 
     def shapley(self, players: np.ndarray, *, pairs: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """Monte-Carlo Shapley values of ``players`` (indexes; the others are out of the game) and
@@ -163,7 +172,7 @@ class MixtureGame:
         empty = self(())
         total = np.zeros(k)
         squares = np.zeros(k)
-        batch = max(1, min(256, int(4e6 // max(1, k * self.base.size))))
+        batch = max(1, min(256, int(1e6 // max(1, k * self.base.size))))  # about 4 MB of float32: cache-sized
         done = 0
         while done < pairs:
             b = min(batch, pairs - done)
