@@ -21,6 +21,11 @@ subgroup draw? For several seeds and partitions this runs whole DIN tasks and me
 - (d) poisoners' payouts: 30% of participants with each behaviour (``inverted-labels``,
   ``random-data``), their share of the pool; and on IID data (equal samples) 10% of participants
   flipping half of their labels (``half-flipped-labels``), their mean reward over an honest one's.
+- (e) persistence: each participant's value in every round's task-wide game (the reward rule's game,
+  screened and bounded, on each round's updates; 3,000 antithetic pairs, as early rounds' values are
+  noisier to sample), and the correlation of the first round's values with the final round's: on IID
+  data a high correlation says the spread among "equal" participants is their data (it persists), not
+  the noise of one round.
 
 It prints a table and writes JSON (``results/fairness.json``). The targets are the issue's:
 draw-only change mean <= 3% and max <= 10%; IID coefficient of variation <= 0.10; Spearman >= 0.8
@@ -50,7 +55,8 @@ from benchmarks._provenance import git_provenance  # noqa: E402
 from din_lab.config import PLAINTEXT_BASELINE, ExperimentConfig  # noqa: E402
 from din_lab.experiment import tabulate  # noqa: E402
 from din_lab.protocol.lab import Lab  # noqa: E402
-from din_lab.roles.scoring import coalition_vector, evaluate_vector  # noqa: E402
+from din_lab.roles.scoring import coalition_vector, evaluate_vector, is_affine, outputs_of  # noqa: E402
+from din_lab.scoring.contribution import MixtureGame, screen_outputs  # noqa: E402
 
 log = logging.getLogger("benchmarks.fairness")
 PARTITIONS = ("iid", "quantity:0.5", "dirichlet:0.3")
@@ -122,6 +128,34 @@ def reference_values(lab: Lab, *, permutations: int, seed: int) -> tuple[dict[st
     return dict(zip(players, values.tolist(), strict=True)), float(errors.max()), spearman(a, b)
 
 
+def round_values(lab: Lab, *, pairs: int = 3000) -> np.ndarray | None:
+    """Each participant's value in every round's task-wide game (rows: rounds; columns: the participants
+    of the final round, in address order), each round's values over the round's total gain
+    ``U(all) - U(empty)``: the experimenter's look at every round's updates (no agent sees them).
+    Whether a participant's value persists from round to round tells a participant that contributes
+    less (its data) from one measured low by chance (a noisy round). ``None`` for a non-affine model."""
+    if not is_affine(lab.model):
+        return None
+    x, y = lab.dataset.X_test, lab.dataset.y_test
+    players = sorted(lab.updates(len(lab.rounds) - 1))
+    rows = []
+    for r in range(len(lab.rounds)):
+        base = (lab.rounds[r - 1].global_model if r else lab.owner.global_model(-1)[1]).astype(np.float64)
+        updates = lab.updates(r)
+        if any(p not in updates for p in players):
+            return None  # someone missed a round: no value to compare
+        game = MixtureGame(base=outputs_of(lab.model, base, x),
+                           outputs=np.stack([outputs_of(lab.model, base + updates[p].delta.astype(np.float64), x)
+                                             for p in players]),
+                           weights=np.array([updates[p].samples for p in players], dtype=np.float64), y=y)
+        keep = screen_outputs(game.changes())
+        game, _ = game.bounded(keep)  # as the reward rule plays it: screened players out, influence bounded
+        values = np.zeros(len(players))
+        values[keep], _ = game.shapley(np.flatnonzero(keep), pairs=pairs, seed=r)
+        rows.append(values / (game(tuple(np.flatnonzero(keep))) - game(())))
+    return np.array(rows)
+
+
 def run_task(config: ExperimentConfig) -> tuple[Lab, Any]:
     lab = Lab.create(config)
     lab.run()
@@ -155,6 +189,10 @@ def measure(partition: str, seed: int, *, base: dict[str, Any], permutations: in
         "reference_halves_spearman": reference_halves,
         "reference_permutations": permutations,
     }
+    per_round = round_values(lab)
+    if per_round is not None and len(per_round) > 1:  # does a participant's value persist across rounds?
+        out["round_values_correlation_first_last"] = float(np.corrcoef(per_round[0], per_round[-1])[0, 1])
+        out["round_values_cv"] = [float(v.std() / v.mean()) for v in per_round]
     for behaviour in POISONERS:
         _, poisoned = run_task(dataclasses.replace(config, malicious_participants=((0.3, behaviour),)))
         p = poisoned.participants
@@ -211,6 +249,11 @@ def table(rows: list[dict[str, Any]], check_rows: list[dict[str, Any]], info: di
                      f"{r['poisoners_random-data_share']:>14.1%}"
                      + (f"{r['half_flipper_vs_honest']:>11.3f}" if "half_flipper_vs_honest" in r else f"{'-':>11}"))
     moved = [f"{r['partition']}/{r['seed']}" for r in rows if not r["draw_only"]["same_training"]]
+    for r in rows:
+        if "round_values_correlation_first_last" in r:
+            lines.append(f"{r['partition']}/{r['seed']}: values, first round against last, correlation "
+                         f"{r['round_values_correlation_first_last']:.2f}; CV of the values by round "
+                         + ", ".join(f"{v:.2f}" for v in r["round_values_cv"]))
     lines.append("draw-only reruns trained to the same accuracies: " + ("yes, every one" if not moved else
                                                                         f"NO for {', '.join(moved)}"))
     lines += ["", "targets"]
