@@ -3,7 +3,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from din_lab.cid import V0_DAG_PB, V1_DAG_PB, V1_RAW, Cid
@@ -21,6 +21,7 @@ def test_known_cids_round_trip():
     assert Cid.parse(str(raw)) == raw
 
 
+@settings(deadline=None)  # a stall of the loaded 2-core CI machine is no CID bug
 @given(st.binary(min_size=32, max_size=32).filter(any), st.sampled_from([V0_DAG_PB, V1_DAG_PB, V1_RAW]))
 def test_text_bytes_and_chain_forms_round_trip(digest, kind):
     c = Cid(digest=digest, kind=kind)
