@@ -14,8 +14,8 @@ KUBO_CLIENT_NODE_MODULES := tests/clients/kubo-rpc-client/node_modules
 SLITHER_VENV := .venv-slither
 PYTEST_ARGS ?=
 # the suite in two pytest-xdist workers (one per core; each deploys its own networks and starts its own
-# anvil), torch on one thread each so that the two never stall each other (NOTES.md): 45 min instead of
-# 61 serially here. PYTEST_JOBS=0 runs it in one process.
+# anvil), torch on one thread each so that the two never stall each other (NOTES.md); the measured time is
+# in README.md. PYTEST_JOBS=0 runs it in one process.
 PYTEST_JOBS ?= 2
 # every notebook, top to bottom, in a kernel on this venv's Python; a separate pytest run so that
 # PYTEST_ARGS (paths, -k, -n) never split or filter a notebook's cells. No notebook: exit 5, a failure.

@@ -55,8 +55,7 @@ from benchmarks._provenance import git_provenance  # noqa: E402
 from din_lab.config import PLAINTEXT_BASELINE, ExperimentConfig  # noqa: E402
 from din_lab.experiment import tabulate  # noqa: E402
 from din_lab.protocol.lab import Lab  # noqa: E402
-from din_lab.roles.scoring import coalition_vector, evaluate_vector, is_affine, outputs_of  # noqa: E402
-from din_lab.scoring.contribution import MixtureGame, screen_outputs  # noqa: E402
+from din_lab.roles.scoring import coalition_vector, evaluate_vector, is_affine, task_game  # noqa: E402
 
 log = logging.getLogger("benchmarks.fairness")
 PARTITIONS = ("iid", "quantity:0.5", "dirichlet:0.3")
@@ -129,30 +128,26 @@ def reference_values(lab: Lab, *, permutations: int, seed: int) -> tuple[dict[st
 
 
 def round_values(lab: Lab, *, pairs: int = 3000) -> np.ndarray | None:
-    """Each participant's value in every round's task-wide game (rows: rounds; columns: the participants
-    of the final round, in address order), each round's values over the round's total gain
-    ``U(all) - U(empty)``: the experimenter's look at every round's updates (no agent sees them).
-    Whether a participant's value persists from round to round tells a participant that contributes
-    less (its data) from one measured low by chance (a noisy round). ``None`` for a non-affine model."""
+    """Each participant's value in every round's task-wide game as the reward rule plays it (screened,
+    bounded; rows: rounds, columns: the final round's participants): the experimenter's look at every
+    round's updates (no agent sees them). Whether a participant's value persists from round to round
+    tells a participant that contributes less (its data) from one measured low by chance (a noisy
+    round). ``None`` for a non-affine model or when a participant missed a round."""
     if not is_affine(lab.model):
         return None
-    x, y = lab.dataset.X_test, lab.dataset.y_test
-    players = sorted(lab.updates(len(lab.rounds) - 1))
+    final = set(lab.updates(len(lab.rounds) - 1))
     rows = []
     for r in range(len(lab.rounds)):
-        base = (lab.rounds[r - 1].global_model if r else lab.owner.global_model(-1)[1]).astype(np.float64)
         updates = lab.updates(r)
-        if any(p not in updates for p in players):
-            return None  # someone missed a round: no value to compare
-        game = MixtureGame(base=outputs_of(lab.model, base, x),
-                           outputs=np.stack([outputs_of(lab.model, base + updates[p].delta.astype(np.float64), x)
-                                             for p in players]),
-                           weights=np.array([updates[p].samples for p in players], dtype=np.float64), y=y)
-        keep = screen_outputs(game.changes())
-        game, _ = game.bounded(keep)  # as the reward rule plays it: screened players out, influence bounded
-        values = np.zeros(len(players))
+        if not final <= set(updates):
+            return None
+        previous = lab.rounds[r - 1].global_model if r else lab.owner.global_model(-1)[1]
+        _, game, keep = task_game(updates={p: updates[p] for p in final}, previous=previous, model=lab.model,
+                                  x=lab.dataset.X_test, y=lab.dataset.y_test)
+        game, _ = game.bounded(keep)
+        values = np.zeros(len(final))
         values[keep], _ = game.shapley(np.flatnonzero(keep), pairs=pairs, seed=r)
-        rows.append(values / (game(tuple(np.flatnonzero(keep))) - game(())))
+        rows.append(values)
     return np.array(rows)
 
 

@@ -105,21 +105,30 @@ def task_seed(task: str, final: int) -> int:
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
+def task_game(*, updates: dict[str, Update], previous: np.ndarray, model: nn.Module, x: np.ndarray, y: np.ndarray,
+              metric: str = "loss") -> tuple[list[str], MixtureGame, np.ndarray]:
+    """The task-wide game of plaintext ``updates`` made on the model ``previous``: its players in address
+    order, the game on their outputs on ``x`` (exact for an output-affine model) and which players
+    survive :func:`screen_outputs` (the game is not yet bounded)."""
+    players = sorted(updates, key=str.lower)
+    base = previous.astype(np.float64)
+    outputs = np.stack([outputs_of(model, base + updates[p].delta.astype(np.float64), x) for p in players])
+    weights = np.array([updates[p].samples for p in players], dtype=np.float64)
+    game = MixtureGame(base=outputs_of(model, base, x), outputs=outputs, weights=weights, y=y, metric=metric)
+    return players, game, screen_outputs(game.changes())
+
+
 def task_contribution(*, updates: dict[str, Update], previous: np.ndarray, model: nn.Module, x: np.ndarray,
                       y: np.ndarray, scorer: str, seed: int) -> dict[str, float]:
     """Scores in [0, 1] of every player of the task-wide game (address -> score), from the
     plaintext updates of all of the final round's contributors (:mod:`din_lab.scoring.contribution`):
     screened in prediction space, valued in one game, the task's best scoring 1. Players are taken in
     address order, so the scores depend on the contributions, not on how they were grouped."""
-    players = sorted(updates, key=str.lower)
-    if not players:
+    if not updates:
         return {}
-    base = previous.astype(np.float64)
-    outputs = np.stack([outputs_of(model, base + updates[p].delta.astype(np.float64), x) for p in players])
-    weights = np.array([updates[p].samples for p in players], dtype=np.float64)
-    metric = "accuracy" if scorer == "accuracy" else "loss"
-    game = MixtureGame(base=outputs_of(model, base, x), outputs=outputs, weights=weights, y=y, metric=metric)
-    keep = screen_outputs(game.changes())
+    players, game, keep = task_game(updates=updates, previous=previous, model=model, x=x, y=y,
+                                    metric="accuracy" if scorer == "accuracy" else "loss")
+    base, weights = previous.astype(np.float64), game.weights
     factors = np.ones(len(players))
     if scorer != "accuracy":  # the accuracy scorer measures each player's own model, as it is
         game, factors = game.bounded(keep)

@@ -172,7 +172,7 @@ class MixtureGame:
         empty = self(())
         total = np.zeros(k)
         squares = np.zeros(k)
-        batch = max(1, min(256, int(1e6 // max(1, k * self.base.size))))  # about 4 MB of float32: cache-sized
+        batch = max(1, min(256, int(1e6 // max(1, k * self.base.size))))  # orders and their reverses: about 8 MB of float32
         done = 0
         while done < pairs:
             b = min(batch, pairs - done)
