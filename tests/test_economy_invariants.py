@@ -6,8 +6,9 @@ issue's properties checked after every step:
 - licences: the tax paid plus the deposits left plus what was refunded equals what was deposited,
   to the wei, and the licence contract holds exactly the deposits left; every licence has one holder,
   an account holds at most one, and only a holder in good standing is licensed;
-- the fund: each finalized round paid out as matches exactly its pool (or nothing, when no project
-  had two contributors), and the fund always holds at least what it owes;
+- the fund: each finalized round paid out as matches exactly min(its pool, its projects' total
+  weight), to the wei (the whole pool whenever the weights reach it; nothing when no project had two
+  contributors), and the fund always holds at least what it owes;
 - credits: credits spent on a proposal are the square of the votes cast and never exceed the
   credits the voter held at the proposal's snapshot; an account's credits are exactly what it was
   granted;

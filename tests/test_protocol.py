@@ -65,15 +65,17 @@ def test_default_task_learns_pays_and_conserves_tokens(default_run):
 def test_same_seed_same_task_under_encryption(default_run):
     """CKKS encryption draws fresh noise from the operating system (TenSEAL takes no seed), so two
     runs of the paper's protocol decrypt slightly different outputs: the same accuracy and draws,
-    scores within 1e-6 and rewards within 1e-4 tokens, not the same bits."""
+    scores within 1e-5 and rewards within 1e-3 tokens, not the same bits. (Measured over four runs: a
+    score's standard deviation is at most 2e-7 and a reward's spread at most 2e-5 tokens, so the old
+    tolerance of 1e-6 on scores was a few standard deviations and once failed a full run.)"""
     again = run(ExperimentConfig()).summary
     first = default_run.summary
     assert again["final_accuracy"] == first["final_accuracy"]
     assert [r["accuracy"] for r in again["rounds"]] == [r["accuracy"] for r in first["rounds"]]
     for a, b in zip(again["participants"], first["participants"], strict=True):
         assert a["address"] == b["address"]
-        assert a["score"] == pytest.approx(b["score"], abs=1e-6)
-        assert a["reward"] == pytest.approx(b["reward"], abs=1e-4)
+        assert a["score"] == pytest.approx(b["score"], abs=1e-5)
+        assert a["reward"] == pytest.approx(b["reward"], abs=1e-3)
     assert again["tokens"]["conserved"] and again["tokens"]["public_goods"] == first["tokens"]["public_goods"]
 
 
