@@ -55,6 +55,30 @@ def test_embedded_runs_reproduce_bit_for_bit():
     assert seeds[0] == seeds[1]
 
 
+def test_a_reverted_transaction_leaves_no_trace_on_the_embedded_chain():
+    """The embedded chain mines a transaction at once and, when it reverts, returns to the block
+    before it: the same chain with and without a reverted transaction in between reaches the same
+    head, hash for hash, and the revert still raises its named error."""
+    from din_lab.errors import ContractRevert
+    from tests.helpers import Net, deploy_network
+
+    heads = []
+    for with_revert in (False, True):
+        chain = connect("embedded", accounts=40)
+        n = Net(chain=chain, din=deploy_network(chain), backend="embedded")
+        T = n.din.token.functions
+        n.tx(T.transfer(n.stranger.address, 5), n.owner)
+        if with_revert:
+            before = (chain.block_number, chain.w3.eth.get_block("latest")["hash"], chain.nonce(n.stranger.address))
+            with pytest.raises(ContractRevert, match="ERC20InsufficientBalance"):
+                chain.transact(T.transfer(n.owner.address, 6), sender=n.stranger)
+            assert (chain.block_number, chain.w3.eth.get_block("latest")["hash"],
+                    chain.nonce(n.stranger.address)) == before
+        n.tx(T.transfer(n.owner.address, 2), n.stranger)
+        heads.append((chain.block_number, chain.w3.eth.get_block("latest")["hash"], chain.timestamp))
+    assert heads[0] == heads[1]
+
+
 def test_bad_backends():
     with pytest.raises(ConfigError):
         connect("ganache")

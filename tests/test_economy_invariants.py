@@ -34,7 +34,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 from din_lab.chain import connect
 from din_lab.chain.din import WAD, opt_in
 from din_lab.errors import ContractRevert, Panic
-from tests.helpers import ECONOMY, Net, cid, deploy_economy_network
+from tests.helpers import ECONOMY, Net, cid, deploy_economy_network, in_fresh_thread
 
 pytestmark = pytest.mark.stateful
 
@@ -300,5 +300,5 @@ SETTINGS = settings(max_examples=8, stateful_step_count=40, deadline=None, datab
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_economy_invariants_under_random_calls():
-    run_state_machine_as_test(EconomyMachine, settings=SETTINGS)
+    in_fresh_thread(lambda: run_state_machine_as_test(EconomyMachine, settings=SETTINGS))
 

@@ -35,7 +35,6 @@ import functools
 import hashlib
 import json
 import os
-import threading
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -65,7 +64,7 @@ from din_lab.chain.din import (
 )
 from din_lab.cid import Cid
 from din_lab.errors import ContractRevert, Panic
-from tests.helpers import MIN_BOND, MIN_WINDOW, cid, deploy_network, salt
+from tests.helpers import MIN_BOND, MIN_WINDOW, cid, deploy_network, in_fresh_thread, salt
 
 pytestmark = pytest.mark.stateful
 
@@ -1382,26 +1381,6 @@ SETTINGS = settings(
 )
 
 
-def _in_fresh_thread(fn) -> None:
-    """Run ``fn`` on a new thread and re-raise what it raised. CPython 3.11 grows the frame
-    stack in mmap'ed chunks: at pytest's stack depth py-evm's hot loop straddles a chunk
-    boundary and every call maps and unmaps one (measured: twice the run time, most of it
-    system time). A new thread starts from an empty frame stack."""
-    raised: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            fn()
-        except BaseException as e:  # handed to the test's thread below
-            raised.append(e)
-
-    worker = threading.Thread(target=target, name="din-invariants")
-    worker.start()
-    worker.join()
-    if raised:
-        raise raised[0]
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(0 if FUZZ else 600)
 def test_task_invariants_under_random_calls(request):
@@ -1430,7 +1409,7 @@ def test_task_invariants_under_random_calls(request):
             run_state_machine_as_test(DinTaskMachine, settings=SETTINGS)
 
     try:
-        _in_fresh_thread(run)
+        in_fresh_thread(run)
     finally:
         write_report(final=True)
 
