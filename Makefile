@@ -18,8 +18,11 @@ PYTEST_ARGS ?=
 # in README.md. PYTEST_JOBS=0 runs it in one process.
 PYTEST_JOBS ?= 2
 # every notebook, top to bottom, in a kernel on this venv's Python; a separate pytest run so that
-# PYTEST_ARGS (paths, -k, -n) never split or filter a notebook's cells. No notebook: exit 5, a failure.
-NBVAL := $(PY) -m pytest --nbval-lax --nbval-current-env notebooks widgets
+# PYTEST_ARGS (paths, -k) never split or filter a notebook's cells. Two notebooks at a time, each whole
+# in one worker (--dist loadfile keeps a notebook's cells in order in one kernel). No notebook: exit 5,
+# a failure.
+NBVAL := OMP_NUM_THREADS=1 $(PY) -m pytest -n $(PYTEST_JOBS) --dist loadfile --nbval-lax --nbval-current-env \
+	notebooks widgets
 DASHBOARD_PORT ?= 8866
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_NO_INPUT := 1

@@ -406,13 +406,13 @@ def test_the_owner_ends_training_at_its_target_accuracy():
 def test_the_owner_ends_training_when_its_fee_budget_runs_short():
     """With stop_on_budget the owner does not open a round its fee budget cannot pay the committees
     of (nor the scoring after it); without it, the task trains every round."""
-    settings = {**SMALL, "rounds": 4, "fee_budget": 40.0, "evaluator_fee": 2.0}  # 3 groups x 3 members: 18 a round
+    settings = {**SMALL, "rounds": 3, "fee_budget": 40.0, "evaluator_fee": 2.0}  # 3 groups x 3 members: 18 a round
     stopped = run(ExperimentConfig(**settings, stop_on_budget=True))
     rounds = stopped.summary["rounds"]
-    assert rounds[-1]["stopped"].startswith("fee budget") and len(rounds) < 4
+    assert rounds[-1]["stopped"].startswith("fee budget") and len(rounds) < 3
     assert stopped.summary["tokens"]["conserved"]
     full = run(ExperimentConfig(**settings))
-    assert len(full.summary["rounds"]) == 4 and full.summary["rounds"][-1]["stopped"] == "the task's last round (4 rounds)"
+    assert len(full.summary["rounds"]) == 3 and full.summary["rounds"][-1]["stopped"] == "the task's last round (3 rounds)"
 
 
 def test_stopping_criteria_are_checked():
@@ -427,7 +427,7 @@ def test_an_allowlist_refuses_sybil_accounts_that_open_registration_pays():
     is paid about four times an honest party's reward where registration is open; under
     identity="allowlist" only the account the network's identity registry verified registers, the
     others are refused on chain (NotAllowed) and the party earns what an honest one does."""
-    settings = dict(participants=12, subgroup_size=4, evaluators=4, evaluators_per_subgroup=3, rounds=2, seed=4,
+    settings = dict(participants=12, subgroup_size=4, evaluators=4, evaluators_per_subgroup=3, rounds=1, seed=4,
                     malicious_participants=("0.25:sybil",))
 
     def parties(result) -> tuple[float, list[float], int]:

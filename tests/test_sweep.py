@@ -36,6 +36,8 @@ def test_sweep_collects_one_tidy_table_and_a_heatmap(tmp_path):
         (0.0, 3), (0.0, 5), (0.5, 3), (0.5, 5)]
     assert (table[table.malicious_share == 0].malicious == 0).all()
     assert (table[table.malicious_share == 0.5].malicious == 4).all()
+    # the browser test's copy of this table (tests/data/sweep) has exactly these columns
+    assert list(table.columns) == list(pd.read_csv(ROOT / "tests" / "data" / "sweep" / "results.csv").columns)
     assert (tmp_path / "heatmap.png").read_bytes()[:4] == b"\x89PNG"
     assert len(list(tmp_path.glob("run-*.ipynb"))) == 4
     assert "4 runs" in r.stdout
