@@ -128,7 +128,6 @@ def task_contribution(*, updates: dict[str, Update], previous: np.ndarray, model
         return {}
     players, game, keep = task_game(updates=updates, previous=previous, model=model, x=x, y=y,
                                     metric="accuracy" if scorer == "accuracy" else "loss")
-    base, weights = previous.astype(np.float64), game.weights
     factors = np.ones(len(players))
     if scorer != "accuracy":  # the accuracy scorer measures each player's own model, as it is
         game, factors = game.bounded(keep)
@@ -139,6 +138,7 @@ def task_contribution(*, updates: dict[str, Update], previous: np.ndarray, model
         if scorer != "accuracy":  # the test set's noise, for the shrinkage of values
             replicates = [game.resampled(rows) for rows in bootstrap_rows(len(y), seed=seed)]
     else:  # each bounded player's update scaled by its factor
+        base, weights = previous.astype(np.float64), game.weights
         deltas = np.stack([updates[p].delta.astype(np.float64) for p in players]) * factors[:, None]
 
         def utility(coalition: tuple[int, ...]) -> float:
