@@ -3,7 +3,6 @@ anvil), each test running from a snapshot that is reverted afterwards."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -13,11 +12,10 @@ from pathlib import Path
 import pytest
 
 from din_lab.chain import connect
-from tests.helpers import stop_process
+from tests.helpers import BACKENDS, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 ANVIL = ROOT / "contracts" / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
-BACKENDS = os.environ.get("DIN_LAB_TEST_BACKENDS", "embedded,anvil").split(",")
 
 
 def _free_port() -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import threading
 from dataclasses import dataclass, field, replace
@@ -28,6 +29,9 @@ from din_lab.chain.din import (
     scores_commitment,
 )
 from din_lab.cid import Cid
+
+BACKENDS = os.environ.get("DIN_LAB_TEST_BACKENDS", "embedded,anvil").split(",")
+"""The chain backends the contract tests run on (``DIN_LAB_TEST_BACKENDS``, default both)."""
 
 N_PARTICIPANTS = 20
 N_EVALUATORS = 10

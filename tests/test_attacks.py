@@ -8,8 +8,6 @@ origin check) is tested with the daemon (tests/test_ipfs_daemon.py).
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from eth_abi import encode
 from eth_utils import keccak
@@ -29,10 +27,9 @@ from din_lab.chain.din import (
     sign_update,
 )
 from din_lab.errors import ChainError, ContractRevert
-from tests.helpers import MIN_BOND, MIN_WINDOW, STAKE, cid, expect_revert, salt
+from tests.helpers import BACKENDS, MIN_BOND, MIN_WINDOW, STAKE, cid, expect_revert, salt
 from tests.test_contract_encrypted_scoring import PARAMS, digest, vote_outputs
 
-BACKENDS = os.environ.get("DIN_LAB_TEST_BACKENDS", "embedded,anvil").split(",")
 # gas is the same on every backend: the tests that measure large draws run on one, anvil when
 # selected (it executes a block's worth of gas in milliseconds, py-evm in seconds)
 GAS_BACKEND = "anvil" if "anvil" in BACKENDS else BACKENDS[0]

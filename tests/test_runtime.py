@@ -26,14 +26,14 @@ from din_lab.errors import ChainError, ConfigError, MissingDependencyError, Prot
 from din_lab.experiment import run
 from din_lab.protocol.services import start_anvil
 from din_lab.roles.network import Board
+from tests.helpers import BACKENDS
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = dict(participants=8, subgroup_size=4, evaluators=4, evaluators_per_subgroup=3, rounds=2, seed=3,
              secagg=True, secagg_graph="secagg+", evaluation="plaintext", local_epochs=2)
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
                                reason="the ray runtime needs Ray: pip install 'din-lab[ray]' (make test installs it)")
-needs_anvil = pytest.mark.skipif("anvil" not in os.environ.get("DIN_LAB_TEST_BACKENDS", "embedded,anvil"),
-                                 reason="needs anvil (DIN_LAB_TEST_BACKENDS leaves it out)")
+needs_anvil = pytest.mark.skipif("anvil" not in BACKENDS, reason="needs anvil (DIN_LAB_TEST_BACKENDS leaves it out)")
 
 
 def comparable(summary: dict) -> dict:
