@@ -81,7 +81,7 @@ slither: $(SLITHER_VENV)/.installed $(NODE_MODULES)/.installed
 	$(SLITHER_VENV)/bin/python contracts/slither_check.py
 
 test: lint $(VENV)/.ray-installed
-	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(PYTEST_JOBS) --dist worksteal $(PYTEST_ARGS)
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(PYTEST_JOBS) --dist worksteal --durations=25 $(PYTEST_ARGS)
 	$(NBVAL)
 
 notebooks: setup
