@@ -26,6 +26,12 @@ subgroup draw? For several seeds and partitions this runs whole DIN tasks and me
   noisier to sample), and the correlation of the first round's values with the final round's: on IID
   data a high correlation says the spread among "equal" participants is their data (it persists), not
   the noise of one round.
+- (f) the trade-off behind the IID target: what a *participation share* would do. With share ``a``,
+  every paid participant (a positive score) would get ``a x pool / (number paid)`` plus ``1 - a`` of
+  its pay under the rule (on chain: scores ``a x mean score + (1 - a) x score``, the same sum). Computed
+  from the pay measured in (a) and (d), no new task: for each ``a`` the IID CV, the poisoners' shares,
+  the half-flipper's ratio, and the least-paid IID participant's pay over the mean. Order, and so
+  every Spearman correlation, does not change.
 
 It prints a table and writes JSON (``results/fairness.json``). The targets are the issue's:
 draw-only change mean <= 3% and max <= 10%; IID coefficient of variation <= 0.10; Spearman >= 0.8
@@ -60,6 +66,8 @@ from din_lab.roles.scoring import coalition_vector, evaluate_vector, is_affine, 
 log = logging.getLogger("benchmarks.fairness")
 PARTITIONS = ("iid", "quantity:0.5", "dirichlet:0.3")
 POISONERS = ("inverted-labels", "random-data")
+SHARES = (0.0, 0.25, 0.5, 0.6, 0.75)
+"""The participation shares (f) tabulates."""
 TARGETS = {"draw_mean": 0.03, "draw_max": 0.10, "cv_iid": 0.10, "spearman": 0.8, "poisoners_share": 0.05,
            "half_flipper": 0.05}
 
@@ -151,6 +159,53 @@ def round_values(lab: Lab, *, pairs: int = 3000) -> np.ndarray | None:
     return np.array(rows)
 
 
+def with_participation_share(rewards: np.ndarray, share: float) -> np.ndarray:
+    """What ``rewards`` would be with ``share`` of the pool split equally among the paid participants
+    (positive rewards) and the rest as now: ``share x pool / paid + (1 - share) x reward`` (module
+    docstring, f). The pool and the order of the paid are unchanged; the unpaid stay at 0."""
+    r = np.asarray(rewards, dtype=np.float64)
+    paid = r > 0
+    if not paid.any():
+        return r.copy()
+    return np.where(paid, share * r.sum() / paid.sum() + (1.0 - share) * r, 0.0)
+
+
+def share_tradeoff(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """(f) for every share in :data:`SHARES`: the worst row's IID CV, poisoners' shares, half-flipper
+    ratio, and the lowest IID pay over the mean, from each row's measured pay vectors."""
+    out = []
+    for share in SHARES:
+        def cv(r: np.ndarray) -> float:
+            return float(r.std() / r.mean())
+
+        entry: dict[str, Any] = {"share": share}
+        iid = [with_participation_share(np.array(r["pay"]["clean"]), share) for r in rows if r["partition"] == "iid"]
+        if iid:
+            entry["cv_iid"] = max(cv(r) for r in iid)
+            entry["lowest_iid_over_mean"] = min(float(r.min() / r.mean()) for r in iid)
+        for behaviour in POISONERS:
+            shares = []
+            for r in rows:
+                pay = with_participation_share(np.array(r["pay"][behaviour]), share)
+                bad = np.array(r["pay"][f"{behaviour}_behaviours"]) == behaviour
+                shares.append(float(pay[bad].sum() / pay.sum()))
+            entry[f"poisoners_{behaviour}_share"] = max(shares)
+        flips = []
+        for r in rows:
+            if "half-flipped-labels" in r["pay"]:
+                pay = with_participation_share(np.array(r["pay"]["half-flipped-labels"]), share)
+                kind = np.array(r["pay"]["half-flipped-labels_behaviours"])
+                flips.append(float(pay[kind == "half-flipped-labels"].mean() / pay[kind == "honest"].mean()))
+        if flips:
+            entry["half_flipper_vs_honest"] = max(flips)
+        entry["meets_every_target"] = bool(
+            entry.get("cv_iid", 0.0) <= TARGETS["cv_iid"]
+            and all(entry[f"poisoners_{b}_share"] <= TARGETS["poisoners_share"] for b in POISONERS)
+            and entry.get("half_flipper_vs_honest", 0.0) <= TARGETS["half_flipper"])
+        out.append(entry)
+    return out
+
+
 def run_task(config: ExperimentConfig) -> tuple[Lab, Any]:
     lab = Lab.create(config)
     lab.run()
@@ -170,7 +225,9 @@ def measure(partition: str, seed: int, *, base: dict[str, Any], permutations: in
     pool = float(table.reward.sum())
     reference, reference_se, reference_halves = reference_values(lab, permutations=permutations, seed=seed)
     rewards = np.array([table.reward[a] for a in reference])
+    pay: dict[str, Any] = {"clean": table.reward.tolist()}  # the pay vectors behind (f)
     out: dict[str, Any] = {
+        "pay": pay,
         "partition": partition, "seed": seed, "participants": len(table),
         "final_accuracy": result.summary["final_accuracy"],
         "draw_only": {"same_training": same_training, "mean_change": float(changes.mean()),
@@ -191,10 +248,12 @@ def measure(partition: str, seed: int, *, base: dict[str, Any], permutations: in
     for behaviour in POISONERS:
         _, poisoned = run_task(dataclasses.replace(config, malicious_participants=((0.3, behaviour),)))
         p = poisoned.participants
+        pay[behaviour], pay[f"{behaviour}_behaviours"] = p.reward.tolist(), p.behaviour.tolist()
         out[f"poisoners_{behaviour}_share"] = float(p[p.behaviour == behaviour].reward.sum() / p.reward.sum())
     if partition == "iid":  # equal data: a half-flipper against an honest participant with as many samples
         _, flipped = run_task(dataclasses.replace(config, malicious_participants=((0.1, "half-flipped-labels"),)))
         p = flipped.participants
+        pay["half-flipped-labels"], pay["half-flipped-labels_behaviours"] = p.reward.tolist(), p.behaviour.tolist()
         out["half_flipper_vs_honest"] = float(p[p.behaviour == "half-flipped-labels"].reward.mean()
                                               / p[p.behaviour == "honest"].reward.mean())
     out["seconds"] = round(time.perf_counter() - t0, 1)
@@ -228,7 +287,8 @@ def checks(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def table(rows: list[dict[str, Any]], check_rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
+def table(rows: list[dict[str, Any]], check_rows: list[dict[str, Any]], info: dict[str, Any],
+          tradeoff: list[dict[str, Any]]) -> str:
     lines = [f"fair rewards: {info['protocol']}, {info['participants']} participants, {info['rounds']} rounds, "
              f"digits, scorer {info['scorer']} in the {info['contribution']} game; reference: TMC Data Shapley, "
              f"{info['permutations']} permutations ('ref self': Spearman of its two halves)",
@@ -251,6 +311,14 @@ def table(rows: list[dict[str, Any]], check_rows: list[dict[str, Any]], info: di
                          + ", ".join(f"{v:.2f}" for v in r["round_values_cv"]))
     lines.append("draw-only reruns trained to the same accuracies: " + ("yes, every one" if not moved else
                                                                         f"NO for {', '.join(moved)}"))
+    lines += ["", "(f) with a participation share (worst row; computed from the pay above, order unchanged)",
+              f"{'share':>7}{'IID CV':>9}{'lowest IID / mean':>19}{'flip share':>12}{'random share':>14}"
+              f"{'half-flip':>11}  every target"]
+    for t in tradeoff:
+        lines.append(f"{t['share']:>7.2f}{t.get('cv_iid', float('nan')):>9.2f}"
+                     f"{t.get('lowest_iid_over_mean', float('nan')):>19.2f}"
+                     f"{t['poisoners_inverted-labels_share']:>12.1%}{t['poisoners_random-data_share']:>14.1%}"
+                     f"{t.get('half_flipper_vs_honest', float('nan')):>11.3f}  {'yes' if t['meets_every_target'] else 'no'}")
     lines += ["", "targets"]
     for c in check_rows:
         lines.append(f"  {'PASS' if c['pass'] else 'FAIL'}  {c['check']}: {c['value']:.3f}")
@@ -290,13 +358,14 @@ def main(argv: list[str] | None = None) -> int:
             log.info("%s, seed %d ...", partition, seed)
             rows.append(measure(partition, seed, base=base, permutations=permutations))
     check_rows = checks(rows)
+    tradeoff = share_tradeoff(rows)
     info = {"protocol": args.protocol, "participants": args.participants, "rounds": args.rounds,
             "scorer": ExperimentConfig().scorer, "contribution": args.contribution, "permutations": permutations}
-    print(table(rows, check_rows, info))
+    print(table(rows, check_rows, info, tradeoff))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"description": "fair rewards (benchmarks/fairness.py)", "settings": info,
                                     "provenance": git_provenance("din_lab", "contracts/src"), "rows": rows,
-                                    "checks": check_rows, "targets": TARGETS}, indent=1))
+                                    "participation_share": tradeoff, "checks": check_rows, "targets": TARGETS}, indent=1))
     print(f"wrote {args.out}")
     return 0
 

@@ -1,0 +1,55 @@
+"""benchmarks/fairness.py's what-if (f): a participation share recomputes pay from measured pay
+vectors; it must keep the pool, the order of the paid and the unpaid at 0, and its trade-off table
+must read the behaviours it is given."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("fairness_benchmark", ROOT / "benchmarks" / "fairness.py")
+fairness = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(fairness)
+
+pays = st.lists(st.one_of(st.just(0.0), st.floats(0.01, 1_000.0)), min_size=1, max_size=30)
+
+
+@settings(max_examples=200, deadline=None)
+@given(pays, st.floats(0.0, 1.0))
+def test_a_participation_share_keeps_the_pool_the_order_and_the_unpaid(rewards, share):
+    r = np.array(rewards)
+    out = fairness.with_participation_share(r, share)
+    assert out.sum() == pytest.approx(r.sum(), rel=1e-12, abs=1e-9)
+    assert (out[r == 0] == 0).all()
+    paid = r > 0
+    order = np.argsort(r[paid], kind="stable")
+    assert (np.diff(out[paid][order]) >= -1e-9).all()  # never reverses an order
+    if paid.any() and share == 1.0:
+        np.testing.assert_allclose(out[paid], r.sum() / paid.sum())
+
+
+def test_the_tradeoff_reads_each_behaviour():
+    honest = [10.0, 20.0, 30.0, 40.0]
+    row = {"partition": "iid", "pay": {
+        "clean": honest,
+        "inverted-labels": [0.0, 50.0, 50.0, 0.0], "inverted-labels_behaviours": ["inverted-labels", "honest", "honest",
+                                                                                  "honest"],
+        "random-data": [5.0, 45.0, 50.0, 0.0], "random-data_behaviours": ["random-data", "honest", "honest", "honest"],
+        "half-flipped-labels": [1.0, 49.0, 50.0, 0.0],
+        "half-flipped-labels_behaviours": ["half-flipped-labels", "honest", "honest", "honest"]}}
+    table = {t["share"]: t for t in fairness.share_tradeoff([row])}
+    none = table[0.0]
+    assert none["cv_iid"] == pytest.approx(np.std(honest) / np.mean(honest))
+    assert none["lowest_iid_over_mean"] == pytest.approx(10.0 / 25.0)
+    assert none["poisoners_inverted-labels_share"] == 0.0  # unpaid stays unpaid
+    assert none["poisoners_random-data_share"] == pytest.approx(0.05)
+    assert none["half_flipper_vs_honest"] == pytest.approx(1.0 / 33.0)  # the unpaid honest one counts in the mean
+    half = table[0.5]
+    assert half["cv_iid"] == pytest.approx(np.std(honest) / np.mean(honest) / 2)  # half of the spread around the mean
+    assert half["poisoners_random-data_share"] == pytest.approx((0.5 * 100 / 3 + 0.5 * 5) / 100)
