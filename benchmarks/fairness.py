@@ -25,7 +25,7 @@ subgroup draw? For several seeds and partitions this runs whole DIN tasks and me
   screened and bounded, on each round's updates; 3,000 antithetic pairs, as early rounds' values are
   noisier to sample), and the correlation of the first round's values with the final round's: on IID
   data a high correlation says the spread among "equal" participants is their data (it persists), not
-  the noise of one round.
+  the noise of one round; and where the final round's least valuable participant ranked in every round.
 - (f) the trade-off behind the IID target: what a *participation share* would do. With share ``a``,
   every paid participant (a positive score) would get ``a x pool / (number paid)`` plus ``1 - a`` of
   its pay under the rule (on chain: scores ``a x mean score + (1 - a) x score``, the same sum). Computed
@@ -245,6 +245,9 @@ def measure(partition: str, seed: int, *, base: dict[str, Any], permutations: in
     if per_round is not None and len(per_round) > 1:  # does a participant's value persist across rounds?
         out["round_values_correlation_first_last"] = float(np.corrcoef(per_round[0], per_round[-1])[0, 1])
         out["round_values_cv"] = [float(v.std() / v.mean()) for v in per_round]
+        lowest = int(np.argmin(per_round[-1]))  # the final round's least valuable: where it ranked before
+        out["lowest_final_ranks"] = [int((v < v[lowest]).sum()) + 1 for v in per_round]
+        out["lowest_final_value_over_mean"] = [float(v[lowest] / v.mean()) for v in per_round]
     for behaviour in POISONERS:
         _, poisoned = run_task(dataclasses.replace(config, malicious_participants=((0.3, behaviour),)))
         p = poisoned.participants
@@ -308,7 +311,10 @@ def table(rows: list[dict[str, Any]], check_rows: list[dict[str, Any]], info: di
         if "round_values_correlation_first_last" in r:
             lines.append(f"{r['partition']}/{r['seed']}: values, first round against last, correlation "
                          f"{r['round_values_correlation_first_last']:.2f}; CV of the values by round "
-                         + ", ".join(f"{v:.2f}" for v in r["round_values_cv"]))
+                         + ", ".join(f"{v:.2f}" for v in r["round_values_cv"])
+                         + "; the final round's least valuable, by round: rank "
+                         + ", ".join(str(k) for k in r["lowest_final_ranks"]) + f" of {r['participants']}, value/mean "
+                         + ", ".join(f"{v:.2f}" for v in r["lowest_final_value_over_mean"]))
     lines.append("draw-only reruns trained to the same accuracies: " + ("yes, every one" if not moved else
                                                                         f"NO for {', '.join(moved)}"))
     lines += ["", "(f) with a participation share (worst row; computed from the pay above, order unchanged)",
