@@ -66,6 +66,7 @@ from din_lab.roles.scoring import coalition_vector, evaluate_vector, is_affine, 
 log = logging.getLogger("benchmarks.fairness")
 PARTITIONS = ("iid", "quantity:0.5", "dirichlet:0.3")
 POISONERS = ("inverted-labels", "random-data")
+FLIPPER = "half-flipped-labels"
 SHARES = (0.0, 0.25, 0.5, 0.6, 0.75)
 """The participation shares (f) tabulates."""
 TARGETS = {"draw_mean": 0.03, "draw_max": 0.10, "cv_iid": 0.10, "spearman": 0.8, "poisoners_share": 0.05,
@@ -170,34 +171,34 @@ def with_participation_share(rewards: np.ndarray, share: float) -> np.ndarray:
     return np.where(paid, share * r.sum() / paid.sum() + (1.0 - share) * r, 0.0)
 
 
+def _cv(r: np.ndarray) -> float:
+    return float(r.std() / r.mean())
+
+
+def _run_with_share(row: dict[str, Any], name: str, share: float) -> tuple[np.ndarray, np.ndarray]:
+    """Adversarial run ``name`` of ``row``: its pay with ``share``, and its participants' behaviours."""
+    run = row["pay"][name]
+    return with_participation_share(np.array(run["reward"]), share), np.array(run["behaviour"])
+
+
 def share_tradeoff(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """(f) for every share in :data:`SHARES`: the worst row's IID CV, poisoners' shares, half-flipper
-    ratio, and the lowest IID pay over the mean, from each row's measured pay vectors."""
+    ratio, and the lowest IID pay over the mean, from each row's measured pay vectors (``row["pay"]``:
+    the clean run's rewards, and for each adversarial run its rewards and behaviours)."""
     out = []
     for share in SHARES:
-        def cv(r: np.ndarray) -> float:
-            return float(r.std() / r.mean())
-
         entry: dict[str, Any] = {"share": share}
         iid = [with_participation_share(np.array(r["pay"]["clean"]), share) for r in rows if r["partition"] == "iid"]
         if iid:
-            entry["cv_iid"] = max(cv(r) for r in iid)
+            entry["cv_iid"] = max(_cv(r) for r in iid)
             entry["lowest_iid_over_mean"] = min(float(r.min() / r.mean()) for r in iid)
         for behaviour in POISONERS:
-            shares = []
-            for r in rows:
-                pay = with_participation_share(np.array(r["pay"][behaviour]), share)
-                bad = np.array(r["pay"][f"{behaviour}_behaviours"]) == behaviour
-                shares.append(float(pay[bad].sum() / pay.sum()))
-            entry[f"poisoners_{behaviour}_share"] = max(shares)
-        flips = []
-        for r in rows:
-            if "half-flipped-labels" in r["pay"]:
-                pay = with_participation_share(np.array(r["pay"]["half-flipped-labels"]), share)
-                kind = np.array(r["pay"]["half-flipped-labels_behaviours"])
-                flips.append(float(pay[kind == "half-flipped-labels"].mean() / pay[kind == "honest"].mean()))
+            entry[f"poisoners_{behaviour}_share"] = max(
+                float(pay[kind == behaviour].sum() / pay.sum()) for pay, kind in (_run_with_share(r, behaviour, share) for r in rows))
+        flips = [_run_with_share(r, FLIPPER, share) for r in rows if FLIPPER in r["pay"]]
         if flips:
-            entry["half_flipper_vs_honest"] = max(flips)
+            entry["half_flipper_vs_honest"] = max(float(pay[kind == FLIPPER].mean() / pay[kind == "honest"].mean())
+                                                  for pay, kind in flips)
         entry["meets_every_target"] = bool(
             entry.get("cv_iid", 0.0) <= TARGETS["cv_iid"]
             and all(entry[f"poisoners_{b}_share"] <= TARGETS["poisoners_share"] for b in POISONERS)
@@ -251,13 +252,13 @@ def measure(partition: str, seed: int, *, base: dict[str, Any], permutations: in
     for behaviour in POISONERS:
         _, poisoned = run_task(dataclasses.replace(config, malicious_participants=((0.3, behaviour),)))
         p = poisoned.participants
-        pay[behaviour], pay[f"{behaviour}_behaviours"] = p.reward.tolist(), p.behaviour.tolist()
+        pay[behaviour] = {"reward": p.reward.tolist(), "behaviour": p.behaviour.tolist()}
         out[f"poisoners_{behaviour}_share"] = float(p[p.behaviour == behaviour].reward.sum() / p.reward.sum())
     if partition == "iid":  # equal data: a half-flipper against an honest participant with as many samples
-        _, flipped = run_task(dataclasses.replace(config, malicious_participants=((0.1, "half-flipped-labels"),)))
+        _, flipped = run_task(dataclasses.replace(config, malicious_participants=((0.1, FLIPPER),)))
         p = flipped.participants
-        pay["half-flipped-labels"], pay["half-flipped-labels_behaviours"] = p.reward.tolist(), p.behaviour.tolist()
-        out["half_flipper_vs_honest"] = float(p[p.behaviour == "half-flipped-labels"].reward.mean()
+        pay[FLIPPER] = {"reward": p.reward.tolist(), "behaviour": p.behaviour.tolist()}
+        out["half_flipper_vs_honest"] = float(p[p.behaviour == FLIPPER].reward.mean()
                                               / p[p.behaviour == "honest"].reward.mean())
     out["seconds"] = round(time.perf_counter() - t0, 1)
     return out

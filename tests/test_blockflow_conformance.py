@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from din_lab.chain import connect
 from din_lab.scoring import blockflow_scores, blockflow_scores_fixed, to_fixed
 from tests.helpers import BACKENDS
 
@@ -59,28 +60,23 @@ def test_consensus_scores_track_ground_truth():
     assert np.mean(diffs) < 0.0067
 
 
-@pytest.fixture(scope="module")
-def reference(embedded_chain_module):
-    chain = embedded_chain_module
+def _deployed_reference(url: str):
+    chain = connect(url, accounts=1)
     return chain, chain.deploy("BlockFlowReference", sender=chain.accounts[0])
 
 
 @pytest.fixture(scope="module")
-def embedded_chain_module():
-    from din_lab.chain import connect
-
-    return connect("embedded", accounts=1)
+def reference():
+    return _deployed_reference("embedded")
 
 
 @pytest.fixture(scope="module")
 def anvil_reference(anvil_url):
-    from din_lab.chain import connect
-
-    chain = connect(anvil_url, accounts=1)
-    return chain, chain.deploy("BlockFlowReference", sender=chain.accounts[0])
+    return _deployed_reference(anvil_url)
 
 
-ON_CHAIN = [p for p in MATRICES if np.atleast_2d(np.loadtxt(p, delimiter=",")).shape[0] <= 50]
+ROWS = {p: np.atleast_2d(np.loadtxt(p, delimiter=",")).shape[0] for p in MATRICES}
+ON_CHAIN = [p for p in MATRICES if ROWS[p] <= 50]
 """Every published matrix whose reduction fits a 30M-gas call (up to 50 x 50; the 100 x 100 ones run out
 of gas)."""
 
@@ -104,7 +100,7 @@ def test_contract_reduction_equals_python_on_published_matrices(anvil_reference,
 @pytest.mark.slow
 def test_contract_reduction_on_the_embedded_chain_at_full_size(reference):
     """The same bytecode on py-evm: one 50 x 50 published matrix, to the wei."""
-    _reduces_like_python(*reference, max(ON_CHAIN, key=lambda p: (np.loadtxt(p, delimiter=",", ndmin=2).size, str(p))))
+    _reduces_like_python(*reference, max(ON_CHAIN, key=lambda p: (ROWS[p], str(p))))
 
 
 scores = st.integers(0, 10**18)

@@ -36,13 +36,14 @@ def test_a_participation_share_keeps_the_pool_the_order_and_the_unpaid(rewards, 
 
 def test_the_tradeoff_reads_each_behaviour():
     honest = [10.0, 20.0, 30.0, 40.0]
+    def run(reward: list[float], bad: str) -> dict[str, list]:
+        return {"reward": reward, "behaviour": [bad] + ["honest"] * (len(reward) - 1)}
+
     row = {"partition": "iid", "pay": {
         "clean": honest,
-        "inverted-labels": [0.0, 50.0, 50.0, 0.0], "inverted-labels_behaviours": ["inverted-labels", "honest", "honest",
-                                                                                  "honest"],
-        "random-data": [5.0, 45.0, 50.0, 0.0], "random-data_behaviours": ["random-data", "honest", "honest", "honest"],
-        "half-flipped-labels": [1.0, 49.0, 50.0, 0.0],
-        "half-flipped-labels_behaviours": ["half-flipped-labels", "honest", "honest", "honest"]}}
+        "inverted-labels": run([0.0, 50.0, 50.0, 0.0], "inverted-labels"),
+        "random-data": run([5.0, 45.0, 50.0, 0.0], "random-data"),
+        "half-flipped-labels": run([1.0, 49.0, 50.0, 0.0], "half-flipped-labels")}}
     table = {t["share"]: t for t in fairness.share_tradeoff([row])}
     none = table[0.0]
     assert none["cv_iid"] == pytest.approx(np.std(honest) / np.mean(honest))
