@@ -54,3 +54,14 @@ def test_the_tradeoff_reads_each_behaviour():
     half = table[0.5]
     assert half["cv_iid"] == pytest.approx(np.std(honest) / np.mean(honest) / 2)  # half of the spread around the mean
     assert half["poisoners_random-data_share"] == pytest.approx((0.5 * 100 / 3 + 0.5 * 5) / 100)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.floats(0.5, 2.0), min_size=3, max_size=30), st.floats(0.0, 0.5))
+def test_the_contribution_cv_takes_out_only_the_reference_noise(values, error):
+    v = np.array(values)
+    raw, signal = fairness.contribution_cv(v, np.full(len(v), error))
+    assert raw == pytest.approx(np.std(v) / np.mean(v))
+    assert 0.0 <= signal <= raw + 1e-12
+    assert signal == pytest.approx(np.sqrt(max(np.var(v) - error ** 2, 0.0)) / np.mean(v))
+    assert fairness.contribution_cv(v, np.zeros(len(v)))[1] == pytest.approx(raw)  # no noise: nothing taken out
