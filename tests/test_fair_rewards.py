@@ -295,3 +295,81 @@ def test_shrinkage_follows_the_noise_on_average():
     assert factors(0.01, 1.0).mean() < 0.15
     assert factors(1.0, 0.01).min() > 0.99
     assert 0.3 < factors(1.0, 1.0).mean() < 0.6
+
+
+# ---------------------------------------------------------------------- the owner's checks of agreed outputs
+
+
+def _agreed_outputs(members: list[str]):
+    """A subgroup's encrypted outputs as honest committee members compute them (a logistic regression
+    on an encrypted test set of 12 rows), the owner's keys, the labels and each player's plaintext
+    outputs."""
+    from din_lab.he import OwnerKeys, encrypt_test_set, params_for_depth
+    from din_lab.roles import encrypted_evaluation as ee
+    from din_lab.roles.codec import Update
+
+    model, base, deltas, weights, x, y = _linear_players(7, n=len(members))
+    x, y = x[:12], y[:12]
+    keys = OwnerKeys(params_for_depth(1))
+    test_set = encrypt_test_set(x, context=keys.context, params=keys.params)
+    updates = {m: Update(delta=d.astype(np.float32), samples=int(w), round=1, participant=m)
+               for m, d, w in zip(members, deltas, weights, strict=True)}
+    outputs = ee.evaluate_contributions(module=model, members=members, updates=updates, previous=base,
+                                        test_set=test_set, context=keys.context, scorer="shapley", subgroup=0)
+    return outputs, keys, y, [outputs_of(model, base + d.astype(np.float32), x) for d in deltas]
+
+
+def test_the_owner_refuses_agreed_outputs_that_inflate_a_weight_or_add_a_player():
+    """One subgroup's agreed outputs enter every player's task-wide game, so the owner checks what
+    the chain and the task fix: a player claiming more than the task's ``max_samples`` (weight in
+    every coalition) or a player who sent no final-round update makes them unusable (HEError: the
+    subgroup is closed after the publish deadline, the others are still scored); the honest ones
+    pass and decrypt to the plaintext outputs."""
+    from din_lab.he import HEError
+    from din_lab.roles import encrypted_evaluation as ee
+
+    members = ["0xA1", "0xB2", "0xC3"]
+    outputs, keys, y, plain = _agreed_outputs(members)
+    ee.check_task_outputs(outputs, members=members, contributors=set(members), max_samples=50, y=y)
+    decrypted = ee.decrypt_task_outputs(outputs, secret_context=keys.context, y=y)
+    assert set(decrypted) == set(outputs.coalitions)
+    for i, z in enumerate(plain):
+        np.testing.assert_allclose(decrypted[(i,)][:, :z.shape[1]], z, atol=1e-3)
+    inflated = dataclasses.replace(outputs, samples=(10**9,) + outputs.samples[1:])
+    with pytest.raises(HEError, match="samples"):
+        ee.check_task_outputs(inflated, members=members, contributors=set(members), max_samples=50, y=y)
+    with pytest.raises(HEError, match="sent no update"):
+        ee.check_task_outputs(outputs, members=members, contributors=set(members[1:]), max_samples=50, y=y)
+    with pytest.raises(HEError, match="no model's outputs"):  # more rows than the owner's test set
+        ee.decrypt_task_outputs(outputs, secret_context=keys.context, y=np.concatenate([y, y]))
+
+
+def test_the_task_game_refuses_malformed_inputs_with_typed_errors():
+    base = np.zeros((4, 3))
+    y = np.array([0, 1, 2, 0])
+    good = dict(base=base, outputs=np.ones((2, 4, 3)), weights=np.array([1.0, 2.0]), y=y)
+    MixtureGame(**good)
+    bad = [dict(outputs=np.ones((2, 4, 3, 1))), dict(outputs=np.ones((3, 4, 2))), dict(weights=np.array([1.0, np.nan])),
+           dict(weights=np.array([1.0, -1.0])), dict(base=np.full((4, 3), np.inf)), dict(y=np.array([0.5, 1, 2, 0])),
+           dict(outputs=np.full((2, 4, 3), np.nan)), dict(weights=np.array([1.0]))]
+    for change in bad:
+        with pytest.raises(ConfigError):
+            MixtureGame(**{**good, **change})
+    game = MixtureGame(**good)
+    with pytest.raises(ConfigError):
+        game.shapley(np.array([0, 1]), pairs=0, seed=0)
+    with pytest.raises(ConfigError):
+        game.shapley(np.array([0, 5]), pairs=2, seed=0)
+    with pytest.raises(ConfigError):
+        game.resampled(np.array([0, 9]))
+    with pytest.raises(ConfigError):
+        task_scores(utility=game, players=-1)
+    with pytest.raises(ConfigError):
+        shrink_to_signal(np.array([1.0, 2.0]), np.ones((3, 5)))
+    with pytest.raises(ConfigError):
+        shrink_to_signal(np.array([1.0, np.nan]), np.ones((3, 2)))
+    from din_lab.scoring.contribution import bootstrap_rows, influence_factors
+    with pytest.raises(ConfigError):
+        influence_factors(np.ones((3, 4)), np.array([True, False]))
+    with pytest.raises(ConfigError):
+        bootstrap_rows(-3)

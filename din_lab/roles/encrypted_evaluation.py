@@ -16,7 +16,7 @@ import dataclasses
 import hashlib
 import json
 import struct
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,8 +46,9 @@ from din_lab.scoring import CachedUtility, make_scorer
 from din_lab.scoring.contribution import MixtureGame, bootstrap_rows, log_softmax, screen_outputs, task_scores
 from din_lab.scoring.scorers import EXACT_THRESHOLD
 
-__all__ = ["HE_READY", "TRUST_NOTE", "EncryptedOutputs", "OwnerScoring", "evaluate_contributions", "he_model",
-           "metrics", "needed_coalitions", "score_outputs", "score_task_outputs", "tampered"]
+__all__ = ["HE_READY", "MAX_OUTPUT", "TRUST_NOTE", "AgreedOutputs", "EncryptedOutputs", "OwnerScoring",
+           "check_task_outputs", "decrypt_task_outputs", "evaluate_contributions", "he_model", "metrics",
+           "needed_coalitions", "score_outputs", "score_task_outputs", "tampered"]
 
 HE_READY = "logistic regression (model 'logreg') or the MLP with the square activation (x^2, as in CryptoNets)"
 
@@ -296,11 +297,26 @@ def score_outputs(outputs: EncryptedOutputs, *, secret_context: ts.Context, y: n
     return OwnerScoring(scores=tuple(float(s) for s in scores), audit=audit)
 
 
-def check_task_outputs(outputs: EncryptedOutputs, *, members: Sequence[str], y: np.ndarray) -> None:
+MAX_OUTPUT = 1e6
+"""The largest magnitude a decrypted output may have. A model's outputs on the test set (logits) are
+far below it; beyond it they are not a model's, and the game's sums of squares would overflow."""
+
+
+def check_task_outputs(outputs: EncryptedOutputs, *, members: Sequence[str], contributors: Collection[str],
+                       max_samples: int, y: np.ndarray) -> None:
     """What the task-wide game needs of one subgroup's agreed outputs (:class:`HEError` otherwise):
-    its own members in position order, tables covering the test set, each player's own evaluation."""
+    its own members in position order, each of whom submitted in the final round (``contributors``,
+    from the chain) and claims at most the task's ``max_samples``, tables covering the test set, each
+    player's own evaluation. The owner checks what it can itself: one subgroup's outputs enter every
+    player's game, so a committee must not inflate a player's weight or add a player who sent nothing."""
     if list(outputs.players) != [m for m in members if m in set(outputs.players)]:
         raise HEError(f"the outputs of subgroup {outputs.subgroup} name players outside it or out of order")
+    if absent := [p for p in outputs.players if p not in contributors]:
+        raise HEError(f"the outputs of subgroup {outputs.subgroup} name players that sent no update in the final "
+                      f"round: {', '.join(absent)}")
+    if any(n > max_samples for n in outputs.samples):
+        raise HEError(f"the outputs of subgroup {outputs.subgroup} claim {max(outputs.samples)} samples for a player "
+                      f"(the task allows at most {max_samples})")
     classes = int(np.max(y)) + 1 if len(y) else 0
     if any(t.samples != len(y) or t.columns < classes for t in outputs.tables):
         raise HEError(f"the outputs do not cover the owner's test set ({len(y)} samples, {classes} classes)")
@@ -308,11 +324,38 @@ def check_task_outputs(outputs: EncryptedOutputs, *, members: Sequence[str], y: 
         raise HEError(f"the outputs of subgroup {outputs.subgroup} lack a player's own evaluation")
 
 
-def score_task_outputs(agreed: Sequence[tuple[EncryptedOutputs, bytes, Sequence[str]]], *, secret_context: ts.Context,
-                       base: np.ndarray, y: np.ndarray, scorer: str, seed: int) -> dict[int, OwnerScoring]:
+def decrypt_task_outputs(outputs: EncryptedOutputs, *, secret_context: ts.Context, y: np.ndarray
+                         ) -> dict[tuple[int, ...], np.ndarray]:
+    """Every table of one subgroup's agreed outputs, decrypted (``coalition -> samples x columns``),
+    or :class:`HEError` if a table is not a model's outputs on the test set: a row per test sample,
+    finite, within :data:`MAX_OUTPUT`."""
+    out = {}
+    for c, t in zip(outputs.coalitions, outputs.tables, strict=True):
+        z = t.decrypt(secret_context)
+        if z.shape[0] != len(y) or not np.isfinite(z).all() or np.abs(z).max(initial=0.0) > MAX_OUTPUT:
+            raise HEError(f"the outputs of subgroup {outputs.subgroup} decrypt to values that are no model's outputs "
+                          f"(coalition {list(c)}: {z.shape[0]} rows, largest magnitude "
+                          f"{np.abs(z).max(initial=0.0):.3g}, at most {MAX_OUTPUT:.0g})")
+        out[c] = z
+    return out
+
+
+@dataclass(frozen=True)
+class AgreedOutputs:
+    """One subgroup's outputs as the owner scores them: what its committee's majority agreed on
+    (checked by :func:`check_task_outputs`), their digest, the subgroup's members in position order,
+    and the tables decrypted (:func:`decrypt_task_outputs`)."""
+
+    outputs: EncryptedOutputs
+    digest: bytes
+    members: tuple[str, ...]
+    decrypted: Mapping[tuple[int, ...], np.ndarray]
+
+
+def score_task_outputs(agreed: Sequence[AgreedOutputs], *, base: np.ndarray, y: np.ndarray, scorer: str, seed: int
+                       ) -> dict[int, OwnerScoring]:
     """The owner's task-wide game (:mod:`din_lab.scoring.contribution`) on every subgroup's agreed
-    outputs at once: ``agreed`` holds, per subgroup, its outputs, their digest and its members in
-    position order (checked by :func:`check_task_outputs`). ``base`` is the previous global model's
+    outputs at once (``agreed``, each checked and decrypted). ``base`` is the previous global model's
     outputs, which the owner computes itself in plaintext (so no committee moves every player's
     game); each player's are its own model's, decrypted; a coalition's are the
     sample-weighted mean of its players' (exact for logistic regression; a non-linear model is
@@ -321,9 +364,8 @@ def score_task_outputs(agreed: Sequence[tuple[EncryptedOutputs, bytes, Sequence[
     subgroup's scores by position and its audit record."""
     players: list[tuple[str, int, np.ndarray, int]] = []  # address, samples, outputs, subgroup
     measured: dict[int, list[dict[str, Any]]] = {}  # per subgroup: each evaluated model's metrics
-    for outputs, _, members in agreed:
-        check_task_outputs(outputs, members=members, y=y)
-        decrypted = {c: t.decrypt(secret_context) for c, t in zip(outputs.coalitions, outputs.tables, strict=True)}
+    for a in agreed:
+        outputs, decrypted = a.outputs, a.decrypted
         measured[outputs.subgroup] = [{"coalition": list(c), **{k: round(v, 6) for k, v in metrics(z, y).items()}}
                                       for c, z in sorted(decrypted.items(), key=lambda kv: (len(kv[0]), kv[0]))]
         for i, (address, samples) in enumerate(zip(outputs.players, outputs.samples, strict=True)):
@@ -352,7 +394,8 @@ def score_task_outputs(agreed: Sequence[tuple[EncryptedOutputs, bytes, Sequence[
         shrinkage = result.shrinkage
         calls, permutations = result.utility_calls, result.permutations
     out = {}
-    for outputs, digest, members in agreed:
+    for a in agreed:
+        outputs, digest, members = a.outputs, a.digest, a.members
         scores = [values[m][1] if m in values else 0.0 for m in members]
         audit = {
             "kind": "din-lab/encrypted-evaluation/audit", "game": "task", "subgroup": outputs.subgroup,

@@ -288,8 +288,10 @@ class ModelOwner(Agent):
         closed (nothing paid on it); one whose agreed outputs are unusable is closed after the
         publish deadline (its submitters score 1), as in subgroup scoring."""
         F = self.F
-        agreed, outside = [], []
+        agreed: list[tuple[ee.AgreedOutputs, str]] = []
+        outside: list[tuple[ee.AgreedOutputs, str]] = []
         statuses = self.view.finalized(final)
+        contributors = set(self.view.submitted(final))
         for g in range(self.view.groups(final)):
             if g in self._rows or g in self._unusable_outputs:
                 continue
@@ -302,27 +304,39 @@ class ModelOwner(Agent):
                 self._tx("reward", None, F.closeUnresolvedScores(g), f"close disputed subgroup {g}: nothing paid")
                 continue
             members = self.view.members(final, g, subgroup_size=self.spec.subgroup_size)
-            try:
+            try:  # one subgroup's outputs enter every player's game: checked and decrypted one by one
                 outputs = self._agreed_outputs(final, g, majority, [c for d, c in votes if d == majority])
-                ee.check_task_outputs(outputs, members=members, y=self._y_test)
+                ee.check_task_outputs(outputs, members=members, contributors=contributors,
+                                      max_samples=self.spec.max_samples, y=self._y_test)
+                entry = ee.AgreedOutputs(outputs=outputs, digest=majority, members=tuple(members),
+                                         decrypted=ee.decrypt_task_outputs(outputs, secret_context=self.he_keys.context,
+                                                                           y=self._y_test))
             except DinLabError as e:  # remembered: never scored later in a game of its own
                 self._unusable_outputs[g] = str(e)
                 continue
-            entry = (outputs, majority, members, f"{counts[majority]} of {seats} voting seats")
-            accepted = statuses.get(g, (None, None))[0] == SubgroupStatus.ACCEPTED
-            (agreed if accepted else outside).append(entry)  # a failed subgroup's players contributed nothing
+            aborted = bool(self.view.call(F.subgroupInfo(final, g))[8])  # a secure-aggregation abort: nobody's update
+            accepted = statuses.get(g, (None, None))[0] == SubgroupStatus.ACCEPTED and not aborted
+            # a failed or aborted subgroup's players contributed nothing: scored 0, outside the game
+            (agreed if accepted else outside).append((entry, f"{counts[majority]} of {seats} voting seats"))
         scored: dict[int, ee.OwnerScoring] = {}
         if agreed:
             started = time.perf_counter()
             previous = self._models[final - 1][1]
             base = outputs_of(self._module(), previous, self._x_test)  # the owner's own, in plaintext
-            scored = ee.score_task_outputs([(o, d, m) for o, d, m, _ in agreed], secret_context=self.he_keys.context,
-                                           base=base, y=self._y_test, scorer=self.spec.scorer,
-                                           seed=task_seed(self.handle.task.address, final))
-            players = sum(len(o.players) for o, *_ in agreed)
-            self._note("reward", None, f"valued the task's {players} evaluated players in one game",
-                       detail=f"from {len(agreed)} subgroups' decrypted outputs, {time.perf_counter() - started:.2f} s")
-        for outputs, majority, members, backing in agreed + outside:
+            try:
+                scored = ee.score_task_outputs([a for a, _ in agreed], base=base, y=self._y_test,
+                                               scorer=self.spec.scorer, seed=task_seed(self.handle.task.address, final))
+            except DinLabError as e:  # checked outputs should not get here: if they do, publish nothing made up
+                for a, _ in agreed:
+                    self._unusable_outputs[a.outputs.subgroup] = f"the task-wide game failed on them ({e})"
+                agreed = []
+            else:
+                players = sum(len(a.outputs.players) for a, _ in agreed)
+                self._note("reward", None, f"valued the task's {players} evaluated players in one game",
+                           detail=f"from {len(agreed)} subgroups' decrypted outputs, "
+                                  f"{time.perf_counter() - started:.2f} s")
+        for entry, backing in agreed + outside:
+            outputs, majority, members = entry.outputs, entry.digest, entry.members
             g = outputs.subgroup
             self._rows.add(g)
             scoring = scored.get(g) or ee.OwnerScoring(scores=(0.0,) * len(members), audit={

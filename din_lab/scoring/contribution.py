@@ -111,13 +111,22 @@ class MixtureGame:
 
     def __post_init__(self) -> None:
         base = np.asarray(self.base, dtype=np.float64)
-        outputs = np.asarray(self.outputs, dtype=np.float64).reshape(-1, *base.shape)
+        outputs = np.asarray(self.outputs, dtype=np.float64)
         weights = np.asarray(self.weights, dtype=np.float64)
-        y = np.asarray(self.y, dtype=np.int64)
+        labels = np.asarray(self.y)
+        if labels.ndim != 1 or not (np.issubdtype(labels.dtype, np.integer) or labels.size == 0):
+            raise ConfigError(f"labels must be a 1-D array of class indexes, got {labels.dtype} of shape {labels.shape}")
+        y = labels.astype(np.int64)
         if base.ndim != 2 or len(y) != base.shape[0] or (len(y) and (y.min() < 0 or y.max() >= base.shape[1])):
             raise ConfigError(f"outputs of shape {base.shape} do not fit {len(y)} labels")
-        if len(weights) != len(outputs) or np.any(weights <= 0) or not np.all(np.isfinite(outputs)):
-            raise ConfigError("each player needs finite outputs and a positive sample count")
+        if not np.all(np.isfinite(base)):
+            raise ConfigError("the previous model's outputs must be finite")
+        if outputs.ndim != 3 or outputs.shape[1:] != base.shape:
+            raise ConfigError(f"each player's outputs must have the previous model's shape {base.shape}, "
+                              f"got {outputs.shape}")
+        if weights.shape != (len(outputs),) or not np.all(np.isfinite(weights)) or np.any(weights <= 0) \
+                or not np.all(np.isfinite(outputs)):
+            raise ConfigError("each player needs finite outputs and a finite, positive sample count")
         if self.metric not in ("loss", "accuracy"):
             raise ConfigError(f"metric must be 'loss' or 'accuracy', got {self.metric!r}")
         for name, value in (("base", base), ("outputs", outputs), ("weights", weights), ("y", y)):
@@ -167,6 +176,9 @@ class MixtureGame:
         their standard errors: ``pairs`` random orders each scanned with its reverse (antithetic),
         every prefix evaluated (no truncation), vectorized over orders. Reproducible from ``seed``."""
         players = np.asarray(players, dtype=np.int64)
+        if pairs < 1 or players.ndim != 1 or (players.size and (players.min() < 0 or players.max() >= self.players)):
+            raise ConfigError(f"shapley needs at least one permutation pair and players among the game's "
+                              f"{self.players}, got {pairs} pairs and {players.tolist()}")
         k = players.size
         rng = np.random.default_rng([seed, 0x5A])
         empty = self(())
@@ -192,6 +204,10 @@ class MixtureGame:
 
     def resampled(self, rows: np.ndarray) -> MixtureGame:
         """The same game on the test rows ``rows`` (a bootstrap resample)."""
+        rows = np.asarray(rows)
+        if rows.ndim != 1 or not np.issubdtype(rows.dtype, np.integer) \
+                or (rows.size and (rows.min() < 0 or rows.max() >= len(self.y))):
+            raise ConfigError(f"resampled rows must be indexes of the {len(self.y)} test rows")
         return MixtureGame(base=self.base[rows], outputs=self.outputs[:, rows], weights=self.weights, y=self.y[rows],
                            metric=self.metric)
 
@@ -216,7 +232,10 @@ class MixtureGame:
 def influence_factors(changes: np.ndarray, keep: np.ndarray) -> np.ndarray:
     """``min(1, median norm / norm)`` per player, the median over the ``keep`` players' change norms."""
     norms = np.linalg.norm(np.asarray(changes, dtype=np.float64), axis=1)
-    kept = norms[np.asarray(keep, dtype=bool)]
+    keep = np.asarray(keep, dtype=bool)
+    if keep.shape != norms.shape:
+        raise ConfigError(f"keep must have one entry per player ({len(norms)}), got shape {keep.shape}")
+    kept = norms[keep]
     if kept.size == 0:
         return np.ones(len(norms))
     median = float(np.median(kept))
@@ -237,7 +256,6 @@ standard error is about 4% of a typical value (the reward's own noise is the tes
 BOOTSTRAP_PAIRS = 100
 """The same in each bootstrap replicate: the first 100 pairs of the same order stream (common random
 numbers), so the replicates' spread is the test set's noise, not the Monte-Carlo noise."""
-"""The same in each bootstrap replicate (its Monte-Carlo variance is subtracted)."""
 
 SLOW_GAME_SHAPLEY_OPTIONS = {"tolerance": 0.01, "min_permutations": 50, "max_permutations": 300, "antithetic": True}
 """The same for a game whose every coalition is a model evaluation (a non-affine model in plaintext)."""
@@ -253,6 +271,8 @@ BOOTSTRAP_SHAPLEY_OPTIONS = {"tolerance": 0.02, "min_permutations": 100, "max_pe
 
 def bootstrap_rows(samples: int, *, replicates: int = BOOTSTRAP_REPLICATES, seed: int = 0) -> list[np.ndarray]:
     """``replicates`` resamples (with replacement) of ``samples`` test rows, seeded by ``seed``."""
+    if samples < 0 or replicates < 0:
+        raise ConfigError(f"bootstrap needs a non-negative number of samples and replicates, got {samples}, {replicates}")
     rng = np.random.default_rng([seed, 0xB007])
     return [rng.integers(0, samples, size=samples) for _ in range(replicates)] if samples else []
 
@@ -272,6 +292,10 @@ def shrink_to_signal(values: np.ndarray, replicates: np.ndarray) -> tuple[np.nda
     """
     v = np.asarray(values, dtype=np.float64)
     reps = np.asarray(replicates, dtype=np.float64)
+    if v.ndim != 1 or not np.all(np.isfinite(v)) or not np.all(np.isfinite(reps)) \
+            or (reps.size and (reps.ndim != 2 or reps.shape[1] != v.size)):
+        raise ConfigError(f"shrinkage needs finite values and replicates with one column per value ({v.size}), "
+                          f"got shapes {v.shape} and {reps.shape}")
     positive = v > 0
     if positive.sum() < 2 or reps.ndim != 2 or reps.shape[0] < 2:
         return v.copy(), 1.0
@@ -311,6 +335,8 @@ def task_scores(*, utility, players: int, keep: np.ndarray | None = None, scorer
     (:func:`shrink_to_signal`). The estimates are mapped to [0, 1] over all kept players together
     (:func:`onchain_scores`). ``shapley_options`` (default :data:`TASK_SHAPLEY_OPTIONS`) configure
     the Shapley scorer."""
+    if players < 0:
+        raise ConfigError(f"players must be at least 0, got {players}")
     keep = np.ones(players, dtype=bool) if keep is None else np.asarray(keep, dtype=bool)
     if keep.shape != (players,):
         raise ConfigError(f"keep must have one entry per player ({players}), got shape {keep.shape}")
