@@ -18,12 +18,23 @@ from hypothesis import strategies as st
 from din_lab.chain.din import WAD, to_wad
 from din_lab.config import PLAINTEXT_BASELINE, ExperimentConfig
 from din_lab.errors import ConfigError
+from din_lab.experiment import tabulate
+from din_lab.he import HEError, OwnerKeys, encrypt_test_set, params_for_depth
 from din_lab.learning import build_model, flatten, lab_model_spec
 from din_lab.protocol.checks import check_config
 from din_lab.protocol.lab import Lab
+from din_lab.roles import encrypted_evaluation as ee
+from din_lab.roles.codec import Update
 from din_lab.roles.scoring import coalition_vector, evaluate_vector, outputs_of, task_contribution, task_seed
 from din_lab.scoring import exact_shapley, tmc_shapley
-from din_lab.scoring.contribution import MixtureGame, screen_outputs, shrink_to_signal, task_scores
+from din_lab.scoring.contribution import (
+    MixtureGame,
+    bootstrap_rows,
+    influence_factors,
+    screen_outputs,
+    shrink_to_signal,
+    task_scores,
+)
 
 SMALL = dict(participants=12, subgroup_size=4, evaluators=7, evaluators_per_subgroup=3, rounds=2, seed=3)
 
@@ -304,10 +315,6 @@ def _agreed_outputs(members: list[str]):
     """A subgroup's encrypted outputs as honest committee members compute them (a logistic regression
     on an encrypted test set of 12 rows), the owner's keys, the labels and each player's plaintext
     outputs."""
-    from din_lab.he import OwnerKeys, encrypt_test_set, params_for_depth
-    from din_lab.roles import encrypted_evaluation as ee
-    from din_lab.roles.codec import Update
-
     model, base, deltas, weights, x, y = _linear_players(7, n=len(members))
     x, y = x[:12], y[:12]
     keys = OwnerKeys(params_for_depth(1))
@@ -325,9 +332,6 @@ def test_the_owner_refuses_agreed_outputs_that_inflate_a_weight_or_add_a_player(
     every coalition) or a player who sent no final-round update makes them unusable (HEError: the
     subgroup is closed after the publish deadline, the others are still scored); the honest ones
     pass and decrypt to the plaintext outputs."""
-    from din_lab.he import HEError
-    from din_lab.roles import encrypted_evaluation as ee
-
     members = ["0xA1", "0xB2", "0xC3"]
     outputs, keys, y, plain = _agreed_outputs(members)
     ee.check_task_outputs(outputs, members=members, contributors=set(members), max_samples=50, y=y)
@@ -368,8 +372,39 @@ def test_the_task_game_refuses_malformed_inputs_with_typed_errors():
         shrink_to_signal(np.array([1.0, 2.0]), np.ones((3, 5)))
     with pytest.raises(ConfigError):
         shrink_to_signal(np.array([1.0, np.nan]), np.ones((3, 2)))
-    from din_lab.scoring.contribution import bootstrap_rows, influence_factors
     with pytest.raises(ConfigError):
         influence_factors(np.ones((3, 4)), np.array([True, False]))
     with pytest.raises(ConfigError):
         bootstrap_rows(-3)
+
+
+def test_a_colluding_committee_majority_cannot_inflate_a_weight_in_the_task_game():
+    """Two ``inflated-weight`` evaluators on one committee of three agree on outputs that claim 10^9
+    samples for a player (a colluding majority: outside DIN's honest-majority assumption, but the
+    owner can check the claim against the task's ``max_samples``). The owner refuses those outputs:
+    the other subgroup is still scored by the task-wide game over its own players only, the captured
+    subgroup is closed after the publish deadline (each of its submitters scores 1), and no token is
+    lost."""
+    lab = Lab.create(ExperimentConfig(participants=6, subgroup_size=3, evaluators=5, evaluators_per_subgroup=3,
+                                      rounds=1, malicious_evaluators=("0.4:inflated-weight",), evaluation="he", seed=5))
+    colluders = {e.address for e in lab.evaluators if e.behaviour.malicious}
+    lab.run()
+    committees = lab.rounds[0].committees
+    captured = {g for g, c in committees.items() if sum(a in colluders for a in c) >= 2}
+    assert captured == {1}  # this seed seats both colluders on subgroup 1's committee only
+    events = lab.chain.events
+    assert {e.args["subgroup"] for e in events.where("ScoresUnresolved", address=lab.task.address)} == captured
+    assert {e.args["subgroup"] for e in events.where("ScoresPublished", address=lab.task.address)} == {0}
+    view = lab.auditor.view
+    honest = view.members(0, 0, subgroup_size=3)
+    updates = {p: u for p, u in lab.updates(0).items() if p in honest}
+    expected = task_contribution(updates=updates, previous=lab.owner.global_model(-1)[1], model=lab.model,
+                                 x=lab.dataset.X_test, y=lab.dataset.y_test, scorer="shapley",
+                                 seed=task_seed(lab.task.address, 0))
+    onchain = _onchain(lab)
+    for address in honest:
+        assert onchain[address] / WAD == pytest.approx(expected[address], abs=2e-4)
+    assert all(onchain[a] == WAD for a in view.members(0, 1, subgroup_size=3))
+    s = tabulate(lab, seconds=0).summary
+    assert any(n.startswith("subgroup 1: the owner did not score") for n in s["notes"])
+    assert s["tokens"]["conserved"] is True

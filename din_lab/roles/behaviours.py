@@ -23,7 +23,11 @@ assumption; under encrypted evaluation ``random``, ``extreme`` and ``wrong-aggre
 tampered encrypted outputs, whose digest no honest member shares), ``copycat`` (commits a copy of an honest member's commitment, result or scores,
 and then tries to reveal that member's opening: commit-reveal binds each commitment to its
 evaluator's address, so the reveal fails and the copycat is silent), ``forged-shares`` (secure
-aggregation: reveals duplicate shares and shares under another member's name; refused whole).
+aggregation: reveals duplicate shares and shares under another member's name; refused whole),
+``inflated-weight`` (encrypted evaluation: publishes the honest outputs with the first player's sample
+count raised to 10^9, the same bytes from every such member, so two of them on a committee of three
+are a colluding majority: the owner, who checks claims against the task's ``max_samples``, refuses the
+outputs and the subgroup is closed).
 """
 
 from __future__ import annotations
@@ -190,6 +194,20 @@ class EvaluatorBehaviour:
         """The shares it reveals to the rest of its committee (secure aggregation); honest: its own."""
         return shares
 
+    def outputs(self, outputs: Any) -> Any:
+        """The encrypted outputs it publishes (encrypted evaluation); honest: what it computed."""
+        return outputs
+
+
+class InflatedWeight(EvaluatorBehaviour):
+    """Encrypted evaluation: claims 10^9 samples for the first player of its outputs (that player's
+    weight in every coalition of the owner's task-wide game). Deterministic, so such members agree."""
+
+    def outputs(self, outputs):
+        if not outputs.players:
+            return outputs
+        return dataclasses.replace(outputs, samples=(10**9, *outputs.samples[1:]))
+
 
 class ForgedShares(EvaluatorBehaviour):
     """Secure aggregation: reveals each of its shares twice and once more under the next member's
@@ -231,6 +249,7 @@ EVALUATOR_BEHAVIOURS: dict[str, Callable[[], EvaluatorBehaviour]] = {
     "copycat": lambda: EvaluatorBehaviour(name="copycat", copies=True),
     "forged-shares": lambda: ForgedShares(name="forged-shares"),
     "withholder": lambda: EvaluatorBehaviour(name="withholder", withholds=True),
+    "inflated-weight": lambda: InflatedWeight(name="inflated-weight"),
 }
 
 

@@ -543,6 +543,7 @@ class Evaluator(Agent):
                 rng = np.random.default_rng([self.spec.seed, g, self.index, 23])
                 if self.behaviour.tampers_outputs:
                     outputs = ee.tampered(outputs, rng=rng)
+                outputs = self.behaviour.outputs(outputs)
                 data = outputs.to_bytes()
                 cid, digest, salt = self._add(data), hashlib.sha256(data).digest(), self._salt(f"outputs {g}")
                 commitment = outputs_commitment(digest, cid, salt, self.address)
