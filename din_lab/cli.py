@@ -221,7 +221,8 @@ def _add_run_parser(sub: argparse._SubParsersAction) -> None:
                      help="worker processes for encrypted evaluation (default 1: in this process); the outputs "
                           "are byte-identical whatever N")
     run.add_argument("--malicious-evaluators", dest="malicious_evaluators", action="append", metavar="FRACTION:BEHAVIOUR",
-                     help="honest, random, extreme, lazy, wrong-aggregate, copycat, forged-shares (repeatable)")
+                     help="honest, random, extreme, lazy, wrong-aggregate, copycat, forged-shares, withholder, "
+                          "inflated-weight (repeatable)")
     run.add_argument("--malicious-participants", dest="malicious_participants", action="append",
                      metavar="FRACTION:BEHAVIOUR",
                      help="random-data, inverted-labels, half-flipped-labels, scaled, free-rider, dropout, sybil "
