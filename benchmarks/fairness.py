@@ -5,7 +5,7 @@ subgroup draw? For several seeds and partitions this runs whole DIN tasks and me
 - (a) dispersion: the coefficient of variation of rewards among honest participants with equal data
   (IID partitions only: equal samples, equal distribution), beside the same coefficient of the
   reference values of (c) less their Monte-Carlo noise: how unequal the reference finds the
-  contributions, and so the CV pay proportional to contribution would have;
+  contributions, and so (where they are all positive) the CV pay proportional to them would have;
 - (b) the subgroup draw alone: the same task (same data, same training: every subgroup is accepted,
   so FedAvg over all of them does not depend on the grouping) run twice with only the draw moved
   (the fee budget differs by one token, which changes the task's creation transaction, the block
@@ -143,7 +143,9 @@ def contribution_cv(values: np.ndarray, errors: np.ndarray) -> tuple[float, floa
     """How unequal the reference says participants' contributions are: the coefficient of variation
     of ``values``, and the same with the reference's own Monte-Carlo noise taken out (the variance
     less the mean squared standard error, at least 0). Pay proportional to contribution would have the
-    second CV; a reward rule can only get below it by paying against the reference's measurement."""
+    second CV where every value is positive (as on IID data); where some are negative (skewed
+    partitions) it is a spread of signed values, which no pay has. It still holds the owner's test
+    set's sampling noise, which the reward rule's shrinkage takes out."""
     v = np.asarray(values, dtype=np.float64)
     noise = float(np.mean(np.asarray(errors, dtype=np.float64) ** 2))
     return float(v.std() / v.mean()), float(np.sqrt(max(v.var() - noise, 0.0)) / v.mean())
@@ -255,6 +257,7 @@ def measure(partition: str, seed: int, *, base: dict[str, Any], permutations: in
         "reference_max_standard_error": float(reference_errors.max()),
         "reference_cv": reference_cv,
         "reference_signal_cv": reference_signal_cv,
+        "reference_negative": int(sum(v < 0 for v in reference.values())),
         "reference_halves_spearman": reference_halves,
         "reference_permutations": permutations,
     }
@@ -314,15 +317,15 @@ def table(rows: list[dict[str, Any]], check_rows: list[dict[str, Any]], info: di
     lines = [f"fair rewards: {info['protocol']}, {info['participants']} participants, {info['rounds']} rounds, "
              f"digits, scorer {info['scorer']} in the {info['contribution']} game; reference: TMC Data Shapley, "
              f"{info['permutations']} permutations ('ref CV': the reference values' coefficient of variation less its "
-             "Monte-Carlo noise, what pay proportional to contribution would have; 'ref self': Spearman of its two "
-             "halves)",
+             "Monte-Carlo noise, what pay proportional to contribution would have if no value is negative; 'ref<0': "
+             "how many are; 'ref self': Spearman of its two halves)",
              "", f"{'partition':<15}{'seed':>5}{'acc':>7}{'draw mean':>11}{'draw max':>10}{'reward CV':>11}"
-                 f"{'ref CV':>8}{'rho ref':>9}{'ref SE':>9}{'ref self':>10}{'rho samples':>13}{'flip share':>12}"
+                 f"{'ref CV':>8}{'ref<0':>6}{'rho ref':>9}{'ref SE':>9}{'ref self':>10}{'rho samples':>13}{'flip share':>12}"
                  f"{'random share':>14}{'half-flip':>11}"]
     for r in rows:
         lines.append(f"{r['partition']:<15}{r['seed']:>5}{r['final_accuracy']:>7.3f}"
                      f"{r['draw_only']['mean_change']:>11.1%}{r['draw_only']['max_change']:>10.1%}"
-                     f"{r['reward_cv']:>11.2f}{r['reference_signal_cv']:>8.2f}{r['spearman_reference']:>9.2f}{r['reference_max_standard_error']:>9.4f}"
+                     f"{r['reward_cv']:>11.2f}{r['reference_signal_cv']:>8.2f}{r['reference_negative']:>6d}{r['spearman_reference']:>9.2f}{r['reference_max_standard_error']:>9.4f}"
                      f"{r['reference_halves_spearman']:>10.2f}"
                      f"{r['spearman_samples']:>13.2f}{r['poisoners_inverted-labels_share']:>12.1%}"
                      f"{r['poisoners_random-data_share']:>14.1%}"

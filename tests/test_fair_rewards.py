@@ -344,7 +344,7 @@ def test_the_owner_refuses_agreed_outputs_that_inflate_a_weight_or_add_a_player(
         ee.check_task_outputs(inflated, members=members, contributors=set(members), max_samples=50, y=y)
     with pytest.raises(HEError, match="sent no update"):
         ee.check_task_outputs(outputs, members=members, contributors=set(members[1:]), max_samples=50, y=y)
-    with pytest.raises(HEError, match="no model's outputs"):  # more rows than the owner's test set
+    with pytest.raises(HEError, match="no outputs on the test set"):  # fewer rows than the owner's labels
         ee.decrypt_task_outputs(outputs, secret_context=keys.context, y=np.concatenate([y, y]))
 
 

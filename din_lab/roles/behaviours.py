@@ -203,7 +203,7 @@ class InflatedWeight(EvaluatorBehaviour):
     """Encrypted evaluation: claims 10^9 samples for the first player of its outputs (that player's
     weight in every coalition of the owner's task-wide game). Deterministic, so such members agree."""
 
-    def outputs(self, outputs):
+    def outputs(self, outputs: Any) -> Any:
         if not outputs.players:
             return outputs
         return dataclasses.replace(outputs, samples=(10**9, *outputs.samples[1:]))

@@ -288,8 +288,8 @@ class ModelOwner(Agent):
         closed (nothing paid on it); one whose agreed outputs are unusable is closed after the
         publish deadline (its submitters score 1), as in subgroup scoring."""
         F = self.F
-        agreed: list[tuple[ee.AgreedOutputs, str]] = []
-        outside: list[tuple[ee.AgreedOutputs, str]] = []
+        agreed: list[tuple[ee.AgreedOutputs, str]] = []  # in the game, and the backing of their digest
+        outside: list[tuple[int, bytes, int, str]] = []  # subgroup, digest, members, backing: scored 0
         statuses = self.view.finalized(final)
         contributors = set(self.view.submitted(final))
         for g in range(self.view.groups(final)):
@@ -304,6 +304,12 @@ class ModelOwner(Agent):
                 self._tx("reward", None, F.closeUnresolvedScores(g), f"close disputed subgroup {g}: nothing paid")
                 continue
             members = self.view.members(final, g, subgroup_size=self.spec.subgroup_size)
+            backing = f"{counts[majority]} of {seats} voting seats"
+            aborted = bool(self.view.call(F.subgroupInfo(final, g))[8])  # a secure-aggregation abort: nobody's update
+            if statuses.get(g, (None, None))[0] != SubgroupStatus.ACCEPTED or aborted:
+                # a failed or aborted subgroup's players contributed nothing: scored 0, its outputs unused
+                outside.append((g, majority, len(members), backing))
+                continue
             try:  # one subgroup's outputs enter every player's game: checked and decrypted one by one
                 outputs = self._agreed_outputs(final, g, majority, [c for d, c in votes if d == majority])
                 ee.check_task_outputs(outputs, members=members, contributors=contributors,
@@ -314,10 +320,7 @@ class ModelOwner(Agent):
             except DinLabError as e:  # remembered: never scored later in a game of its own
                 self._unusable_outputs[g] = str(e)
                 continue
-            aborted = bool(self.view.call(F.subgroupInfo(final, g))[8])  # a secure-aggregation abort: nobody's update
-            accepted = statuses.get(g, (None, None))[0] == SubgroupStatus.ACCEPTED and not aborted
-            # a failed or aborted subgroup's players contributed nothing: scored 0, outside the game
-            (agreed if accepted else outside).append((entry, f"{counts[majority]} of {seats} voting seats"))
+            agreed.append((entry, backing))
         scored: dict[int, ee.OwnerScoring] = {}
         if agreed:
             started = time.perf_counter()
@@ -335,14 +338,14 @@ class ModelOwner(Agent):
                 self._note("reward", None, f"valued the task's {players} evaluated players in one game",
                            detail=f"from {len(agreed)} subgroups' decrypted outputs, "
                                   f"{time.perf_counter() - started:.2f} s")
-        for entry, backing in agreed + outside:
-            outputs, majority, members = entry.outputs, entry.digest, entry.members
-            g = outputs.subgroup
+        publish = [(a.outputs.subgroup, a.digest, len(a.members), backing) for a, backing in agreed] + outside
+        for g, majority, members, backing in publish:
             self._rows.add(g)
-            scoring = scored.get(g) or ee.OwnerScoring(scores=(0.0,) * len(members), audit={
+            scoring = scored.get(g) or ee.OwnerScoring(scores=(0.0,) * members, audit={
                 "kind": "din-lab/encrypted-evaluation/audit", "game": "task", "subgroup": g,
-                "outputs_digest": majority.hex(), "scores": [0.0] * len(members),
-                "note": "the subgroup was not accepted in the final round: its players contributed nothing"})
+                "outputs_digest": majority.hex(), "scores": [0.0] * members,
+                "note": "the subgroup was not accepted in the final round (it failed, or secure aggregation aborted "
+                        "it): its players contributed nothing"})
             audit = self._add(json_to_bytes(scoring.audit))
             wads = [to_wad(float(np.clip(v, 0.0, 1.0))) for v in scoring.scores]
             self._tx("reward", None, F.publishScores(g, wads, majority, audit.to_chain()),

@@ -114,7 +114,8 @@ class MixtureGame:
         outputs = np.asarray(self.outputs, dtype=np.float64)
         weights = np.asarray(self.weights, dtype=np.float64)
         labels = np.asarray(self.y)
-        if labels.ndim != 1 or not (np.issubdtype(labels.dtype, np.integer) or labels.size == 0):
+        if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.number) and labels.dtype != bool \
+                or not np.all(np.isfinite(labels)) or not np.all(labels == np.round(labels)):
             raise ConfigError(f"labels must be a 1-D array of class indexes, got {labels.dtype} of shape {labels.shape}")
         y = labels.astype(np.int64)
         if base.ndim != 2 or len(y) != base.shape[0] or (len(y) and (y.min() < 0 or y.max() >= base.shape[1])):
